@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real (qemu-ga, iproute2, openssl,
+# systemd-analyze, ...), only those missing. Needs root (apt-get). Safe to run again.
+set -euo pipefail
+
+PACKAGES=(
+  iproute2          # ip netns / veth / routes for getRoute and qemu-ga namespaces
+  openssl           # throwaway CAs for the mutual-TLS tests
+  qemu-guest-agent  # the real qemu-ga, run inside network namespaces
+  systemd           # systemd-analyze verify / security on the unit
+  python3-stomp     # a STOMP client nobody here wrote, for the STOMP tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-test-host: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup-test-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup-test-host: all test packages present"

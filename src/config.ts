@@ -1,0 +1,314 @@
+// Configuration: one table of options drives the command line, the environment and the JSON
+// config file, so the three can never disagree. Precedence: flag > env > file > default.
+import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export type QgaVia = 'auto' | 'direct' | 'libvirt';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  paths: { cert: string; key: string; ca: string };
+}
+
+export interface Config {
+  listen: ListenAddress;
+  channelsDir: string;
+  configFile: string | null;
+  tls: TlsFiles | null;
+  insecure: boolean;
+  qgaPollIntervalMs: number;
+  qgaVia: QgaVia;
+  libvirtUri: string;
+  logLevel: LogLevel;
+  maxFrameBytes: number;
+  maxBatch: number;
+  maxInFlight: number;
+  maxConnections: number;
+  allowedOrigins: string[];
+  maxSubscriberBufferBytes: number;
+  shutdownTimeoutMs: number;
+}
+
+type Kind = 'string' | 'boolean' | 'int' | 'number' | 'list';
+
+interface OptionDef {
+  flag: string; // also the config-file key
+  kind: Kind;
+  default: string | boolean | number | string[] | null;
+  help: string;
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/vdsm-agentd/config.json';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The option table. The README's flags table is generated from the same entries (`--help`). */
+export const OPTIONS: readonly OptionDef[] = [
+  { flag: 'listen', kind: 'string', default: '127.0.0.1:54322', help: 'listen address HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port)' },
+  { flag: 'channels-dir', kind: 'string', default: '/var/lib/libvirt/qemu/channels', help: "directory of the VMs' guest-agent channel sockets" },
+  { flag: 'config', kind: 'string', default: null, help: `JSON config file (default ${DEFAULT_CONFIG_FILE} if present)` },
+  { flag: 'tls-cert', kind: 'string', default: null, help: 'server certificate (PEM); with --tls-key and --tls-ca serves wss:// with mutual TLS' },
+  { flag: 'tls-key', kind: 'string', default: null, help: 'server private key (PEM)' },
+  { flag: 'tls-ca', kind: 'string', default: null, help: 'CA (PEM) that must have signed client certificates' },
+  { flag: 'insecure', kind: 'boolean', default: false, help: 'allow plain ws:// on a non-loopback address' },
+  { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent' },
+  { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
+  { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
+  { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
+  { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
+  { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
+  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection' },
+  { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections' },
+  { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated); others are refused' },
+  { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected" },
+  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'seconds to wait for in-flight requests on SIGTERM/SIGINT' },
+];
+
+const BY_FLAG = new Map(OPTIONS.map((o) => [o.flag, o]));
+
+export function envName(flag: string): string {
+  return 'VDSM_AGENTD_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+type Raw = Map<string, unknown>;
+
+/** Parses argv (without node and script). Throws ConfigError naming the problem. */
+export function parseArgs(argv: readonly string[]): { values: Raw; help: boolean; version: boolean } {
+  const values: Raw = new Map();
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--version') { version = true; continue; }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument '${arg}'`);
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    const opt = BY_FLAG.get(name);
+    if (!opt) throw new ConfigError(`unknown flag '--${name}' (see --help)`);
+    if (opt.kind === 'boolean') {
+      values.set(name, eq === -1 ? true : parseValue(opt, arg.slice(eq + 1), `--${name}`));
+      continue;
+    }
+    let text: string;
+    if (eq !== -1) text = arg.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`flag '--${name}' needs a value`);
+      text = next;
+      i++;
+    }
+    values.set(name, parseValue(opt, text, `--${name}`));
+  }
+  return { values, help, version };
+}
+
+function parseValue(opt: OptionDef, text: string, where: string): unknown {
+  switch (opt.kind) {
+    case 'string':
+      return text;
+    case 'boolean':
+      if (/^(1|true|yes|on)$/i.test(text)) return true;
+      if (/^(0|false|no|off|)$/i.test(text)) return false;
+      throw new ConfigError(`${where}: expected true or false, got '${text}'`);
+    case 'int': {
+      if (!/^\d+$/.test(text.trim())) throw new ConfigError(`${where}: expected a whole number, got '${text}'`);
+      return Number(text);
+    }
+    case 'number': {
+      const n = Number(text);
+      if (text.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${where}: expected a number, got '${text}'`);
+      return n;
+    }
+    case 'list':
+      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  }
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): Raw {
+  const values: Raw = new Map();
+  for (const opt of OPTIONS) {
+    if (opt.flag === 'config') continue; // the file is chosen by flag or env below
+    const text = env[envName(opt.flag)];
+    if (text !== undefined && text !== '') values.set(opt.flag, parseValue(opt, text, envName(opt.flag)));
+  }
+  return values;
+}
+
+function fromFile(path: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  const values: Raw = new Map();
+  for (const [key, value] of Object.entries(json)) {
+    const opt = BY_FLAG.get(key);
+    if (!opt || key === 'config') throw new ConfigError(`config file ${path}: unknown key '${key}'`);
+    values.set(key, checkFileValue(opt, value, `config file ${path}: key '${key}'`));
+  }
+  return values;
+}
+
+function checkFileValue(opt: OptionDef, value: unknown, where: string): unknown {
+  switch (opt.kind) {
+    case 'string':
+      if (typeof value === 'string') return value;
+      break;
+    case 'boolean':
+      if (typeof value === 'boolean') return value;
+      break;
+    case 'int':
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
+      break;
+    case 'number':
+      if (typeof value === 'number' && Number.isFinite(value)) return value;
+      break;
+    case 'list':
+      if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value;
+      break;
+  }
+  const expected = { string: 'a string', boolean: 'true or false', int: 'a whole number', number: 'a number', list: 'an array of strings' }[opt.kind];
+  throw new ConfigError(`${where}: expected ${expected}, got ${JSON.stringify(value)}`);
+}
+
+export function parseListen(text: string): ListenAddress {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(`--listen: expected HOST:PORT or [IPv6]:PORT, got '${text}'`);
+  const host = m[1]!;
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--listen: port ${port} is out of range`);
+  if (text.startsWith('[') && isIP(host) !== 6) throw new ConfigError(`--listen: '${host}' is not an IPv6 address`);
+  return { host, port };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+function readTlsFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/** Everything from argv, env and file, merged and validated. Throws ConfigError. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const cli = parseArgs(argv).values;
+  const envValues = fromEnv(env);
+  const explicitFile = (cli.get('config') as string | undefined) ?? env[envName('config')];
+  let configFile: string | null = null;
+  let fileValues: Raw = new Map();
+  if (explicitFile !== undefined && explicitFile !== '') {
+    configFile = explicitFile;
+    fileValues = fromFile(explicitFile);
+  } else if (existsSync(DEFAULT_CONFIG_FILE)) {
+    configFile = DEFAULT_CONFIG_FILE;
+    fileValues = fromFile(DEFAULT_CONFIG_FILE);
+  }
+  const get = (flag: string): unknown => {
+    if (cli.has(flag)) return cli.get(flag);
+    if (envValues.has(flag)) return envValues.get(flag);
+    if (fileValues.has(flag)) return fileValues.get(flag);
+    return BY_FLAG.get(flag)!.default;
+  };
+
+  const listen = parseListen(get('listen') as string);
+  const insecure = get('insecure') as boolean;
+
+  const certPath = get('tls-cert') as string | null;
+  const keyPath = get('tls-key') as string | null;
+  const caPath = get('tls-ca') as string | null;
+  let tls: TlsFiles | null = null;
+  const given = [certPath, keyPath, caPath].filter((p) => p !== null && p !== '').length;
+  if (given > 0 && given < 3) throw new ConfigError('--tls-cert, --tls-key and --tls-ca must be given together');
+  if (given === 3) {
+    tls = {
+      cert: readTlsFile(certPath!, 'TLS certificate'),
+      key: readTlsFile(keyPath!, 'TLS key'),
+      ca: readTlsFile(caPath!, 'TLS CA'),
+      paths: { cert: certPath!, key: keyPath!, ca: caPath! },
+    };
+  }
+  if (!tls && !insecure && !isLoopbackHost(listen.host)) {
+    throw new ConfigError(
+      `refusing plain ws:// on non-loopback address ${listen.host}: give --tls-cert/--tls-key/--tls-ca, or --insecure`,
+    );
+  }
+
+  const pollSeconds = get('qga-poll-interval') as number;
+  if (!(pollSeconds >= 0.05 && pollSeconds <= 3600)) {
+    throw new ConfigError(`--qga-poll-interval: expected seconds between 0.05 and 3600, got ${pollSeconds}`);
+  }
+  const qgaVia = get('qga-via') as string;
+  if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
+    throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
+  }
+  const logLevel = get('log-level') as string;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
+  }
+  const positive = (flag: string): number => {
+    const n = get(flag) as number;
+    if (!(Number.isInteger(n) && n >= 1)) throw new ConfigError(`--${flag}: expected a whole number of at least 1, got ${n}`);
+    return n;
+  };
+  const shutdownSeconds = get('shutdown-timeout') as number;
+  if (!(shutdownSeconds >= 0 && shutdownSeconds <= 300)) {
+    throw new ConfigError(`--shutdown-timeout: expected seconds between 0 and 300, got ${shutdownSeconds}`);
+  }
+  const channelsDir = get('channels-dir') as string;
+  if (channelsDir === '') throw new ConfigError('--channels-dir: must not be empty');
+
+  return {
+    listen,
+    channelsDir,
+    configFile,
+    tls,
+    insecure,
+    qgaPollIntervalMs: Math.round(pollSeconds * 1000),
+    qgaVia,
+    libvirtUri: get('libvirt-uri') as string,
+    logLevel: logLevel as LogLevel,
+    maxFrameBytes: positive('max-frame-bytes'),
+    maxBatch: positive('max-batch'),
+    maxInFlight: positive('max-in-flight'),
+    maxConnections: positive('max-connections'),
+    allowedOrigins: get('allowed-origins') as string[],
+    maxSubscriberBufferBytes: positive('max-subscriber-buffer-bytes'),
+    shutdownTimeoutMs: Math.round(shutdownSeconds * 1000),
+  };
+}
+
+export function usage(): string {
+  const lines = ['usage: vdsm-agentd [--flag value ...]', '', 'Each flag is also an environment variable (VDSM_AGENTD_<FLAG>) and a config-file key.', ''];
+  for (const o of OPTIONS) {
+    const def = o.default === null ? '' : ` (default: ${Array.isArray(o.default) ? o.default.join(',') || 'none' : String(o.default)})`;
+    lines.push(`  --${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}`.padEnd(36) + o.help + def);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,44 @@
+// Wiring and lifecycle: builds every part from the Config, starts them in order, and stops
+// them in reverse on shutdown. No protocol logic lives here.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { EventHub } from './events/hub.js';
+import { MethodRegistry } from './rpc/registry.js';
+import { RpcServer } from './rpc/server.js';
+import { hostMethods } from './rpc/methods/host.js';
+
+export class Daemon {
+  readonly hub: EventHub;
+  readonly registry: MethodRegistry;
+  readonly server: RpcServer;
+  private readonly stoppers: (() => Promise<void> | void)[] = [];
+
+  constructor(
+    readonly config: Config,
+    readonly log: Logger,
+  ) {
+    this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
+    this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
+    this.registry.add(hostMethods());
+    this.server = new RpcServer({
+      listen: config.listen,
+      tls: config.tls,
+      limits: config,
+      registry: this.registry,
+      hub: this.hub,
+      log: log.child({ part: 'rpc' }),
+    });
+  }
+
+  async start(): Promise<string> {
+    await this.server.listen();
+    const url = this.server.url();
+    this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);
+    return url;
+  }
+
+  async stop(): Promise<void> {
+    await this.server.stop(this.config.shutdownTimeoutMs);
+    for (const stop of this.stoppers.reverse()) await stop();
+  }
+}

@@ -1,0 +1,123 @@
+// The method table. Each method module (methods/*.ts) declares its methods, aliases and params;
+// the registry binds params, dispatches through json-rpc-2.0 and turns anything unexpected into
+// -32603 without internals. Transports (WebSocket, and any later one) call `handle` with a parsed
+// message and their Session, and get back what to send (or null for notifications only).
+import { JSONRPCServer, JSONRPCErrorException, createJSONRPCErrorResponse, type JSONRPCRequest, type JSONRPCResponse } from 'json-rpc-2.0';
+import type { Logger } from 'pino';
+import { ErrorCode } from '../wire.js';
+import { RpcError } from './errors.js';
+import { bindParams, type ParamDecl } from './params.js';
+
+/** What a method may know about the connection that called it. */
+export interface Session {
+  readonly id: number;
+  readonly peer: string;
+  /** Delivers events whose method starts with one of `prefixes` (all when null). */
+  subscribeEvents(prefixes: string[] | null): void;
+  unsubscribeEvents(): void;
+}
+
+export interface MethodDef {
+  name: string;
+  aliases?: readonly string[];
+  params: readonly ParamDecl[];
+  handler: (params: Record<string, unknown>, session: Session) => unknown;
+}
+
+export type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
+
+export interface HandleLimits {
+  maxBatch: number;
+}
+
+export class MethodRegistry {
+  private readonly server: JSONRPCServer<Session>;
+  private readonly names: string[] = [];
+
+  constructor(private readonly log: Logger) {
+    this.server = new JSONRPCServer<Session>({
+      errorListener: () => {
+        /* logged in mapError with the method's name */
+      },
+    });
+    this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) => {
+      if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
+      this.log.error({ err: error }, 'method failed unexpectedly');
+      return createJSONRPCErrorResponse(id, ErrorCode.internalError, 'Internal error');
+    };
+  }
+
+  add(defs: readonly MethodDef[]): void {
+    for (const def of defs) {
+      for (const name of [def.name, ...(def.aliases ?? [])]) {
+        if (this.server.hasMethod(name)) throw new Error(`method ${name} registered twice`);
+        this.server.addMethod(name, (params, session) => def.handler(bindParams(params, def.params), session));
+        this.names.push(name);
+      }
+    }
+  }
+
+  methodNames(): readonly string[] {
+    return this.names;
+  }
+
+  /**
+   * Handles one parsed message (request, notification or batch). `invalid` messages are answered
+   * here per JSON-RPC 2.0, so the library only ever sees well-formed requests.
+   */
+  async handle(message: unknown, session: Session, limits: HandleLimits): Promise<Reply> {
+    if (Array.isArray(message)) {
+      if (message.length === 0) return invalidRequest(null, 'empty batch');
+      if (message.length > limits.maxBatch) {
+        return invalidRequest(null, `batch of ${message.length} requests exceeds the limit of ${limits.maxBatch}`);
+      }
+      const replies = await Promise.all(message.map((m) => this.handleOne(m, session)));
+      const sent = replies.filter((r): r is JSONRPCResponse => r !== null);
+      return sent.length ? sent : null; // a batch of notifications only gets nothing back
+    }
+    return this.handleOne(message, session);
+  }
+
+  private async handleOne(message: unknown, session: Session): Promise<JSONRPCResponse | null> {
+    const problem = envelopeProblem(message);
+    if (problem) {
+      const id = idOf(message);
+      return invalidRequest(id, problem);
+    }
+    return this.server.receive(message as JSONRPCRequest, session);
+  }
+}
+
+/** Requests in a message: what counts against the in-flight limit. */
+export function requestCount(message: unknown): number {
+  return Array.isArray(message) ? message.length : 1;
+}
+
+function idOf(message: unknown): string | number | null {
+  if (message && typeof message === 'object' && !Array.isArray(message)) {
+    const id = (message as { id?: unknown }).id;
+    if (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id))) return id;
+  }
+  return null;
+}
+
+/** Pure check of a request object's envelope (JSON-RPC 2.0 section 4). */
+export function envelopeProblem(message: unknown): string | null {
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) return 'a request must be a JSON object';
+  const m = message as Record<string, unknown>;
+  if (m.jsonrpc !== '2.0') return "'jsonrpc' must be exactly \"2.0\"";
+  if (typeof m.method !== 'string') return "'method' must be a string";
+  if ('id' in m && !(m.id === null || typeof m.id === 'string' || typeof m.id === 'number')) {
+    return "'id' must be a string, a number or null";
+  }
+  if ('params' in m && (m.params === null || typeof m.params !== 'object')) return "'params' must be an object or an array";
+  return null;
+}
+
+export function invalidRequest(id: string | number | null, why: string): JSONRPCResponse {
+  return createJSONRPCErrorResponse(id, ErrorCode.invalidRequest, `Invalid Request: ${why}`);
+}
+
+export function errorReply(id: string | number | null, code: number, message: string, data?: unknown): JSONRPCResponse {
+  return createJSONRPCErrorResponse(id, code, message, data);
+}

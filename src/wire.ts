@@ -1,0 +1,92 @@
+// Every shape that crosses the wire, in one place: what clients receive (SPEC section 3),
+// and what guest agents send us (SPEC section 4, REFERENCE.md). Guest shapes describe what a
+// well-behaved agent sends; the parsers never trust them and sanitise before anything is kept.
+
+// ---- JSON-RPC results -------------------------------------------------------------------
+
+/** One guest interface, exactly VDSM's `netIfaces` element. */
+export interface GuestNetworkDeviceInfo {
+  name: string;
+  hw: string;
+  inet: string[];
+  inet6: string[];
+}
+
+export type GuestAgentStatus = 'responsive' | 'unresponsive' | 'unknown';
+
+/** VDSM's RunningVmStats, the guest-related subset; numbers that VDSM sends as strings stay strings. */
+export interface VmStats {
+  vmId: string;
+  status: 'Up' | 'Down';
+  statusTime: string;
+  elapsedTime: string;
+  netIfaces: GuestNetworkDeviceInfo[] | null;
+  guestIPs: string;
+  guestName: string;
+  guestFQDN: string;
+  guestOs: string;
+  guestAgentStatus: GuestAgentStatus;
+}
+
+export interface Route {
+  device: string;
+  gateway?: string;
+  source?: string;
+  table: number | string;
+  type: string;
+  via: 'netlink' | 'ip';
+}
+
+/** `|virt|VM_status|<vmId>` notification params: `{ [vmId]: partial stats, notify_time }`. */
+export type VmStatusEventParams = Record<string, unknown> & { notify_time: number };
+
+// ---- Error codes (SPEC section 3) -------------------------------------------------------
+
+export const ErrorCode = {
+  noSuchVm: 1,
+  noRoute: 1201,
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  /** A configured limit (requests in flight) was hit; the JSON-RPC 2.0 server-error range. */
+  serverBusy: -32000,
+} as const;
+
+export interface RpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+// ---- Guest agents (untrusted input shapes) ----------------------------------------------
+
+/** oVirt guest agent, guest -> host: one JSON object per line with `__name__`. */
+export interface OvirtInterfaceWire {
+  name?: unknown;
+  hw?: unknown;
+  inet?: unknown;
+  inet6?: unknown;
+}
+
+/** qemu-ga `guest-network-get-interfaces` element. */
+export interface QgaInterfaceWire {
+  name?: unknown;
+  'hardware-address'?: unknown;
+  'ip-addresses'?: unknown;
+}
+
+export interface QgaIpAddressWire {
+  'ip-address-type'?: unknown;
+  'ip-address'?: unknown;
+  prefix?: unknown;
+}
+
+export const CHANNEL_NAMES = ['ovirt-guest-agent.0', 'com.redhat.rhevm.vdsm', 'org.qemu.guest_agent.0'] as const;
+export type ChannelName = (typeof CHANNEL_NAMES)[number];
+export type ChannelProtocol = 'ovirt' | 'qemu';
+
+export function channelProtocol(channel: ChannelName): ChannelProtocol {
+  return channel === 'org.qemu.guest_agent.0' ? 'qemu' : 'ovirt';
+}
