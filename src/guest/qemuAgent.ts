@@ -4,7 +4,7 @@
 // is why the mapping functions take the already-parsed `return` value.
 import type { GuestNetworkDeviceInfo } from '../wire.js';
 import { LineFramer, QGA_DELIMITER, isBlank } from './framing.js';
-import { GuestIssue, noteIssue, type IssueCounts } from './issues.js';
+import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import {
   GUEST_LIMITS,
   arrayField,
@@ -67,7 +67,7 @@ export type QgaEvent =
   | { type: 'synced' }
   | { type: 'reply'; reply: QgaReply; issues: IssueCounts }
   /** Input thrown away: stale replies while resyncing, or an over-long line. */
-  | { type: 'discarded'; code: string };
+  | { type: 'discarded'; code: GuestIssueCode };
 
 /**
  * The host's read side of a qemu-ga stream. After `beginSync(id)` everything is discarded up to
