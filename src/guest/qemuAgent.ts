@@ -191,21 +191,20 @@ export function mapQgaHostName(value: unknown, issues: IssueCounts): string | nu
 }
 
 /**
- * `guest-get-osinfo` -> guestOs. The oVirt agent's `os-version` on Linux is the kernel release,
- * and VDSM fills guestOs from qemu-ga's `kernel-release` likewise; guests that omit it fall back to
- * `pretty-name`, then `name` and `version`.
+ * `guest-get-osinfo` -> guestOs, with the oVirt agent's meaning of `os-version`: the kernel
+ * release on Linux, the Windows version name on Windows. Fallbacks: `pretty-name`, then
+ * `name version`, then the kernel release.
  */
 export function mapQgaOsInfo(value: unknown, issues: IssueCounts): string | null {
   if (!isPlainObject(value)) {
     noteIssue(issues, GuestIssue.badField);
     return null;
   }
-  for (const key of ['kernel-release', 'pretty-name']) {
-    const text = cleanOptionalText(own(value, key), GUEST_LIMITS.maxTextChars, issues);
-    if (text) return text;
-  }
-  const parts = ['name', 'version']
-    .map((k) => cleanOptionalText(own(value, k), GUEST_LIMITS.maxTextChars, issues))
-    .filter((t): t is string => !!t);
-  return parts.length ? cleanText(parts.join(' '), GUEST_LIMITS.maxTextChars, issues) : null;
+  const text = (key: string): string | null => cleanOptionalText(own(value, key), GUEST_LIMITS.maxTextChars, issues) || null;
+  const windows = own(value, 'id') === 'mswindows';
+  const nameVersion = [text('name'), text('version')].filter((t): t is string => t !== null).join(' ');
+  const kernel = text('kernel-release');
+  const candidates = windows ? [text('pretty-name'), nameVersion, kernel] : [kernel, text('pretty-name'), nameVersion];
+  const found = candidates.find((c) => c);
+  return found ? cleanText(found, GUEST_LIMITS.maxTextChars, issues) : null;
 }
