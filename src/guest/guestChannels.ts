@@ -8,6 +8,7 @@ import type { VmRegistry } from '../vms/registry.js';
 import { ChannelConnection, type ChannelHandler } from './channel.js';
 import { ChannelsDirWatcher, type ChannelSocket, type ChannelsDirListener } from './channelsDir.js';
 import { InputGuard } from './inputGuard.js';
+import { ChannelLogCode } from './issues.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
 import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
@@ -44,6 +45,10 @@ export class GuestChannels implements ChannelsDirListener {
 
   constructor(private readonly opts: GuestChannelsOptions) {
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
+    // One line per agent state change (SPEC section 6), never per message.
+    opts.registry.onChange((ch) => {
+      if (ch.changed.includes('guestAgentStatus')) opts.log.info({ vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus }, 'guest agent status changed');
+    });
   }
 
   start(): Promise<void> {
@@ -106,7 +111,7 @@ export class GuestChannels implements ChannelsDirListener {
     }
     if (this.opts.qgaVia === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
-      if (!this.warnedNoLibvirt) log.warn({ code: 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE' }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
+      if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;
       return null;
     }
