@@ -75,6 +75,7 @@ describe('hostile guests', () => {
     expect(s.netIfaces![0]!.inet).toHaveLength(50);
     expect(guestDataProblem(s as unknown as Record<string, unknown>)).toBeNull();
     await eventually(() => codesFor(vm), (codes) => [GuestIssue.textReplaced, GuestIssue.notObject, GuestIssue.noName].every((k) => codes.includes(k)));
+    expect(d.logs().filter((l) => l.vmId === vm && l.level === 40).length).toBeLessThanOrEqual(5); // rate-limited
     expect(d.proc.exitCode).toBeNull();
     await g.close();
   });
@@ -86,6 +87,7 @@ describe('hostile guests', () => {
     const rssBefore = await rssBytes(d.proc.pid!);
     const flood = await startFloodGuest(channelPath(dir, flooder, OVIRT));
     const quiet = await ScriptedGuest.listen(channelPath(dir, silent, 'org.qemu.guest_agent.0')); // accepts, never speaks
+    const quietOvirt = await ScriptedGuest.listen(channelPath(dir, silent, OVIRT)); // likewise
     const g = await ScriptedGuest.listen(channelPath(dir, calm, OVIRT));
     await eventually(() => flood.sent(), (n) => n > 16 * MiB, 20_000, 'flood under way');
     let peakRss = 0;
@@ -98,6 +100,7 @@ describe('hostile guests', () => {
     expect((await stats(flooder)).guestAgentStatus).toBe('responsive');
     expect(await stats(silent)).toMatchObject({ guestAgentStatus: 'unknown', netIfaces: null, status: 'Up' });
     expect(quiet.received.some((l) => l.includes('guest-sync-delimited'))).toBe(true);
+    expect(quietOvirt.received.some((l) => l.includes('refresh'))).toBe(true);
     // Reading stops while the byte budget is in debt: the guest's writes back up, not our heap.
     expect(peakRss - rssBefore).toBeLessThan(96 * MiB);
     const floodWarnings = d.logs().filter((l) => l.vmId === flooder && l.level === 40);
@@ -106,6 +109,7 @@ describe('hostile guests', () => {
     expect(floodWarnings.some((l) => l.code === GuestIssue.rateLimited)).toBe(true);
     flood.stop();
     await quiet.close();
+    await quietOvirt.close();
     await g.close();
   });
 });

@@ -196,4 +196,27 @@ describe('scripted qemu-ga on a real socket', () => {
     expect(g.received.filter((l) => l.includes('guest-get-osinfo')).length).toBeLessThanOrEqual(2);
     await g.close();
   });
+
+  it('a VM with both agents: qemu-ga data wins, oVirt fills what qemu-ga lacks (FQDN)', async () => {
+    const vm = newVmId();
+    const ovirt = await ScriptedGuest.listen(channelPath(dir, vm, 'ovirt-guest-agent.0'));
+    await ovirt.send('network-interfaces', { interfaces: [{ name: 'eth0', hw: '52:54:00:00:00:aa', inet: ['10.9.9.9'], inet6: [] }] });
+    await ovirt.send('host-name', { name: 'ovirt-name' });
+    await ovirt.send('fqdn', { fqdn: 'vm.ovirt.example' });
+    await eventually(() => stats(vm), (x) => x.guestIPs === '10.9.9.9', 10_000, 'oVirt data first');
+    const qga = await ScriptedGuest.listen(channelPath(dir, vm, QGA));
+    qga.onLine = (line, guest) => {
+      const req = JSON.parse(line.replace(/^\xff/, '')) as { execute: string; arguments?: { id: number } };
+      if (req.execute === 'guest-sync-delimited') void guest.write(Buffer.concat([Buffer.of(0xff), Buffer.from(`{"return": ${req.arguments!.id}}\n`)]));
+      else if (req.execute === 'guest-network-get-interfaces') void guest.write(fixtureBytes('qga/linux-interfaces.json'));
+      else if (req.execute === 'guest-get-host-name') void guest.write(fixtureBytes('qga/host-name.json'));
+      else void guest.write(fixtureBytes('qga/osinfo.json'));
+    };
+    const s = await eventually(() => stats(vm), (x) => x.guestIPs === '192.0.2.10', 10_000, 'qemu-ga data wins');
+    expect(s).toMatchObject({ guestName: 'vm', guestFQDN: 'vm.ovirt.example', guestOs: '6.1.0-18-amd64', guestAgentStatus: 'responsive' });
+    expect(s.netIfaces!.map((i) => i.name)).toEqual(['lo', 'vg0']);
+    await qga.close(); // its socket goes: the oVirt data is what is left
+    await eventually(() => stats(vm), (x) => x.guestIPs === '10.9.9.9' && x.guestName === 'ovirt-name', 10_000, 'oVirt data after qemu-ga left');
+    await ovirt.close();
+  });
 });
