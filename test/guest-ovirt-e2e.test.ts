@@ -127,6 +127,21 @@ describe('oVirt guest agent, end to end', () => {
     for (const o of [...others, m]) await o.close();
   });
 
+  it('one VM under two spellings of its UUID: one connection; removing the spare keeps the VM', async () => {
+    const vm = newVmId();
+    const first = await ScriptedGuest.listen(channelPath(t.dir, vm, OVIRT));
+    await first.waitForLine((l) => l.includes('refresh'));
+    const spare = await ScriptedGuest.listen(channelPath(t.dir, vm.toUpperCase(), OVIRT));
+    await first.send('host-name', { name: 'first' });
+    await eventually(() => t.stats(vm), (x) => x.guestName === 'first');
+    await spare.close();
+    await first.send('host-name', { name: 'still-here' });
+    await eventually(() => t.stats(vm), (x) => x.guestName === 'still-here');
+    expect(spare.connections).toBe(0);
+    expect((await t.c.call<VmStats[]>('Host.getAllVmStats')).filter((x) => x.vmId === vm)).toHaveLength(1);
+    await first.close();
+  });
+
   it('errors: unknown vmID is code 1, malformed params are -32602 naming the param', async () => {
     expect(await errorOf(t.c.call('VM.getStats', { vmID: newVmId() }))).toMatchObject({ code: 1 });
     for (const bad of [{ vmID: 'not-a-uuid' }, { vmID: 42 }, {}, ['x'], { vmId: newVmId() }]) {

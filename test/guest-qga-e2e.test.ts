@@ -183,3 +183,18 @@ describe('scripted qemu-ga on a real socket', () => {
     await ovirt.close();
   });
 });
+
+describe('--qga-via libvirt without a libvirt transport', () => {
+  const t = useGuestDaemon(['--qga-via', 'libvirt', '--qga-poll-interval', '0.2']);
+
+  it('knows the VM from its socket but never connects to the qemu-ga socket (libvirtd owns it)', async () => {
+    const vm = newVmId();
+    const g = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
+    await eventually(() => t.stats(vm), (x) => x.status === 'Up');
+    await t.d.waitForLog((l) => l.code === 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE');
+    await new Promise((r) => setTimeout(r, 500)); // several poll intervals
+    expect(g.connections).toBe(0);
+    expect((await t.stats(vm)).guestAgentStatus).toBe('unknown');
+    await g.close();
+  });
+});
