@@ -41,7 +41,6 @@ export class ChannelConnection {
   private failing = false;
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
-  connects = 0;
 
   constructor(private readonly opts: ChannelConnectionOptions) {
     this.now = opts.now ?? Date.now;
@@ -86,7 +85,6 @@ export class ChannelConnection {
     socket.on('connect', () => {
       up = true;
       socket.setTimeout(0);
-      this.connects++;
       this.failing = false;
       log.info({ path }, 'channel connected');
       this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
