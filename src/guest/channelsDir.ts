@@ -34,7 +34,8 @@ export function parseChannelFileName(name: string): { vmId: string; channel: Cha
 }
 
 interface Known extends ChannelSocket {
-  ino: number;
+  /** Which file this is: ext4 hands a freed inode number straight to the next file, so the birth time too. */
+  identity: string;
 }
 
 export class ChannelsDirWatcher {
@@ -157,25 +158,25 @@ export class ChannelsDirWatcher {
       return;
     }
     const full = path.join(this.dir, name);
-    let ino: number | null = null;
+    let identity: string | null = null;
     try {
       const st = await lstat(full);
-      if (st.isSocket()) ino = st.ino;
+      if (st.isSocket()) identity = `${st.ino}/${st.birthtimeMs || st.ctimeMs}`;
     } catch {
       /* gone */
     }
     if (this.stopped) return;
     const k = this.known.get(name);
-    if (ino === null) {
+    if (identity === null) {
       if (k) this.forget(name, k);
       return;
     }
     if (!k) {
-      const socket: Known = { ...parsed, path: full, ino };
+      const socket: Known = { ...parsed, path: full, identity };
       this.known.set(name, socket);
       this.listener.added(socket);
-    } else if (k.ino !== ino) {
-      k.ino = ino;
+    } else if (k.identity !== identity) {
+      k.identity = identity;
       this.listener.replaced(k);
     }
   }
