@@ -41,7 +41,8 @@ interface Known extends ChannelSocket {
 export class ChannelsDirWatcher {
   private readonly known = new Map<string, Known>();
   private watcher: FSWatcher | null = null;
-  private watchedIno: number | null = null;
+  /** inode and birth time of the watched directory: a recreated one may reuse the inode number. */
+  private watchedId: string | null = null;
   private missingLogged = false;
   private timer: NodeJS.Timeout | null = null;
   private pending = new Set<string>();
@@ -72,11 +73,11 @@ export class ChannelsDirWatcher {
   /** Directory present -> watched and listed; missing -> every socket removed, said once. */
   private async checkDir(): Promise<void> {
     if (this.stopped) return;
-    let ino: number;
+    let id: string;
     try {
       const st = await stat(this.dir);
       if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      ino = st.ino;
+      id = `${st.ino}/${st.birthtimeMs}`;
     } catch (err) {
       if (!this.missingLogged) {
         this.missingLogged = true;
@@ -86,7 +87,7 @@ export class ChannelsDirWatcher {
       this.schedule(null);
       return;
     }
-    if (this.watcher && this.watchedIno === ino) {
+    if (this.watcher && this.watchedId === id) {
       this.schedule(null); // periodic listing: catches events inotify dropped
       return;
     }
@@ -98,7 +99,7 @@ export class ChannelsDirWatcher {
         this.closeWatcher();
         void this.checkDir();
       });
-      this.watchedIno = ino;
+      this.watchedId = id;
     } catch (err) {
       this.log.debug({ err, dir: this.dir }, 'cannot watch channels directory yet');
       this.schedule(null);
@@ -113,7 +114,7 @@ export class ChannelsDirWatcher {
   private closeWatcher(): void {
     this.watcher?.close();
     this.watcher = null;
-    this.watchedIno = null;
+    this.watchedId = null;
   }
 
   /** Queues one name (or a full listing) and runs the queue unless it is running already. */
