@@ -6,15 +6,13 @@ import path from 'node:path';
 import { afterAll } from 'vitest';
 
 const made: string[] = [];
-let hooked = false;
+// Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
+// must run even when a file's set-up fails.
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 export function tempDir(prefix = 'vat-ch-'): string {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const d of made) rmSync(d, { recursive: true, force: true });
-    });
-  }
   const d = mkdtempSync(path.join(os.tmpdir(), prefix));
   made.push(d);
   return d;

@@ -5,7 +5,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll } from 'vitest';
 
 const procs = new Set<ChildProcess>();
-let hooked = false;
+// Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
+// must run even when a file's set-up fails.
+afterAll(() => {
+  for (const p of procs) p.kill('SIGKILL');
+});
 
 const SCRIPT = `
 const net = require('node:net');
@@ -28,12 +32,6 @@ export interface FloodGuest {
 }
 
 export function startFloodGuest(socketPath: string): Promise<FloodGuest> {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const p of procs) p.kill('SIGKILL');
-    });
-  }
   const proc = spawn(process.execPath, ['-e', SCRIPT, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   procs.add(proc);
   let sent = 0;

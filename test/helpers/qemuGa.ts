@@ -12,7 +12,12 @@ export const QEMU_GA = '/usr/sbin/qemu-ga';
 
 const running = new Set<ChildProcess>();
 const stateDirs: string[] = [];
-let hooked = false;
+// Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
+// must run even when a file's set-up fails.
+afterAll(() => {
+  for (const p of running) p.kill('SIGKILL');
+  for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+});
 
 export interface QemuGa {
   proc: ChildProcess;
@@ -22,13 +27,6 @@ export interface QemuGa {
 }
 
 export async function startQemuGa(ns: string, socketPath: string): Promise<QemuGa> {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const p of running) p.kill('SIGKILL');
-      for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
-    });
-  }
   const { lstat } = await import('node:fs/promises');
   // A stale socket from an earlier run; the file system may give the new one the same inode number.
   const old = await lstat(socketPath).catch(() => null);

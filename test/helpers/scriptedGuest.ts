@@ -7,7 +7,11 @@ import { rmSync } from 'node:fs';
 import { afterAll } from 'vitest';
 
 const open = new Set<ScriptedGuest>();
-let hooked = false;
+// Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
+// must run even when a file's set-up fails.
+afterAll(async () => {
+  for (const g of [...open]) await g.close();
+});
 
 export class ScriptedGuest {
   readonly received: string[] = [];
@@ -34,12 +38,6 @@ export class ScriptedGuest {
   }
 
   static async listen(path: string): Promise<ScriptedGuest> {
-    if (!hooked) {
-      hooked = true;
-      afterAll(async () => {
-        for (const g of [...open]) await g.close();
-      });
-    }
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
