@@ -8,6 +8,7 @@ export class ConfigError extends Error {
 }
 
 export type QgaVia = 'auto' | 'direct' | 'libvirt';
+export type RouteLookupMode = 'netlink' | 'ip';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ListenAddress {
@@ -31,6 +32,7 @@ export interface Config {
   qgaPollIntervalMs: number;
   qgaVia: QgaVia;
   libvirtUri: string;
+  routeLookup: RouteLookupMode;
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxBatch: number;
@@ -65,6 +67,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent' },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
+  { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
@@ -268,6 +271,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
     throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
   }
+  const routeLookup = get('route-lookup') as string;
+  if (routeLookup !== 'netlink' && routeLookup !== 'ip') {
+    throw new ConfigError(`--route-lookup: expected netlink or ip, got '${routeLookup}'`);
+  }
   const logLevel = get('log-level') as string;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -293,6 +300,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     qgaPollIntervalMs: Math.round(pollSeconds * 1000),
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
+    routeLookup,
     logLevel: logLevel as LogLevel,
     maxFrameBytes: positive('max-frame-bytes'),
     maxBatch: positive('max-batch'),

@@ -6,11 +6,14 @@ import { EventHub } from './events/hub.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
 import { hostMethods } from './rpc/methods/host.js';
+import { routeMethods } from './rpc/methods/route.js';
+import { RouteLookup } from './net/routeLookup.js';
 
 export class Daemon {
   readonly hub: EventHub;
   readonly registry: MethodRegistry;
   readonly server: RpcServer;
+  readonly routes: RouteLookup;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -20,6 +23,9 @@ export class Daemon {
     this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
+    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
+    this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
+    this.stoppers.push(() => this.routes.close());
     this.server = new RpcServer({
       listen: config.listen,
       tls: config.tls,
