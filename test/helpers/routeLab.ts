@@ -35,7 +35,8 @@ export function up(lab: RouteLab, dev: string): void {
  * h0: 10.10.0.1/24 + 2001:db8:10::1/64 (directly connected; default route via 10.10.0.254)
  * h1: 10.20.0.1/24 + 2001:db8:20::1/64; 10.30/16 via 10.20.0.2; 2001:db8:30::/48 via 2001:db8:20::2
  * rule: to 10.40/16 -> table 100 (10.40/16 via 10.20.0.3 dev h1)
- * unreachable 10.50/16, blackhole 10.60/16, prohibit 10.70/16; no IPv6 default (ENETUNREACH)
+ * unreachable 10.50/16, blackhole 10.60/16, prohibit 10.70/16 (and 2001:db8:50/60/70::/48);
+ * no IPv6 default (ENETUNREACH)
  * r0: 10.80.0.1/24, an interface the tests rename and remove
  * h0 and h1 both carry link-local IPv6 addresses (fe80::/64 on two links).
  */
@@ -60,6 +61,9 @@ export function buildRouteLab(): RouteLab {
   ipn(host, 'route', 'add', 'unreachable', '10.50.0.0/16');
   ipn(host, 'route', 'add', 'blackhole', '10.60.0.0/16');
   ipn(host, 'route', 'add', 'prohibit', '10.70.0.0/16');
+  ipn(host, '-6', 'route', 'add', 'unreachable', '2001:db8:50::/48');
+  ipn(host, '-6', 'route', 'add', 'blackhole', '2001:db8:60::/48');
+  ipn(host, '-6', 'route', 'add', 'prohibit', '2001:db8:70::/48');
   return lab;
 }
 
@@ -90,6 +94,9 @@ export const LAB_EXPECTATIONS: readonly Expectation[] = [
   { ip: '10.60.0.1', errno: 'EINVAL', why: 'blackhole route' },
   { ip: '10.70.0.1', errno: 'EACCES', why: 'prohibit route' },
   { ip: '2001:db8:99::1', errno: 'ENETUNREACH', why: 'no IPv6 route at all' },
+  { ip: '2001:db8:50::1', errno: 'EHOSTUNREACH', why: 'IPv6 unreachable route' },
+  { ip: '2001:db8:60::1', errno: 'EINVAL', why: 'IPv6 blackhole route' },
+  { ip: '2001:db8:70::1', errno: 'EACCES', why: 'IPv6 prohibit route' },
 ];
 
 /** `ip -j route get` as an administrator would run it in the lab's host namespace. */
