@@ -9,6 +9,7 @@ PACKAGES=(
   qemu-guest-agent  # the real qemu-ga, run inside network namespaces
   systemd           # systemd-analyze verify / security on the unit
   python3-stomp     # a STOMP client nobody here wrote, for the STOMP tests
+  python3           # /usr/bin/python3: glibc inet_ntop, the reference for our IPv6 text (route tests)
 )
 
 missing=()

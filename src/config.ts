@@ -8,6 +8,7 @@ export class ConfigError extends Error {
 }
 
 export type QgaVia = 'auto' | 'direct' | 'libvirt';
+export type RouteLookupMode = 'netlink' | 'ip';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ListenAddress {
@@ -33,6 +34,7 @@ export interface Config {
   agentSilenceTimeoutMs: number;
   qgaVia: QgaVia;
   libvirtUri: string;
+  routeLookup: RouteLookupMode;
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxBatch: number;
@@ -69,6 +71,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive' },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
+  { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
@@ -277,6 +280,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
     throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
   }
+  const routeLookup = get('route-lookup') as string;
+  if (routeLookup !== 'netlink' && routeLookup !== 'ip') {
+    throw new ConfigError(`--route-lookup: expected netlink or ip, got '${routeLookup}'`);
+  }
   const logLevel = get('log-level') as string;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -304,6 +311,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     agentSilenceTimeoutMs: seconds('agent-silence-timeout', 0.1, 86_400),
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
+    routeLookup,
     logLevel: logLevel as LogLevel,
     maxFrameBytes: positive('max-frame-bytes'),
     maxBatch: positive('max-batch'),

@@ -10,6 +10,8 @@ import { vmMethods } from './rpc/methods/vm.js';
 import { VmRegistry } from './vms/registry.js';
 import { GuestChannels } from './guest/guestChannels.js';
 import { publishVmChanges } from './events/vmEvents.js';
+import { routeMethods } from './rpc/methods/route.js';
+import { RouteLookup } from './net/routeLookup.js';
 
 export class Daemon {
   readonly hub: EventHub;
@@ -17,6 +19,7 @@ export class Daemon {
   readonly server: RpcServer;
   readonly vms: VmRegistry;
   readonly guests: GuestChannels;
+  readonly routes: RouteLookup;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -38,6 +41,9 @@ export class Daemon {
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
       qgaVia: config.qgaVia,
     });
+    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
+    this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
+    this.stoppers.push(() => this.routes.close());
     this.server = new RpcServer({
       listen: config.listen,
       tls: config.tls,

@@ -28,11 +28,15 @@ export interface VmStats {
   guestAgentStatus: GuestAgentStatus;
 }
 
+/**
+ * `Host.getRoute` result (SPEC section 3). `table` is the kernel's table number (254 main, 255
+ * local, 0 when the kernel names none); `type` the RTN_* name as `ip` prints it ("unicast", "local").
+ */
 export interface Route {
   device: string;
   gateway?: string;
   source?: string;
-  table: number | string;
+  table: number;
   type: string;
   via: 'netlink' | 'ip';
 }

@@ -1,0 +1,78 @@
+// The route lookup facade: netlink first, `ip route get` when netlink cannot answer. A kernel
+// routing answer (no route, unknown zone) is final on either path; only failures of the mechanism
+// itself (module not loadable, socket error, timeout) move a lookup to the fallback.
+import type { Logger } from 'pino';
+import type { RouteLookupMode } from '../config.js';
+import type { Route } from '../wire.js';
+import type { RouteTarget } from './ipLiteral.js';
+import { IpRoute, type IpRouteOptions } from './ipRoute.js';
+import { NetlinkRoute, type NetlinkRouteOptions } from './netlinkRoute.js';
+import { RouteRefused, UnknownZone } from './routeAnswer.js';
+
+
+export interface RouteLookupOptions {
+  netlink?: NetlinkRouteOptions;
+  ip?: IpRouteOptions;
+}
+
+export class RouteLookup {
+  private readonly netlink: Promise<NetlinkRoute | null>;
+  private readonly ip: IpRoute;
+  /** True while lookups go to `ip` because netlink failed; the switch is logged once each way. */
+  private degraded = false;
+  private closed = false;
+
+  constructor(
+    readonly mode: RouteLookupMode,
+    private readonly log: Logger,
+    opts: RouteLookupOptions = {},
+  ) {
+    this.ip = new IpRoute(opts.ip);
+    if (mode === 'ip') {
+      log.info('route lookups use `ip route get` (route-lookup ip)');
+      this.netlink = Promise.resolve(null);
+      return;
+    }
+    this.netlink = NetlinkRoute.open(opts.netlink, (err) => this.switchToIp(`netlink socket failed and was replaced: ${err.message}`)).catch(
+      (err: Error) => {
+        this.switchToIp(err.message);
+        return null;
+      },
+    );
+  }
+
+  /** Resolves once the netlink side is open (or known unavailable). */
+  async ready(): Promise<void> {
+    await this.netlink;
+  }
+
+  /** Throws RouteRefused, UnknownZone, or LookupFailed when no path can answer. */
+  async lookup(target: RouteTarget): Promise<Route> {
+    const nl = await this.netlink;
+    if (nl && !this.closed) {
+      try {
+        const fields = await nl.lookup(target);
+        if (this.degraded) {
+          this.degraded = false;
+          this.log.info('route lookups use netlink again');
+        }
+        return { ...fields, via: 'netlink' };
+      } catch (err) {
+        if (err instanceof RouteRefused || err instanceof UnknownZone) throw err;
+        this.switchToIp((err as Error).message);
+      }
+    }
+    return { ...(await this.ip.lookup(target)), via: 'ip' };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    (await this.netlink)?.close();
+  }
+
+  private switchToIp(reason: string): void {
+    if (this.degraded) return;
+    this.degraded = true;
+    this.log.warn({ reason }, 'route lookups fall back to `ip route get`');
+  }
+}
