@@ -46,7 +46,10 @@ async function main(): Promise<void> {
     else if (a === '--tls-cert') tls.cert = value();
     else if (a === '--tls-key') tls.key = value();
     else if (a === '--tls-ca') tls.ca = value();
-    else if (a === '--timeout') timeoutSeconds = Number(value());
+    else if (a === '--timeout') {
+      timeoutSeconds = Number(value());
+      if (!(timeoutSeconds > 0)) fail(2, `--timeout needs a number of seconds above 0`);
+    }
     else if (a.startsWith('--')) fail(2, `unknown option ${a}\n${USAGE}`);
     else positional.push(a);
   }
@@ -73,6 +76,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(result, null, 4) + '\n');
     clearTimeout(timer);
     await client.close();
+    process.exit(0);
   } catch (err) {
     clearTimeout(timer);
     if (err instanceof RpcCallError) {

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
+import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -60,8 +60,12 @@ class Connection implements Session, EventSink {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
-  send(reply: Reply): void {
-    if (reply !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(reply));
+  /** Sends a reply; returns its text (for the debug log), or null when nothing was sent. */
+  send(reply: Reply): string | null {
+    if (reply === null || this.ws.readyState !== WebSocket.OPEN) return null;
+    const json = JSON.stringify(reply);
+    this.ws.send(json);
+    return json;
   }
 
   settled(n: number): void {
@@ -160,54 +164,81 @@ export class RpcServer {
   }
 
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    const debug = this.log.isLevelEnabled('debug');
+    if (conn.ws.readyState !== WebSocket.OPEN) {
+      // We already sent our Close frame (shutdown): RFC 6455 forbids answering any more.
+      if (debug) this.log.debug({ conn: conn.id }, 'message after close ignored');
+      return;
+    }
     if (isBinary) {
       conn.send(errorReply(null, ErrorCode.invalidRequest, 'Invalid Request: binary frames are not accepted; send JSON-RPC as a UTF-8 text frame'));
+      if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
       return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString('utf8');
+    if (debug) this.log.debug({ conn: conn.id, request: clip(text) }, 'request');
     let message: unknown;
     try {
       message = JSON.parse(text);
     } catch {
-      conn.send(errorReply(null, ErrorCode.parseError, 'Parse error: the frame is not valid JSON'));
+      this.reply(conn, errorReply(null, ErrorCode.parseError, 'Parse error: the frame is not valid JSON'), debug);
       return;
     }
-    const n = requestCount(message);
+    // An over-long batch is refused by the registry at once; it must not count as that many requests.
+    const n = Array.isArray(message) && message.length > this.opts.limits.maxBatch ? 1 : requestCount(message);
     if (conn.inFlight + n > this.opts.limits.maxInFlight) {
-      const id = !Array.isArray(message) && message && typeof message === 'object' ? (message as { id?: unknown }).id : null;
-      const safeId = typeof id === 'string' || typeof id === 'number' ? id : null;
-      conn.send(errorReply(safeId, ErrorCode.serverBusy, `Server busy: more than ${this.opts.limits.maxInFlight} requests in flight on this connection`));
+      const why = `Server busy: more than ${this.opts.limits.maxInFlight} requests in flight on this connection`;
+      this.reply(conn, refuseAll(message, ErrorCode.serverBusy, why), debug);
       return;
     }
     conn.inFlight += n;
-    this.log.debug({ conn: conn.id, bytes: text.length }, 'request');
     this.opts.registry
       .handle(message, conn, { maxBatch: this.opts.limits.maxBatch })
       .then(
-        (reply) => conn.send(reply),
+        (reply) => this.reply(conn, reply, debug),
         (err: unknown) => {
           this.log.error({ err }, 'request handling failed');
-          conn.send(errorReply(null, ErrorCode.internalError, 'Internal error'));
+          this.reply(conn, errorReply(null, ErrorCode.internalError, 'Internal error'), debug);
         },
       )
       .finally(() => conn.settled(n));
   }
 
-  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes every connection. */
+  private reply(conn: Connection, reply: Reply, debug: boolean): void {
+    const sent = conn.send(reply);
+    if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent) }, sent === null ? 'no reply' : 'reply');
+  }
+
+  /**
+   * Stops accepting, lets every connection's in-flight requests be answered, then closes each
+   * connection with 1001. The whole sequence is bounded by `graceMs` (plus a moment to cut the
+   * connections whose peers do not finish the closing handshake).
+   */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
+    const deadline = Date.now() + graceMs;
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const idle = Promise.all([...this.connections].map((c) => c.whenIdle()));
-    await Promise.race([idle, delay(graceMs)]);
-    for (const c of this.connections) c.ws.close(1001, 'daemon shutting down');
-    await Promise.race([
-      Promise.all([...this.connections].map((c) => new Promise((r) => c.ws.once('close', r)))),
-      delay(1000),
-    ]);
+    const conns = [...this.connections];
+    await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs)]);
+    const busy = conns.filter((c) => c.inFlight > 0).length;
+    if (busy) this.log.warn({ connections: busy }, 'closing connections with requests still unanswered after the shutdown timeout');
+    const gone = conns.map((c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))));
+    for (const c of conns) c.ws.close(1001, 'daemon shutting down');
+    await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500))]);
     for (const c of this.connections) c.ws.terminate();
     this.http.closeAllConnections?.();
     await Promise.race([closed, delay(500)]);
   }
+}
+
+function byteLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
+/** At debug the log shows what went over the wire, cut short so one frame cannot flood it. */
+function clip(text: string): string {
+  return text.length > 2048 ? `${text.slice(0, 2048)}... (${text.length} chars)` : text;
 }
 
 function delay(ms: number): Promise<void> {
