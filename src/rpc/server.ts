@@ -99,7 +99,12 @@ export class RpcServer {
         onRequest,
       );
       this.http.on('tlsClientError', (err, socket) => {
-        this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, 'TLS handshake refused');
+        // A certificate that fails verification is cut off by Node without an error of its own:
+        // the verdict is on the socket (e.g. UNABLE_TO_GET_ISSUER_CERT). Otherwise OpenSSL's
+        // `reason` is the readable part ("peer did not return a certificate").
+        const e = err as Error & { reason?: string; code?: string };
+        const reason = socket.authorizationError ? `client certificate refused: ${String(socket.authorizationError)}` : (e.reason ?? e.message);
+        this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
       });
     } else {
       this.http = http.createServer(onRequest);

@@ -1,0 +1,56 @@
+// Mutual TLS on the real daemon: with --tls-cert/--tls-key/--tls-ca it serves wss:// and only a
+// client whose certificate that CA signed gets through.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RpcClient } from '../src/client/rpcClient.js';
+import { missing } from './helpers/prereq.js';
+import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import { openPeer, pingsOnNewConnection } from './helpers/wsPeer.js';
+import { makePki, type Pki } from './helpers/throwawayPki.js';
+
+const NO_CHANNELS = '/nonexistent-vdsm-agentd-channels';
+
+describe.skipIf(missing({ commands: ['openssl'] }))('mutual TLS', () => {
+  let pki: Pki;
+  let d: RunningDaemon;
+  const asClient = (pair: { cert: string; key: string }) => ({ tls: { ...pair, ca: pki.ca.cert } });
+  const refusals = (): number => d.logs().filter((l) => l.msg === 'TLS handshake refused').length;
+
+  beforeAll(async () => {
+    pki = makePki();
+    d = await startDaemon([
+      '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
+      '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert,
+    ]);
+  });
+  afterAll(async () => {
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('serves wss:// and answers a client whose certificate the CA signed', async () => {
+    expect(d.url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+$/);
+    expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);
+    const opened = await d.waitForLog((l) => l.msg === 'connection opened');
+    expect(opened.client).toBe('engine.test');
+  });
+
+  it.each([
+    ['no certificate', () => ({}), /peer did not return a certificate/],
+    ['a self-signed certificate', () => pki.selfSigned, /client certificate refused: DEPTH_ZERO_SELF_SIGNED_CERT/],
+    ['a certificate from another CA', () => pki.otherCaClient, /client certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/],
+  ])('refuses a client with %s, and still serves the good one', async (_what, pair, reason) => {
+    const before = refusals();
+    const p = pair() as { cert?: string; key?: string };
+    // The client trusts the daemon's CA, so only its own certificate can be the reason for refusal.
+    const options = { ca: readFileSync(pki.ca.cert), ...(p.cert ? { cert: readFileSync(p.cert), key: readFileSync(p.key!) } : {}) };
+    await expect(openPeer(d.url, options)).rejects.toThrow();
+    await expect.poll(refusals).toBe(before + 1);
+    expect(d.logs().filter((l) => l.msg === 'TLS handshake refused').at(-1)?.reason).toMatch(reason);
+    expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);
+  });
+
+  it('does not speak plain ws:// on its TLS port', async () => {
+    await expect(RpcClient.connect(d.url.replace(/^wss/, 'ws'))).rejects.toThrow();
+    expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);
+  });
+});
