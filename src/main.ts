@@ -49,36 +49,49 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   let daemon: Daemon;
-  let url: string;
   try {
     daemon = new Daemon(config, log);
-    url = await daemon.start();
   } catch (err) {
     die(startError(config, err));
   }
 
+  // Handlers go in before listening: a SIGTERM right after start-up (systemctl stop) must still
+  // get the graceful path, once start-up has finished.
+  let started: Promise<unknown> = Promise.resolve();
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    daemon.stop().then(
-      () => {
-        log.info('stopped');
-        log.flush?.();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    started
+      .catch(() => undefined)
+      .then(() => daemon.stop())
+      .then(
+        () => {
+          log.info('stopped');
+          log.flush?.();
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // A bug must not take down a host agent silently: log it; the daemon stays up for other VMs.
   process.on('uncaughtException', (err) => log.fatal({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  let url: string;
+  try {
+    started = daemon.start();
+    url = (await started) as string;
+  } catch (err) {
+    die(startError(config, err));
+  }
+  if (stopping) return;
 
   const ready = await notifyReady(`listening on ${url}`);
   if (ready.sent) log.info('told systemd the daemon is ready');

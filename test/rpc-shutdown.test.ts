@@ -26,6 +26,14 @@ describe('graceful shutdown', () => {
     await expect(RpcClient.connect(d.url)).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('exits 0 on a SIGTERM that comes the moment it starts listening', async () => {
+    for (let i = 0; i < 5; i++) {
+      const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS]);
+      expect(await d.stop('SIGTERM')).toBe(0);
+      expect(d.logs().at(-1)).toMatchObject({ msg: 'stopped' });
+    }
+  });
+
   it('answers every request it has read before closing, while a client is pipelining thousands', async () => {
     const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--log-level', 'debug']);
     const peer = await openPeer(d.url);
