@@ -48,7 +48,7 @@ describe('vdsm-agent-client', () => {
     const bad = await client(['--url', d.url, 'Host', 'subscribeEvents', 'prefixes=5']);
     expect(bad).toEqual({ code: 1, stdout: '', stderr: "vdsm-agent-client: error -32602: Invalid params: 'prefixes' must be an array of strings, got number\n" });
     const unknown = await client(['--url', d.url, 'Host', 'noSuchVerb']);
-    expect(unknown).toMatchObject({ code: 1, stdout: '', stderr: 'vdsm-agent-client: error -32601: Method not found\n' });
+    expect(unknown).toMatchObject({ code: 1, stdout: '', stderr: 'vdsm-agent-client: error -32601: Method not found: Host.noSuchVerb\n' });
   });
 
   it('exits 2 with one clear line when it cannot connect', async () => {

@@ -48,7 +48,11 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
 
   it('answers an unknown method with -32601 and an unknown-method notification with nothing', async () => {
     peer = await openPeer(d.url);
-    expect(await peer.ask({ jsonrpc: '2.0', id: 7, method: 'Host.noSuchVerb' })).toMatchObject({ id: 7, error: { code: -32601 } });
+    expect(await peer.ask({ jsonrpc: '2.0', id: 7, method: 'Host.noSuchVerb' })).toEqual({
+      jsonrpc: '2.0',
+      id: 7,
+      error: { code: -32601, message: 'Method not found: Host.noSuchVerb' },
+    });
     peer.ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'Host.noSuchVerb' }));
     // The next thing on the wire is the answer to the ping sent after it: the notification got none.
     expect(await peer.ask(ping(8))).toMatchObject({ id: 8, result: true });

@@ -40,6 +40,9 @@ export class MethodRegistry {
         /* logged in mapError with the method's name */
       },
     });
+    // Name the method: a typo (Host.getAllVmStatz) is then obvious to whoever reads the error.
+    this.server.handleMethodNotFound = async (request) =>
+      request.id === undefined ? null : createJSONRPCErrorResponse(request.id, ErrorCode.methodNotFound, `Method not found: ${request.method.slice(0, 100)}`);
     this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) => {
       if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
       this.log.error({ err: error }, 'method failed unexpectedly');
