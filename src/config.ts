@@ -359,9 +359,11 @@ export function usage(): string {
     'Precedence: flag > environment > config file > default.',
     '',
   ];
+  const flagText = (o: OptionDef): string => `  --${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}`;
+  const width = Math.max(...OPTIONS.map((o) => flagText(o).length)) + 2;
   for (const o of OPTIONS) {
     const def = defaultText(o);
-    lines.push(`  --${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}`.padEnd(36) + o.help + (def === null ? '' : ` (default: ${def})`));
+    lines.push(flagText(o).padEnd(width) + o.help + (def === null ? '' : ` (default: ${def})`));
   }
   lines.push('', '  --help, --version, --help-markdown (the table above as Markdown, for the README)');
   return lines.join('\n');

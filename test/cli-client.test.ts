@@ -88,7 +88,7 @@ describe('vdsm-agent-client', () => {
     it('exits 2 when refused for a certificate from another CA', async () => {
       const r = await client(['--url', tlsDaemon.url, '--tls-cert', pki.otherCaClient.cert, '--tls-key', pki.otherCaClient.key, '--tls-ca', pki.ca.cert, 'Host', 'ping2']);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/^vdsm-agent-client: (cannot connect to|lost the connection to) wss:\/\/127.0.0.1:\d+: [^\n]+\n$/);
+      expect(r.stderr).toMatch(/^vdsm-agent-client: cannot connect to wss:\/\/127.0.0.1:\d+: [^\n]+ \(was the client certificate signed by the CA the daemon trusts\?\)\n$/);
     });
 
     it('exits 2 naming a TLS file it cannot read', async () => {

@@ -68,7 +68,10 @@ async function main(): Promise<void> {
   try {
     client = await RpcClient.connect(url, { tls: tlsGiven ? (tls as ClientTls) : undefined, timeoutMs: 5000 });
   } catch (err) {
-    fail(2, `cannot connect to ${url}: ${(err as Error).message}`);
+    const why = (err as Error).message;
+    // A daemon that refuses our certificate just drops the connection after the handshake.
+    const hint = /^wss:/.test(url) && /socket hang up|ECONNRESET|certificate/i.test(why) ? ' (was the client certificate signed by the CA the daemon trusts?)' : '';
+    fail(2, `cannot connect to ${url}: ${why}${hint}`);
   }
   const timer = setTimeout(() => fail(2, `no answer from ${url} within ${timeoutSeconds} s`), timeoutSeconds * 1000);
   try {

@@ -94,18 +94,25 @@ export class RpcServer {
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
     if (opts.tls) {
-      this.http = https.createServer(
-        { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true },
+      // The client certificate is checked here rather than by `rejectUnauthorized`, which cuts
+      // the socket off before anyone can say which peer was refused or why. Invariant: a TLS
+      // socket that reaches any other handler carries a certificate signed by the CA.
+      const server = https.createServer(
+        { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false },
         onRequest,
       );
-      this.http.on('tlsClientError', (err, socket) => {
-        // A certificate that fails verification is cut off by Node without an error of its own:
-        // the verdict is on the socket (e.g. UNABLE_TO_GET_ISSUER_CERT). Otherwise OpenSSL's
-        // `reason` is the readable part ("peer did not return a certificate").
-        const e = err as Error & { reason?: string; code?: string };
-        const reason = socket.authorizationError ? `client certificate refused: ${String(socket.authorizationError)}` : (e.reason ?? e.message);
+      server.prependListener('secureConnection', (socket: TLSSocket) => {
+        if (socket.authorized) return;
+        const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        const reason = given ? `client certificate refused: ${String(socket.authorizationError)}` : 'no client certificate given';
         this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
+        socket.destroy();
       });
+      // Handshakes that fail outright (no common protocol or cipher, not TLS at all).
+      server.on('tlsClientError', (err: Error & { reason?: string }) => {
+        this.log.info({ reason: err.reason ?? err.message }, 'TLS handshake failed');
+      });
+      this.http = server;
     } else {
       this.http = http.createServer(onRequest);
     }
@@ -143,6 +150,7 @@ export class RpcServer {
       this.log.info({ peer, reason: why }, 'connection refused');
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${why}\n`);
     };
+    if (this.opts.tls && !(req.socket as TLSSocket).authorized) return refuse(403, 'Forbidden', 'no valid client certificate');
     if (this.stopping) return refuse(503, 'Service Unavailable', 'daemon is shutting down');
     const origin = req.headers.origin;
     if (origin !== undefined && !this.opts.limits.allowedOrigins.includes(origin)) {
