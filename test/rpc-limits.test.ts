@@ -1,76 +1,59 @@
 // The transport's limits (SPEC section 2), each set on the command line of a real daemon:
 // connections, Origin, frame size, batch length, requests in flight per connection.
 import type { Socket } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import { startDaemon } from './helpers/daemon.js';
+import { suiteDaemon } from './helpers/suiteDaemon.js';
 import { openPeer, pingsOnNewConnection } from './helpers/wsPeer.js';
 
 const NO_CHANNELS = '/nonexistent-vdsm-agentd-channels';
 const ping = (id: unknown) => ({ jsonrpc: '2.0', id, method: 'Host.ping2' });
 
 describe('connections', () => {
-  let d: RunningDaemon;
-  beforeAll(async () => {
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '310']);
-  });
-  afterAll(async () => {
-    expect(await d.stop()).toBe(0);
-  });
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS]);
 
   it('serves 300 concurrent connections, each answered', async () => {
-    const clients = await Promise.all(Array.from({ length: 300 }, () => RpcClient.connect(d.url)));
+    const clients = await Promise.all(Array.from({ length: 300 }, () => RpcClient.connect(daemon().url)));
     try {
       const answers = await Promise.all(clients.map((c) => c.call('Host.ping2')));
       expect(answers).toEqual(Array(300).fill(true));
     } finally {
       await Promise.all(clients.map((c) => c.close()));
     }
-    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
   });
 });
 
 describe('connection limit', () => {
-  let d: RunningDaemon;
-  beforeAll(async () => {
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '3']);
-  });
-  afterAll(async () => {
-    expect(await d.stop()).toBe(0);
-  });
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '3']);
 
   it('refuses the connection over the limit with HTTP 503, and accepts again once one closes', async () => {
-    const clients = await Promise.all(Array.from({ length: 3 }, () => RpcClient.connect(d.url)));
-    await expect(openPeer(d.url)).rejects.toMatchObject({ status: 503 });
-    await d.waitForLog((l) => l.msg === 'connection refused' && /connection limit of 3/.test(String(l.reason)));
+    const clients = await Promise.all(Array.from({ length: 3 }, () => RpcClient.connect(daemon().url)));
+    await expect(openPeer(daemon().url)).rejects.toMatchObject({ status: 503 });
+    await daemon().waitForLog((l) => l.msg === 'connection refused' && /connection limit of 3/.test(String(l.reason)));
     expect(await clients[0]!.call('Host.ping2')).toBe(true);
     await clients[0]!.close();
-    await d.waitForLog((l) => l.msg === 'connection closed');
-    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    await daemon().waitForLog((l) => l.msg === 'connection closed');
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
     await Promise.all(clients.map((c) => c.close()));
   });
 });
 
 describe('Origin', () => {
-  let d: RunningDaemon;
-  beforeAll(async () => {
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--allowed-origins', 'https://engine.example,https://admin.example']);
-  });
-  afterAll(async () => {
-    expect(await d.stop()).toBe(0);
-  });
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--allowed-origins', 'https://engine.example,https://admin.example']);
 
   it('refuses a connection whose Origin is not configured as allowed, with HTTP 403', async () => {
-    await expect(openPeer(d.url, { headers: { Origin: 'https://evil.example' } })).rejects.toMatchObject({ status: 403 });
-    await expect(openPeer(d.url, { headers: { Origin: 'null' } })).rejects.toMatchObject({ status: 403 });
-    const refused = await d.waitForLog((l) => l.msg === 'connection refused');
+    await expect(openPeer(daemon().url, { headers: { Origin: 'https://evil.example' } })).rejects.toMatchObject({ status: 403 });
+    await expect(openPeer(daemon().url, { headers: { Origin: 'null' } })).rejects.toMatchObject({ status: 403 });
+    const refused = await daemon().waitForLog((l) => l.msg === 'connection refused');
     expect(refused.reason).toMatch(/origin "https:\/\/evil.example" is not allowed/);
-    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
   });
 
   it('serves an allowed Origin and a client that sends none', async () => {
-    expect(await pingsOnNewConnection(d.url, { headers: { Origin: 'https://admin.example' } })).toBe(true);
-    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    expect(await pingsOnNewConnection(daemon().url, { headers: { Origin: 'https://admin.example' } })).toBe(true);
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
   });
 
   it('refuses any Origin when none is configured (the default)', async () => {
@@ -85,34 +68,28 @@ describe('Origin', () => {
 });
 
 describe('frame, batch and in-flight limits set by flags', () => {
-  let d: RunningDaemon;
-  beforeAll(async () => {
-    d = await startDaemon([
-      '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
-      '--max-frame-bytes', '4096', '--max-batch', '8', '--max-in-flight', '4',
-    ]);
-  });
-  afterAll(async () => {
-    expect(await d.stop()).toBe(0);
-  });
+  const daemon = suiteDaemon([
+    '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
+    '--max-frame-bytes', '4096', '--max-batch', '8', '--max-in-flight', '4',
+  ]);
 
   it('closes with 1009 over --max-frame-bytes and serves the next connection', async () => {
-    const peer = await openPeer(d.url);
+    const peer = await openPeer(daemon().url);
     expect(await peer.ask({ ...ping(1), params: { pad: 'x'.repeat(3000) } })).toMatchObject({ id: 1, error: { code: -32602 } });
     peer.ws.send(JSON.stringify({ ...ping(2), params: { pad: 'x'.repeat(5000) } }));
     expect((await peer.closed).code).toBe(1009);
-    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
   });
 
   it('refuses a batch over --max-batch with one -32600', async () => {
-    const peer = await openPeer(d.url);
+    const peer = await openPeer(daemon().url);
     const reply = await peer.ask(Array.from({ length: 9 }, (_, i) => ping(i)));
     expect(reply).toMatchObject({ id: null, error: { code: -32600, message: expect.stringMatching(/limit of 8/) } });
     peer.ws.close();
   });
 
   it('answers every request of a batch over --max-in-flight with -32000 Server busy and its id, notifications with nothing', async () => {
-    const peer = await openPeer(d.url);
+    const peer = await openPeer(daemon().url);
     const reply = (await peer.ask([ping(1), ping(2), { jsonrpc: '2.0', method: 'Host.ping2' }, ping(3), ping('four'), ping(5)])) as unknown[];
     expect(reply).toEqual(
       [1, 2, 3, 'four', 5].map((id) => ({ jsonrpc: '2.0', id, error: { code: -32000, message: 'Server busy: more than 4 requests in flight on this connection' } })),
@@ -122,7 +99,7 @@ describe('frame, batch and in-flight limits set by flags', () => {
   });
 
   it('answers pipelined requests past --max-in-flight with -32000 and each of them exactly once', async () => {
-    const peer = await openPeer(d.url);
+    const peer = await openPeer(daemon().url);
     // Corked: all twelve frames leave in one write, so the daemon reads them in one go and the
     // first four are still unanswered when the others are parsed.
     const socket = (peer.ws as unknown as { _socket: Socket })._socket;
