@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT, startDaemon, type RunningDaemon } from './helpers/daemon.js';
-import { missing } from './helpers/prereq.js';
+import { hasCommand, missing } from './helpers/prereq.js';
 import { makePki, type Pki } from './helpers/throwawayPki.js';
 
 interface Run {
@@ -71,9 +71,11 @@ describe('vdsm-agent-client', () => {
 
   describe.skipIf(missing({ commands: ['openssl'] }))('over mutual TLS', () => {
     let pki: Pki;
+    // Made while the suite is collected, so its removal hook is registered (not when skipped).
+    const made = hasCommand('openssl') ? makePki() : null;
     let tlsDaemon: RunningDaemon;
     beforeAll(async () => {
-      pki = makePki();
+      pki = made!;
       tlsDaemon = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert]);
     });
     afterAll(async () => {

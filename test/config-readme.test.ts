@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, OPTIONS } from '../src/config.js';
 import { DAEMON, ROOT } from './helpers/daemon.js';
-import { missing } from './helpers/prereq.js';
+import { hasCommand, missing } from './helpers/prereq.js';
 import { makePki, type Pki } from './helpers/throwawayPki.js';
 
 const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -36,9 +36,11 @@ describe('README', () => {
 
   describe.skipIf(missing({ commands: ['openssl'] }))('config examples', () => {
     let pki: Pki;
+    // Made while the suite is collected, so its removal hook is registered (not when skipped).
+    const made = hasCommand('openssl') ? makePki() : null;
     const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-readme-'));
     beforeAll(() => {
-      pki = makePki();
+      pki = made!;
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

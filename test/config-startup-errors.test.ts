@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDaemonExpectingExit, startDaemon } from './helpers/daemon.js';
 import { makePki, type Pki } from './helpers/throwawayPki.js';
-import { missing } from './helpers/prereq.js';
+import { hasCommand, missing } from './helpers/prereq.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-startup-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -100,8 +100,10 @@ describe('start-up errors exit 2 with one line naming the problem', () => {
 
   describe.skipIf(missing({ commands: ['openssl'] }))('TLS files', () => {
     let pki: Pki;
+    // Made while the suite is collected, so its removal hook is registered (not when skipped).
+    const made = hasCommand('openssl') ? makePki() : null;
     beforeAll(() => {
-      pki = makePki();
+      pki = made!;
     });
     const tls = (cert: string, key: string, ca: string) => [...BASE, '--tls-cert', cert, '--tls-key', key, '--tls-ca', ca];
 

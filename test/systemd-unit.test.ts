@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CLIENT, DAEMON, ROOT, startDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
-import { createNetns } from './helpers/netns.js';
+import { createNetns, deleteNetns } from './helpers/netns.js';
 import { openNotifySocket, PYTHON } from './helpers/notifySocket.js';
 
 const UNIT = path.join(ROOT, 'systemd/vdsm-agentd.service');
@@ -155,6 +155,7 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
     } finally {
       proc.kill('SIGKILL');
       notify.close();
+      deleteNetns(ns);
     }
   });
 });

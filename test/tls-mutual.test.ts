@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { missing } from './helpers/prereq.js';
+import { hasCommand, missing } from './helpers/prereq.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { openPeer, pingsOnNewConnection } from './helpers/wsPeer.js';
 import { makePki, type Pki } from './helpers/throwawayPki.js';
@@ -12,12 +12,14 @@ const NO_CHANNELS = '/nonexistent-vdsm-agentd-channels';
 
 describe.skipIf(missing({ commands: ['openssl'] }))('mutual TLS', () => {
   let pki: Pki;
+  // Made while the suite is collected, so its removal hook is registered (not when skipped).
+  const made = hasCommand('openssl') ? makePki() : null;
   let d: RunningDaemon;
   const asClient = (pair: { cert: string; key: string }) => ({ tls: { ...pair, ca: pki.ca.cert } });
   const refusals = (): number => d.logs().filter((l) => l.msg === 'TLS handshake refused').length;
 
   beforeAll(async () => {
-    pki = makePki();
+    pki = made!;
     d = await startDaemon([
       '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
       '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert,

@@ -5,7 +5,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll } from 'vitest';
 
 export const PYTHON = '/usr/bin/python3';
 
@@ -29,34 +28,19 @@ export interface NotifySocket {
   /** Every datagram so far, one string each ("READY=1\nSTATUS=..."). */
   messages: () => string[];
   waitFor: (pred: (m: string) => boolean, timeoutMs?: number) => Promise<string>;
-  /** Stops the listener and removes the socket (also done after the test file). */
+  /** Stops the listener and removes the socket. */
   close: () => void;
 }
 
-const listeners = new Set<{ proc: ChildProcess; dir: string }>();
-let hooked = false;
-
+/** Opens the socket; callers close it in a `finally` (hooks cannot be added from inside a test). */
 export async function openNotifySocket(): Promise<NotifySocket> {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const l of listeners) {
-        l.proc.kill('SIGKILL');
-        rmSync(l.dir, { recursive: true, force: true });
-      }
-      listeners.clear();
-    });
-  }
   const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-notify-'));
   chmodSync(dir, 0o755);
   const socketPath = path.join(dir, 'notify');
   const proc = spawn(PYTHON, ['-c', LISTENER, socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const entry = { proc, dir };
-  listeners.add(entry);
   const close = (): void => {
     proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    listeners.delete(entry);
   };
   const messages: string[] = [];
   const waiters: (() => void)[] = [];
