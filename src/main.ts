@@ -69,7 +69,6 @@ async function main(): Promise<void> {
       .then(
         () => {
           log.info('stopped');
-          log.flush?.();
           process.exit(0);
         },
         (err: unknown) => {

@@ -34,6 +34,13 @@ describe('graceful shutdown', () => {
     }
   });
 
+  it('exits 0 on SIGTERM even when whoever read its log has gone (EPIPE on stdout)', async () => {
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS]);
+    // Its next log line ("shutting down") meets a closed pipe; the exit must not wait on it.
+    d.proc.stdout!.destroy();
+    expect(await d.stop('SIGTERM')).toBe(0);
+  });
+
   it('answers every request it has read before closing, while a client is pipelining thousands', async () => {
     const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--log-level', 'debug']);
     const peer = await openPeer(d.url);
