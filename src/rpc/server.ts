@@ -2,7 +2,7 @@
 // upgrade, frame/batch/in-flight limits per connection. It parses frames and hands messages to
 // the MethodRegistry; it knows nothing about what the methods do.
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
+import { clientCertified, mutualTlsServer } from './mutualTls.js';
 import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
@@ -93,29 +94,7 @@ export class RpcServer {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
-    if (opts.tls) {
-      // The client certificate is checked here rather than by `rejectUnauthorized`, which cuts
-      // the socket off before anyone can say which peer was refused or why. Invariant: a TLS
-      // socket that reaches any other handler carries a certificate signed by the CA.
-      const server = https.createServer(
-        { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false },
-        onRequest,
-      );
-      server.prependListener('secureConnection', (socket: TLSSocket) => {
-        if (socket.authorized) return;
-        const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
-        const reason = given ? `client certificate refused: ${String(socket.authorizationError)}` : 'no client certificate given';
-        this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
-        socket.destroy();
-      });
-      // Handshakes that fail outright (no common protocol or cipher, not TLS at all).
-      server.on('tlsClientError', (err: Error & { reason?: string }) => {
-        this.log.info({ reason: err.reason ?? err.message }, 'TLS handshake failed');
-      });
-      this.http = server;
-    } else {
-      this.http = http.createServer(onRequest);
-    }
+    this.http = opts.tls ? mutualTlsServer(opts.tls, onRequest, this.log) : http.createServer(onRequest);
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxFrameBytes, clientTracking: false });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
@@ -150,7 +129,7 @@ export class RpcServer {
       this.log.info({ peer, reason: why }, 'connection refused');
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${why}\n`);
     };
-    if (this.opts.tls && !(req.socket as TLSSocket).authorized) return refuse(403, 'Forbidden', 'no valid client certificate');
+    if (!clientCertified(req, this.opts.tls !== null)) return refuse(403, 'Forbidden', 'no valid client certificate');
     if (this.stopping) return refuse(503, 'Service Unavailable', 'daemon is shutting down');
     const origin = req.headers.origin;
     if (origin !== undefined && !this.opts.limits.allowedOrigins.includes(origin)) {
