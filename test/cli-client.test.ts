@@ -5,6 +5,8 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT, startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { hasCommand, missing } from './helpers/prereq.js';
+import { suiteDaemon } from './helpers/suiteDaemon.js';
+import { RpcClient } from '../src/client/rpcClient.js';
 import { makePki, type Pki } from './helpers/throwawayPki.js';
 
 interface Run {
@@ -67,6 +69,20 @@ describe('vdsm-agent-client', () => {
     expect(await client(['--url', d.url, 'VM', 'getStats', 'vmID'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/param 'vmID' must be name=value/) });
     expect(await client(['--colour', 'Host', 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/unknown option --colour/) });
     expect(await client(['--url', d.url, '--tls-cert', '/x.pem', 'Host', 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/go together/) });
+  });
+
+  describe('at the connection limit', () => {
+    const full = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1']);
+
+    it('exits 2 saying the daemon closed the connection and why', async () => {
+      const holder = await RpcClient.connect(full().url);
+      try {
+        const r = await client(['--url', full().url, 'Host', 'ping2']);
+        expect(r).toEqual({ code: 2, stdout: '', stderr: `vdsm-agent-client: lost the connection to ${full().url}: connection closed (1013: connection limit of 1 reached)\n` });
+      } finally {
+        await holder.close();
+      }
+    });
   });
 
   describe.skipIf(missing({ commands: ['openssl'] }))('over mutual TLS', () => {

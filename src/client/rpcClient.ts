@@ -41,7 +41,7 @@ export class RpcClient {
     ws.on('message', (data) => this.onMessage(data.toString()));
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
-      for (const p of this.pending.values()) p.reject(new Error(`connection closed (${code})`));
+      for (const p of this.pending.values()) p.reject(new Error(this.closedText()));
       this.pending.clear();
     });
   }
@@ -96,12 +96,19 @@ export class RpcClient {
   call<T = unknown>(method: string, params?: unknown): Promise<T> {
     const id = this.nextId++;
     if (this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(new Error(`connection closed${this.closed ? ` (${this.closed.code})` : ''}`));
+      // While closing, the peer's code and reason are known only once the close completes.
+      if (this.ws.readyState === WebSocket.CLOSED) return Promise.reject(new Error(this.closedText()));
+      return new Promise((_resolve, reject) => this.ws.once('close', () => reject(new Error(this.closedText()))));
     }
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
     });
+  }
+
+  private closedText(): string {
+    if (!this.closed) return 'connection closed';
+    return `connection closed (${this.closed.code}${this.closed.reason ? `: ${this.closed.reason}` : ''})`;
   }
 
   close(): Promise<void> {

@@ -136,7 +136,14 @@ export class RpcServer {
       return refuse(403, 'Forbidden', `origin ${JSON.stringify(origin).slice(0, 200)} is not allowed`);
     }
     if (this.connections.size >= this.opts.limits.maxConnections) {
-      return refuse(503, 'Service Unavailable', `connection limit of ${this.opts.limits.maxConnections} reached`);
+      // Said with a WebSocket close code (1013, try again later), as SPEC section 2 asks of limits.
+      const why = `connection limit of ${this.opts.limits.maxConnections} reached`;
+      this.log.info({ peer, reason: why }, 'connection refused');
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.close(1013, why);
+        setTimeout(() => ws.terminate(), 1000).unref();
+      });
+      return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req, peer));
   }
