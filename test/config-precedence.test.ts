@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, OPTIONS, envName } from '../src/config.js';
 import { startDaemon } from './helpers/daemon.js';
+import { pingsOnNewConnection } from './helpers/wsPeer.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -98,6 +99,13 @@ async function freePort(): Promise<number> {
 }
 
 describe('the daemon process', () => {
+  it('listens on IPv6 loopback with --listen [::1]:0', async () => {
+    const d = await startDaemon(['--listen', '[::1]:0', '--channels-dir', '/nonexistent-vdsm-agentd']);
+    expect(d.url).toMatch(/^ws:\/\/\[::1\]:\d+$/);
+    expect(await pingsOnNewConnection(d.url)).toBe(true);
+    expect(await d.stop()).toBe(0);
+  });
+
   it('listens where the flag says, else the environment, else the config file', async () => {
     const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
     const file = configFile({ listen: `127.0.0.1:${p1}`, 'channels-dir': '/nonexistent-vdsm-agentd' });
