@@ -55,7 +55,10 @@ export class MethodRegistry {
       for (const name of [def.name, ...(def.aliases ?? [])]) {
         if (this.server.hasMethod(name)) throw new Error(`method ${name} registered twice`);
         // VDSM answers `true` for a verb that returns nothing; JSON-RPC needs a result member.
-        this.server.addMethod(name, async (params, session) => (await def.handler(bindParams(params, def.params), session)) ?? true);
+        this.server.addMethod(name, async (params, session) => {
+          const result = await def.handler(bindParams(params, def.params), session);
+          return result === undefined ? true : result;
+        });
         this.names.push(name);
       }
     }
