@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Flags -> Config -> Daemon. Start-up errors are one line on stderr and exit status 2.
+import { createRequire } from 'node:module';
 import { ConfigError, loadConfig, optionsMarkdown, parseArgs, usage, type Config } from './config.js';
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
@@ -39,7 +40,9 @@ async function main(): Promise<void> {
       return;
     }
     if (version) {
-      process.stdout.write('vdsm-agentd 0.1.0\n');
+      // package.json sits one level above dist/, in a checkout and in an installed package alike.
+      const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+      process.stdout.write(`vdsm-agentd ${pkg.version}\n`);
       return;
     }
     config = loadConfig(argv);
@@ -48,6 +51,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  log.debug({ config: { ...config, tls: config.tls?.paths ?? null } }, 'configuration');
   let daemon: Daemon;
   try {
     daemon = new Daemon(config, log);

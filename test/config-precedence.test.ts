@@ -1,12 +1,12 @@
 // Flag > environment > config file > default, for every kind of option, through loadConfig and
 // through the real daemon process (its bound address says which source won).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, OPTIONS, envName } from '../src/config.js';
-import { startDaemon } from './helpers/daemon.js';
+import { ROOT, runDaemonExpectingExit, startDaemon } from './helpers/daemon.js';
 import { pingsOnNewConnection } from './helpers/wsPeer.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-config-'));
@@ -99,6 +99,15 @@ async function freePort(): Promise<number> {
 }
 
 describe('the daemon process', () => {
+  it('prints its version (from package.json) and a usage naming every flag, exit 0', async () => {
+    const version = await runDaemonExpectingExit(['--version']);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(version).toEqual({ code: 0, stdout: `vdsm-agentd ${pkg.version}\n`, stderr: '' });
+    const help = await runDaemonExpectingExit(['--help']);
+    expect(help.code).toBe(0);
+    for (const o of OPTIONS) expect(help.stdout).toContain(`--${o.flag}`);
+  });
+
   it('listens on IPv6 loopback with --listen [::1]:0', async () => {
     const d = await startDaemon(['--listen', '[::1]:0', '--channels-dir', '/nonexistent-vdsm-agentd']);
     expect(d.url).toMatch(/^ws:\/\/\[::1\]:\d+$/);
