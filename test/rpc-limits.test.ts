@@ -1,6 +1,6 @@
 // The transport's limits (SPEC section 2), each set on the command line of a real daemon:
 // connections, Origin, frame size, batch length, requests in flight per connection.
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
 import { startDaemon } from './helpers/daemon.js';
@@ -114,5 +114,41 @@ describe('frame, batch and in-flight limits set by flags', () => {
     expect(replies.filter((r) => r.error?.code === -32000).length).toBeGreaterThan(0);
     expect(await peer.ask(ping(13))).toMatchObject({ id: 13, result: true });
     peer.ws.close();
+  });
+});
+
+/** Opens a TCP connection that never sends a byte; resolves once connected. */
+function silentSocket(url: string): Promise<{ socket: Socket; closed: Promise<void> }> {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  socket.on('error', () => {});
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve({ socket, closed }));
+    socket.once('close', () => reject(new Error('closed before connecting')));
+  });
+}
+
+describe('idle sockets', () => {
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1']);
+
+  it('drops a peer that connects and never sends its upgrade request (after 10 s)', async () => {
+    const { closed } = await silentSocket(daemon().url);
+    await closed;
+    expect(await pingsOnNewConnection(daemon().url)).toBe(true);
+  }, 30_000);
+
+  it('bounds raw sockets at --max-connections plus 100: the next one is dropped while the others stay', async () => {
+    const held = await Promise.all(Array.from({ length: 101 }, () => silentSocket(daemon().url)));
+    let heldOpen = true;
+    void Promise.race(held.map((h) => h.closed)).then(() => (heldOpen = false));
+    const extra = net.connect(Number(new URL(daemon().url).port), '127.0.0.1');
+    extra.on('error', () => {});
+    await new Promise((r) => extra.once('close', r));
+    expect(heldOpen).toBe(true);
+    for (const h of held) h.socket.destroy();
+    await Promise.all(held.map((h) => h.closed));
+    // The daemon counts a socket gone once it has seen it close, which may come a moment later.
+    await expect.poll(() => pingsOnNewConnection(daemon().url).catch(() => false)).toBe(true);
   });
 });

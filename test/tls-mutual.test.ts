@@ -1,6 +1,7 @@
 // Mutual TLS on the real daemon: with --tls-cert/--tls-key/--tls-ca it serves wss:// and only a
 // client whose certificate that CA signed gets through.
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
 import { hasCommand, missing } from './helpers/prereq.js';
@@ -52,6 +53,16 @@ describe.skipIf(missing({ commands: ['openssl'] }))('mutual TLS', () => {
     expect(refused.peer).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);
   });
+
+  it('drops a peer that connects and never starts the TLS handshake (after 10 s)', async () => {
+    const failed = (): number => d.logs().filter((l) => l.msg === 'TLS handshake failed').length;
+    const before = failed();
+    const socket = net.connect(Number(new URL(d.url).port), '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('close', r));
+    await expect.poll(failed).toBe(before + 1);
+    expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);
+  }, 30_000);
 
   it('does not speak plain ws:// on its TLS port', async () => {
     await expect(RpcClient.connect(d.url.replace(/^wss/, 'ws'))).rejects.toThrow();

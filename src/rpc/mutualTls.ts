@@ -8,8 +8,16 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { TlsFiles } from '../config.js';
 
-export function mutualTlsServer(tls: TlsFiles, onRequest: http.RequestListener, log: Logger): https.Server {
-  const server = https.createServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false }, onRequest);
+export function mutualTlsServer(
+  tls: TlsFiles,
+  onRequest: http.RequestListener,
+  log: Logger,
+  timing: Pick<http.ServerOptions, 'connectionsCheckingInterval' | 'headersTimeout' | 'requestTimeout'>,
+): https.Server {
+  const server = https.createServer(
+    { ...timing, handshakeTimeout: timing.headersTimeout, cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false },
+    onRequest,
+  );
   server.prependListener('secureConnection', (socket: TLSSocket) => {
     if (socket.authorized) return;
     const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;

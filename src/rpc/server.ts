@@ -26,6 +26,8 @@ export interface ServerOptions {
 }
 
 let nextConnectionId = 1;
+const SILENT_PEER_MS = 10_000;
+const RAW_SOCKET_MARGIN = 100;
 
 /** One client connection: the registry sees it as a Session, the event hub as an EventSink. */
 class Connection implements Session, EventSink {
@@ -94,7 +96,12 @@ export class RpcServer {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
-    this.http = opts.tls ? mutualTlsServer(opts.tls, onRequest, this.log) : http.createServer(onRequest);
+    // A peer that connects and never completes its handshake and upgrade request is dropped after
+    // SILENT_PEER_MS; raw sockets are bounded too (a margin above the WebSocket limit, so a client
+    // over that limit still hears why), so idle sockets cannot use up the descriptors.
+    const timing = { connectionsCheckingInterval: 1000, headersTimeout: SILENT_PEER_MS, requestTimeout: SILENT_PEER_MS };
+    this.http = opts.tls ? mutualTlsServer(opts.tls, onRequest, this.log, timing) : http.createServer(timing, onRequest);
+    this.http.maxConnections = opts.limits.maxConnections + RAW_SOCKET_MARGIN;
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxFrameBytes, clientTracking: false });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
