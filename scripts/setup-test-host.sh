@@ -8,6 +8,7 @@ PACKAGES=(
   openssl           # throwaway CAs for the mutual-TLS tests
   qemu-guest-agent  # the real qemu-ga, run inside network namespaces
   systemd           # systemd-analyze verify / security on the unit
+  systemd-container # systemd-nspawn: the unit run by a real systemd in a throwaway container
   python3-stomp     # a STOMP client nobody here wrote, for the STOMP tests
   python3           # /usr/bin/python3: glibc inet_ntop, the reference for our IPv6 text (route tests)
 )

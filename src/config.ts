@@ -1,7 +1,9 @@
 // Configuration: one table of options drives the command line, the environment and the JSON
 // config file, so the three can never disagree. Precedence: flag > env > file > default.
 import { readFileSync, existsSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -75,30 +77,34 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
-  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection' },
+  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection (more: error -32000 Server busy)' },
   { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections' },
-  { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated); others are refused' },
+  { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
   { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected" },
-  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'seconds to wait for in-flight requests on SIGTERM/SIGINT' },
+  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections' },
 ];
 
 const BY_FLAG = new Map(OPTIONS.map((o) => [o.flag, o]));
 
+const ENV_PREFIX = 'VDSM_AGENTD_';
+
 export function envName(flag: string): string {
-  return 'VDSM_AGENTD_' + flag.toUpperCase().replace(/-/g, '_');
+  return ENV_PREFIX + flag.toUpperCase().replace(/-/g, '_');
 }
 
 type Raw = Map<string, unknown>;
 
 /** Parses argv (without node and script). Throws ConfigError naming the problem. */
-export function parseArgs(argv: readonly string[]): { values: Raw; help: boolean; version: boolean } {
+export function parseArgs(argv: readonly string[]): { values: Raw; help: boolean; helpMarkdown: boolean; version: boolean } {
   const values: Raw = new Map();
   let help = false;
+  let helpMarkdown = false;
   let version = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') { help = true; continue; }
     if (arg === '--version') { version = true; continue; }
+    if (arg === '--help-markdown') { helpMarkdown = true; continue; }
     if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument '${arg}'`);
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
@@ -118,7 +124,7 @@ export function parseArgs(argv: readonly string[]): { values: Raw; help: boolean
     }
     values.set(name, parseValue(opt, text, `--${name}`));
   }
-  return { values, help, version };
+  return { values, help, helpMarkdown, version };
 }
 
 function parseValue(opt: OptionDef, text: string, where: string): unknown {
@@ -145,6 +151,11 @@ function parseValue(opt: OptionDef, text: string, where: string): unknown {
 
 function fromEnv(env: NodeJS.ProcessEnv): Raw {
   const values: Raw = new Map();
+  // A misspelt variable in a unit's Environment= would otherwise be ignored without a word.
+  const known = new Set(OPTIONS.map((o) => envName(o.flag)));
+  for (const name of Object.keys(env)) {
+    if (name.startsWith(ENV_PREFIX) && !known.has(name)) throw new ConfigError(`unknown environment variable ${name} (see --help)`);
+  }
   for (const opt of OPTIONS) {
     if (opt.flag === 'config') continue; // the file is chosen by flag or env below
     const text = env[envName(opt.flag)];
@@ -210,9 +221,15 @@ export function parseListen(text: string): ListenAddress {
   return { host, port };
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
 export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  return isIP(host) === 4 && host.startsWith('127.');
+  if (host === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 function readTlsFile(path: string, what: string): Buffer {
@@ -223,8 +240,39 @@ function readTlsFile(path: string, what: string): Buffer {
   }
 }
 
+/**
+ * Reads and checks the three TLS files now, so a wrong file is a start-up error naming that
+ * file rather than a failure at the first client's handshake.
+ */
+export function loadTls(paths: TlsFiles['paths']): TlsFiles {
+  const cert = readTlsFile(paths.cert, 'TLS certificate');
+  const key = readTlsFile(paths.key, 'TLS key');
+  const ca = readTlsFile(paths.ca, 'TLS CA');
+  const check = (what: string, path: string, parse: () => unknown): void => {
+    try {
+      parse();
+    } catch {
+      throw new ConfigError(`${what} ${path} does not hold a PEM ${what.replace(/^TLS /, '')}`);
+    }
+  };
+  check('TLS certificate', paths.cert, () => new X509Certificate(cert));
+  check('TLS key', paths.key, () => createPrivateKey(key));
+  check('TLS CA', paths.ca, () => new X509Certificate(ca));
+  try {
+    createSecureContext({ cert, key, ca });
+  } catch (err) {
+    const why = /key values mismatch/i.test((err as Error).message) ? 'does not match' : 'cannot be used with';
+    throw new ConfigError(`TLS key ${paths.key} ${why} certificate ${paths.cert}`);
+  }
+  return { cert, key, ca, paths };
+}
+
 /** Everything from argv, env and file, merged and validated. Throws ConfigError. */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  defaultConfigFile: string = DEFAULT_CONFIG_FILE,
+): Config {
   const cli = parseArgs(argv).values;
   const envValues = fromEnv(env);
   const explicitFile = (cli.get('config') as string | undefined) ?? env[envName('config')];
@@ -233,9 +281,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (explicitFile !== undefined && explicitFile !== '') {
     configFile = explicitFile;
     fileValues = fromFile(explicitFile);
-  } else if (existsSync(DEFAULT_CONFIG_FILE)) {
-    configFile = DEFAULT_CONFIG_FILE;
-    fileValues = fromFile(DEFAULT_CONFIG_FILE);
+  } else if (existsSync(defaultConfigFile)) {
+    configFile = defaultConfigFile;
+    fileValues = fromFile(defaultConfigFile);
   }
   const get = (flag: string): unknown => {
     if (cli.has(flag)) return cli.get(flag);
@@ -253,14 +301,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let tls: TlsFiles | null = null;
   const given = [certPath, keyPath, caPath].filter((p) => p !== null && p !== '').length;
   if (given > 0 && given < 3) throw new ConfigError('--tls-cert, --tls-key and --tls-ca must be given together');
-  if (given === 3) {
-    tls = {
-      cert: readTlsFile(certPath!, 'TLS certificate'),
-      key: readTlsFile(keyPath!, 'TLS key'),
-      ca: readTlsFile(caPath!, 'TLS CA'),
-      paths: { cert: certPath!, key: keyPath!, ca: caPath! },
-    };
-  }
+  if (given === 3) tls = loadTls({ cert: certPath!, key: keyPath!, ca: caPath! });
   if (!tls && !insecure && !isLoopbackHost(listen.host)) {
     throw new ConfigError(
       `refusing plain ws:// on non-loopback address ${listen.host}: give --tls-cert/--tls-key/--tls-ca, or --insecure`,
@@ -323,11 +364,42 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   };
 }
 
+function defaultText(o: OptionDef): string | null {
+  if (o.default === null) return null;
+  if (Array.isArray(o.default)) return o.default.join(',') || 'none';
+  return String(o.default);
+}
+
 export function usage(): string {
-  const lines = ['usage: vdsm-agentd [--flag value ...]', '', 'Each flag is also an environment variable (VDSM_AGENTD_<FLAG>) and a config-file key.', ''];
+  const lines = [
+    'usage: vdsm-agentd [--flag value ...]',
+    '',
+    'Each flag is also an environment variable (VDSM_AGENTD_<FLAG>) and a config-file key.',
+    'Precedence: flag > environment > config file > default.',
+    '',
+  ];
+  const flagText = (o: OptionDef): string => `  --${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}`;
+  const width = Math.max(...OPTIONS.map((o) => flagText(o).length)) + 2;
   for (const o of OPTIONS) {
-    const def = o.default === null ? '' : ` (default: ${Array.isArray(o.default) ? o.default.join(',') || 'none' : String(o.default)})`;
-    lines.push(`  --${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}`.padEnd(36) + o.help + def);
+    const def = defaultText(o);
+    lines.push(flagText(o).padEnd(width) + o.help + (def === null ? '' : ` (default: ${def})`));
   }
+  lines.push('', '  --help, --version, --help-markdown (the table above as Markdown, for the README)');
   return lines.join('\n');
+}
+
+const KIND_TEXT: Record<Kind, string> = { string: 'string', boolean: 'boolean', int: 'integer', number: 'number', list: 'list of strings' };
+
+/** The flags table of the README, generated from OPTIONS so the two cannot drift apart. */
+export function optionsMarkdown(): string {
+  const rows = ['| flag | environment | config key (type) | default | meaning |', '|---|---|---|---|---|'];
+  for (const o of OPTIONS) {
+    const def = defaultText(o);
+    const key = o.flag === 'config' ? '(flag or env only)' : `\`${o.flag}\` (${KIND_TEXT[o.kind]})`;
+    const cell = (t: string): string => t.replace(/\|/g, '\\|');
+    rows.push(
+      `| \`--${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}\` | \`${envName(o.flag)}\` | ${key} | ${def === null ? '' : `\`${def}\``} | ${cell(o.help)} |`,
+    );
+  }
+  return rows.join('\n');
 }

@@ -3,5 +3,11 @@ import { pino, type Logger } from 'pino';
 import type { LogLevel } from './config.js';
 
 export function createLogger(level: LogLevel): Logger {
-  return pino({ level, base: { svc: 'vdsm-agentd' }, timestamp: pino.stdTimeFunctions.isoTime });
+  // Synchronous writes: each line is out when the call returns, so nothing is left to flush at
+  // exit. With pino's default asynchronous stream, a stdout whose reader has gone (EPIPE) made
+  // the exit-time flush retry forever, and the daemon never exited on SIGTERM.
+  return pino(
+    { level, base: { svc: 'vdsm-agentd' }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ dest: 1, sync: true }),
+  );
 }

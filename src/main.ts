@@ -1,25 +1,48 @@
 #!/usr/bin/env node
 // Flags -> Config -> Daemon. Start-up errors are one line on stderr and exit status 2.
-import { ConfigError, loadConfig, parseArgs, usage } from './config.js';
+import { createRequire } from 'node:module';
+import { ConfigError, loadConfig, optionsMarkdown, parseArgs, usage, type Config } from './config.js';
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
+import { notifyReady } from './systemdNotify.js';
 
 function die(message: string): never {
   process.stderr.write(`vdsm-agentd: error: ${message}\n`);
   process.exit(2);
 }
 
+/** One line for a failure to bind or to build the listener. */
+function startError(config: Config, err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const where = `${config.listen.host}:${config.listen.port}`;
+  switch (e.code) {
+    case 'EADDRINUSE':
+      return `cannot listen on ${where}: address already in use`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen on ${where}: address not available on this host`;
+    case 'EACCES':
+      return `cannot listen on ${where}: permission denied`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot listen on ${config.listen.host}: unknown host`;
+    default:
+      return `cannot start: ${String(e?.message ?? err).split('\n')[0]}`;
+  }
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  let config;
+  let config: Config;
   try {
-    const { help, version } = parseArgs(argv);
-    if (help) {
-      process.stdout.write(usage() + '\n');
+    const { help, helpMarkdown, version } = parseArgs(argv);
+    if (help || helpMarkdown) {
+      process.stdout.write((help ? usage() : optionsMarkdown()) + '\n');
       return;
     }
     if (version) {
-      process.stdout.write('vdsm-agentd 0.1.0\n');
+      // package.json sits one level above dist/, in a checkout and in an installed package alike.
+      const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
+      process.stdout.write(`vdsm-agentd ${pkg.version}\n`);
       return;
     }
     config = loadConfig(argv);
@@ -28,39 +51,54 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const daemon = new Daemon(config, log);
+  log.debug({ config: { ...config, tls: config.tls?.paths ?? null } }, 'configuration');
+  let daemon: Daemon;
   try {
-    await daemon.start();
+    daemon = new Daemon(config, log);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EADDRINUSE') die(`cannot listen on ${config.listen.host}:${config.listen.port}: address already in use`);
-    if (e.code === 'EADDRNOTAVAIL') die(`cannot listen on ${config.listen.host}:${config.listen.port}: address not available on this host`);
-    if (e.code === 'EACCES') die(`cannot listen on ${config.listen.host}:${config.listen.port}: permission denied`);
-    if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') die(`cannot listen on ${config.listen.host}: unknown host`);
-    die(`cannot start: ${e.message}`);
+    die(startError(config, err));
   }
+
+  // Handlers go in before listening: a SIGTERM right after start-up (systemctl stop) must still
+  // get the graceful path, once start-up has finished.
+  let started: Promise<unknown> = Promise.resolve();
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    daemon.stop().then(
-      () => {
-        log.info('stopped');
-        log.flush?.();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    started
+      .catch(() => undefined)
+      .then(() => daemon.stop())
+      .then(
+        () => {
+          log.info('stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // A bug must not take down a host agent silently: log it; the daemon stays up for other VMs.
   process.on('uncaughtException', (err) => log.fatal({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  let url: string;
+  try {
+    started = daemon.start();
+    url = (await started) as string;
+  } catch (err) {
+    die(startError(config, err));
+  }
+  if (stopping) return;
+
+  const ready = await notifyReady(`listening on ${url}`);
+  if (ready.sent) log.info('told systemd the daemon is ready');
+  else if (ready.error) log.error({ err: ready.error }, 'could not tell systemd the daemon is ready (systemd-notify failed)');
 }
 
 void main();

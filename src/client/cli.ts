@@ -46,7 +46,10 @@ async function main(): Promise<void> {
     else if (a === '--tls-cert') tls.cert = value();
     else if (a === '--tls-key') tls.key = value();
     else if (a === '--tls-ca') tls.ca = value();
-    else if (a === '--timeout') timeoutSeconds = Number(value());
+    else if (a === '--timeout') {
+      timeoutSeconds = Number(value());
+      if (!(timeoutSeconds > 0)) fail(2, `--timeout needs a number of seconds above 0`);
+    }
     else if (a.startsWith('--')) fail(2, `unknown option ${a}\n${USAGE}`);
     else positional.push(a);
   }
@@ -65,7 +68,10 @@ async function main(): Promise<void> {
   try {
     client = await RpcClient.connect(url, { tls: tlsGiven ? (tls as ClientTls) : undefined, timeoutMs: 5000 });
   } catch (err) {
-    fail(2, `cannot connect to ${url}: ${(err as Error).message}`);
+    const why = (err as Error).message;
+    // A daemon that refuses our certificate just drops the connection after the handshake.
+    const hint = /^wss:/.test(url) && /socket hang up|ECONNRESET|certificate/i.test(why) ? ' (was the client certificate signed by the CA the daemon trusts?)' : '';
+    fail(2, `cannot connect to ${url}: ${why}${hint}`);
   }
   const timer = setTimeout(() => fail(2, `no answer from ${url} within ${timeoutSeconds} s`), timeoutSeconds * 1000);
   try {
@@ -73,6 +79,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(result, null, 4) + '\n');
     clearTimeout(timer);
     await client.close();
+    process.exit(0);
   } catch (err) {
     clearTimeout(timer);
     if (err instanceof RpcCallError) {

@@ -4,6 +4,14 @@ import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import type { RpcErrorObject } from '../wire.js';
 
+function readTlsFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
 export class RpcCallError extends Error {
   constructor(readonly error: RpcErrorObject) {
     super(`${error.code}: ${error.message}`);
@@ -33,16 +41,20 @@ export class RpcClient {
     ws.on('message', (data) => this.onMessage(data.toString()));
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
-      for (const p of this.pending.values()) p.reject(new Error(`connection closed (${code})`));
+      for (const p of this.pending.values()) p.reject(new Error(this.closedText()));
       this.pending.clear();
     });
   }
 
   static connect(url: string, opts: { tls?: ClientTls; timeoutMs?: number; headers?: Record<string, string> } = {}): Promise<RpcClient> {
-    const tls = opts.tls
-      ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key), ca: readFileSync(opts.tls.ca) }
-      : {};
-    const ws = new WebSocket(url, { ...tls, headers: opts.headers, handshakeTimeout: opts.timeoutMs ?? 5000 });
+    let tls = {};
+    let ws: WebSocket;
+    try {
+      if (opts.tls) tls = { cert: readTlsFile(opts.tls.cert), key: readTlsFile(opts.tls.key), ca: readTlsFile(opts.tls.ca) };
+      ws = new WebSocket(url, { ...tls, headers: opts.headers, handshakeTimeout: opts.timeoutMs ?? 5000 });
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     return new Promise((resolve, reject) => {
       ws.once('open', () => {
         ws.off('error', reject);
@@ -83,10 +95,20 @@ export class RpcClient {
 
   call<T = unknown>(method: string, params?: unknown): Promise<T> {
     const id = this.nextId++;
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      // While closing, the peer's code and reason are known only once the close completes.
+      if (this.ws.readyState === WebSocket.CLOSED) return Promise.reject(new Error(this.closedText()));
+      return new Promise((_resolve, reject) => this.ws.once('close', () => reject(new Error(this.closedText()))));
+    }
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.ws.send(JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }));
     });
+  }
+
+  private closedText(): string {
+    if (!this.closed) return 'connection closed';
+    return `connection closed (${this.closed.code}${this.closed.reason ? `: ${this.closed.reason}` : ''})`;
   }
 
   close(): Promise<void> {

@@ -40,6 +40,9 @@ export class MethodRegistry {
         /* logged in mapError with the method's name */
       },
     });
+    // Name the method: a typo (Host.getAllVmStatz) is then obvious to whoever reads the error.
+    this.server.handleMethodNotFound = async (request) =>
+      request.id === undefined ? null : createJSONRPCErrorResponse(request.id, ErrorCode.methodNotFound, `Method not found: ${request.method.slice(0, 100)}`);
     this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) => {
       if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
       this.log.error({ err: error }, 'method failed unexpectedly');
@@ -51,7 +54,11 @@ export class MethodRegistry {
     for (const def of defs) {
       for (const name of [def.name, ...(def.aliases ?? [])]) {
         if (this.server.hasMethod(name)) throw new Error(`method ${name} registered twice`);
-        this.server.addMethod(name, (params, session) => def.handler(bindParams(params, def.params), session));
+        // VDSM answers `true` for a verb that returns nothing; JSON-RPC needs a result member.
+        this.server.addMethod(name, async (params, session) => {
+          const result = await def.handler(bindParams(params, def.params), session);
+          return result === undefined ? true : result;
+        });
         this.names.push(name);
       }
     }
@@ -91,6 +98,18 @@ export class MethodRegistry {
 /** Requests in a message: what counts against the in-flight limit. */
 export function requestCount(message: unknown): number {
   return Array.isArray(message) ? message.length : 1;
+}
+
+/**
+ * The reply to a message refused as a whole (e.g. over the in-flight limit): the same error for
+ * every request in it, with its id; notifications get nothing, as JSON-RPC 2.0 requires.
+ */
+export function refuseAll(message: unknown, code: number, text: string): Reply {
+  const one = (m: unknown): JSONRPCResponse | null =>
+    envelopeProblem(m) === null && !('id' in (m as object)) ? null : createJSONRPCErrorResponse(idOf(m), code, text);
+  if (!Array.isArray(message)) return one(message);
+  const replies = message.map(one).filter((r): r is JSONRPCResponse => r !== null);
+  return replies.length ? replies : null;
 }
 
 function idOf(message: unknown): string | number | null {

@@ -2,7 +2,7 @@
 // upgrade, frame/batch/in-flight limits per connection. It parses frames and hands messages to
 // the MethodRegistry; it knows nothing about what the methods do.
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
+import { clientCertified, mutualTlsServer } from './mutualTls.js';
+import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -25,6 +26,8 @@ export interface ServerOptions {
 }
 
 let nextConnectionId = 1;
+const SILENT_PEER_MS = 10_000;
+const RAW_SOCKET_MARGIN = 100;
 
 /** One client connection: the registry sees it as a Session, the event hub as an EventSink. */
 class Connection implements Session, EventSink {
@@ -60,8 +63,12 @@ class Connection implements Session, EventSink {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
-  send(reply: Reply): void {
-    if (reply !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(reply));
+  /** Sends a reply; returns its text (for the debug log), or null when nothing was sent. */
+  send(reply: Reply): string | null {
+    if (reply === null || this.ws.readyState !== WebSocket.OPEN) return null;
+    const json = JSON.stringify(reply);
+    this.ws.send(json);
+    return json;
   }
 
   settled(n: number): void {
@@ -89,17 +96,12 @@ export class RpcServer {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
-    if (opts.tls) {
-      this.http = https.createServer(
-        { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true },
-        onRequest,
-      );
-      this.http.on('tlsClientError', (err, socket) => {
-        this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, 'TLS handshake refused');
-      });
-    } else {
-      this.http = http.createServer(onRequest);
-    }
+    // A peer that connects and never completes its handshake and upgrade request is dropped after
+    // SILENT_PEER_MS; raw sockets are bounded too (a margin above the WebSocket limit, so a client
+    // over that limit still hears why), so idle sockets cannot use up the descriptors.
+    const timing = { connectionsCheckingInterval: 1000, headersTimeout: SILENT_PEER_MS, requestTimeout: SILENT_PEER_MS };
+    this.http = opts.tls ? mutualTlsServer(opts.tls, onRequest, this.log, timing) : http.createServer(timing, onRequest);
+    this.http.maxConnections = opts.limits.maxConnections + RAW_SOCKET_MARGIN;
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxFrameBytes, clientTracking: false });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
@@ -134,13 +136,21 @@ export class RpcServer {
       this.log.info({ peer, reason: why }, 'connection refused');
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${why}\n`);
     };
+    if (!clientCertified(req, this.opts.tls !== null)) return refuse(403, 'Forbidden', 'no valid client certificate');
     if (this.stopping) return refuse(503, 'Service Unavailable', 'daemon is shutting down');
     const origin = req.headers.origin;
     if (origin !== undefined && !this.opts.limits.allowedOrigins.includes(origin)) {
       return refuse(403, 'Forbidden', `origin ${JSON.stringify(origin).slice(0, 200)} is not allowed`);
     }
     if (this.connections.size >= this.opts.limits.maxConnections) {
-      return refuse(503, 'Service Unavailable', `connection limit of ${this.opts.limits.maxConnections} reached`);
+      // Said with a WebSocket close code (1013, try again later), as SPEC section 2 asks of limits.
+      const why = `connection limit of ${this.opts.limits.maxConnections} reached`;
+      this.log.info({ peer, reason: why }, 'connection refused');
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.close(1013, why);
+        setTimeout(() => ws.terminate(), 1000).unref();
+      });
+      return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req, peer));
   }
@@ -160,54 +170,81 @@ export class RpcServer {
   }
 
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    const debug = this.log.isLevelEnabled('debug');
+    if (conn.ws.readyState !== WebSocket.OPEN) {
+      // We already sent our Close frame (shutdown): RFC 6455 forbids answering any more.
+      if (debug) this.log.debug({ conn: conn.id }, 'message after close ignored');
+      return;
+    }
     if (isBinary) {
       conn.send(errorReply(null, ErrorCode.invalidRequest, 'Invalid Request: binary frames are not accepted; send JSON-RPC as a UTF-8 text frame'));
+      if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
       return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString('utf8');
+    if (debug) this.log.debug({ conn: conn.id, request: clip(text) }, 'request');
     let message: unknown;
     try {
       message = JSON.parse(text);
     } catch {
-      conn.send(errorReply(null, ErrorCode.parseError, 'Parse error: the frame is not valid JSON'));
+      this.reply(conn, errorReply(null, ErrorCode.parseError, 'Parse error: the frame is not valid JSON'), debug);
       return;
     }
-    const n = requestCount(message);
+    // An over-long batch is refused by the registry at once; it must not count as that many requests.
+    const n = Array.isArray(message) && message.length > this.opts.limits.maxBatch ? 1 : requestCount(message);
     if (conn.inFlight + n > this.opts.limits.maxInFlight) {
-      const id = !Array.isArray(message) && message && typeof message === 'object' ? (message as { id?: unknown }).id : null;
-      const safeId = typeof id === 'string' || typeof id === 'number' ? id : null;
-      conn.send(errorReply(safeId, ErrorCode.serverBusy, `Server busy: more than ${this.opts.limits.maxInFlight} requests in flight on this connection`));
+      const why = `Server busy: more than ${this.opts.limits.maxInFlight} requests in flight on this connection`;
+      this.reply(conn, refuseAll(message, ErrorCode.serverBusy, why), debug);
       return;
     }
     conn.inFlight += n;
-    this.log.debug({ conn: conn.id, bytes: text.length }, 'request');
     this.opts.registry
       .handle(message, conn, { maxBatch: this.opts.limits.maxBatch })
       .then(
-        (reply) => conn.send(reply),
+        (reply) => this.reply(conn, reply, debug),
         (err: unknown) => {
           this.log.error({ err }, 'request handling failed');
-          conn.send(errorReply(null, ErrorCode.internalError, 'Internal error'));
+          this.reply(conn, errorReply(null, ErrorCode.internalError, 'Internal error'), debug);
         },
       )
       .finally(() => conn.settled(n));
   }
 
-  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes every connection. */
+  private reply(conn: Connection, reply: Reply, debug: boolean): void {
+    const sent = conn.send(reply);
+    if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent) }, sent === null ? 'no reply' : 'reply');
+  }
+
+  /**
+   * Stops accepting, lets every connection's in-flight requests be answered, then closes each
+   * connection with 1001. The whole sequence is bounded by `graceMs` (plus a moment to cut the
+   * connections whose peers do not finish the closing handshake).
+   */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
+    const deadline = Date.now() + graceMs;
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-    const idle = Promise.all([...this.connections].map((c) => c.whenIdle()));
-    await Promise.race([idle, delay(graceMs)]);
-    for (const c of this.connections) c.ws.close(1001, 'daemon shutting down');
-    await Promise.race([
-      Promise.all([...this.connections].map((c) => new Promise((r) => c.ws.once('close', r)))),
-      delay(1000),
-    ]);
+    const conns = [...this.connections];
+    await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs)]);
+    const busy = conns.filter((c) => c.inFlight > 0).length;
+    if (busy) this.log.warn({ connections: busy }, 'closing connections with requests still unanswered after the shutdown timeout');
+    const gone = conns.map((c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))));
+    for (const c of conns) c.ws.close(1001, 'daemon shutting down');
+    await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500))]);
     for (const c of this.connections) c.ws.terminate();
     this.http.closeAllConnections?.();
     await Promise.race([closed, delay(500)]);
   }
+}
+
+function byteLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
+/** At debug the log shows what went over the wire, cut short so one frame cannot flood it. */
+function clip(text: string): string {
+  return text.length > 2048 ? `${text.slice(0, 2048)}... (${text.length} chars)` : text;
 }
 
 function delay(ms: number): Promise<void> {

@@ -1,0 +1,173 @@
+// The unit under a real systemd: a throwaway container (systemd-nspawn, volatile: the host's /usr
+// read-only, everything else tmpfs, its own network) boots with only vdsm-agentd.service as its
+// goal. The daemon runs from this checkout as the installed command, as the service user with
+// the kvm group, under every hardening setting of the unit; systemd sees it ready only once it
+// listens, restarts it when it is killed, and stops it cleanly.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT } from './helpers/daemon.js';
+import { missing } from './helpers/prereq.js';
+
+const UNIT = path.join(ROOT, 'systemd/vdsm-agentd.service');
+const CGROUP_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
+
+const need = missing({ root: true, commands: ['systemd-nspawn', 'nsenter'] });
+
+/** The container's PID 1: the process named systemd below nspawn. */
+function containerInit(nspawn: number): number | null {
+  const queue = [nspawn];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    for (const task of safeReaddir(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number)) {
+        if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return child;
+        queue.push(child);
+      }
+    }
+  }
+  return null;
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Removes a cgroup and its children, deepest first; one that still holds processes stays. */
+function removeEmptyCgroup(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeEmptyCgroup(path.join(dir, entry.name));
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* still in use: leave it */
+  }
+}
+
+describe.skipIf(need)('the unit under a real systemd (container)', () => {
+  let dir: string;
+  let nspawn: ChildProcess;
+  let init = 0;
+  let consoleText = '';
+  const cgroupsBefore = new Map<string, Set<string>>();
+  const inside = (...cmd: string[]): string =>
+    execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const show = (...props: string[]): Record<string, string> =>
+    Object.fromEntries(
+      inside('systemctl', 'show', ...props.map((p) => `--property=${p}`), 'vdsm-agentd.service')
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 60_000): Promise<void> => {
+    const end = Date.now() + timeoutMs;
+    while (!pred()) {
+      if (Date.now() > end) throw new Error(`${what} did not happen within ${timeoutMs} ms; console:\n${consoleText}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
+  beforeAll(async () => {
+    for (const root of CGROUP_ROOTS) cgroupsBefore.set(root, new Set(safeReaddir(root)));
+    dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-container-'));
+    // The service user, with the group of the channel sockets, as the README's install makes it.
+    const kvm = /^kvm:x:(\d+):/m.exec(readFileSync('/etc/group', 'utf8'));
+    const group = readFileSync('/etc/group', 'utf8').replace(/^kvm:x:(\d+):(.*)$/m, (_l, gid, members) => `kvm:x:${gid}:${members ? `${members},` : ''}vdsm-agentd`);
+    writeFileSync(path.join(dir, 'group'), kvm ? `${group}vdsm-agentd:x:990:\n` : `${group}kvm:x:995:vdsm-agentd\nvdsm-agentd:x:990:\n`);
+    writeFileSync(path.join(dir, 'passwd'), `${readFileSync('/etc/passwd', 'utf8')}vdsm-agentd:x:990:990:vdsm-agentd:/:/usr/sbin/nologin\n`);
+    writeFileSync(path.join(dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
+    // /usr/bin/vdsm-agentd, a link into the package as npm install -g makes it.
+    mkdirSync(path.join(dir, 'usr-upper/bin'), { recursive: true });
+    symlinkSync('/opt/vdsm-agentd/dist/main.js', path.join(dir, 'usr-upper/bin/vdsm-agentd'));
+    nspawn = spawn(
+      'systemd-nspawn',
+      [
+        '--directory=/', '--volatile=yes', '--private-network', '--register=no', '--keep-unit', '--quiet', '--console=pipe',
+        `--overlay=/usr:${path.join(dir, 'usr-upper')}:/usr`,
+        `--bind-ro=${path.join(dir, 'passwd')}:/etc/passwd`,
+        `--bind-ro=${path.join(dir, 'group')}:/etc/group`,
+        `--bind-ro=${path.join(dir, 'machine-id')}:/etc/machine-id`,
+        `--bind-ro=${ROOT}:/opt/vdsm-agentd`,
+        `--bind-ro=${UNIT}:/etc/systemd/system/vdsm-agentd.service`,
+        '--boot', '--', '--unit=vdsm-agentd.service',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    nspawn.stdout!.on('data', (c: Buffer) => (consoleText += c.toString()));
+    nspawn.stderr!.on('data', (c: Buffer) => (consoleText += c.toString()));
+    await waitFor('the container boot', () => (init = containerInit(nspawn.pid!) ?? 0) !== 0 || nspawn.exitCode !== null);
+    expect(nspawn.exitCode, consoleText).toBeNull();
+    await waitFor('the unit to start', () => {
+      try {
+        return show('ActiveState').ActiveState === 'active';
+      } catch {
+        return false;
+      }
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    if (nspawn && nspawn.exitCode === null) {
+      const gone = new Promise((r) => nspawn.once('exit', r));
+      try {
+        inside('systemctl', 'poweroff', '--no-block');
+      } catch {
+        /* already going */
+      }
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+      nspawn.kill('SIGKILL');
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    // nspawn leaves its empty payload/supervisor groups behind when it runs in the root cgroup.
+    for (const root of CGROUP_ROOTS) {
+      for (const name of ['payload', 'supervisor']) {
+        const p = path.join(root, name);
+        if (!cgroupsBefore.get(root)?.has(name) && existsSync(p)) removeEmptyCgroup(p);
+      }
+    }
+  }, 60_000);
+
+  it('is ready (Type=notify) with the status the daemon reported once it listened', () => {
+    const s = show('ActiveState', 'SubState', 'StatusText', 'Type', 'NotifyAccess');
+    expect(s).toEqual({ ActiveState: 'active', SubState: 'running', StatusText: 'listening on ws://127.0.0.1:54322', Type: 'notify', NotifyAccess: 'all' });
+    expect(inside('node', '/opt/vdsm-agentd/dist/client/cli.js', 'Host', 'ping2')).toBe('true\n');
+  });
+
+  it('runs as the service user with the kvm group, no capabilities, no new privileges, a seccomp filter', () => {
+    const pid = show('MainPID').MainPID;
+    const status = inside('cat', `/proc/${pid}/status`);
+    const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)![1]!.trim();
+    const kvmGid = /^kvm:x:(\d+):/m.exec(readFileSync(path.join(dir, 'group'), 'utf8'))![1]!;
+    expect(field('Uid').split(/\s+/)).toEqual(['990', '990', '990', '990']);
+    expect(field('Groups').split(/\s+/)).toContain(kvmGid);
+    expect(field('CapEff')).toBe('0000000000000000');
+    expect(field('CapBnd')).toBe('0000000000000000');
+    expect(field('NoNewPrivs')).toBe('1');
+    expect(field('Seccomp')).toBe('2');
+  });
+
+  it('is restarted when it dies (Restart=on-failure)', async () => {
+    const before = show('MainPID', 'NRestarts');
+    inside('kill', '-KILL', before.MainPID!);
+    await waitFor('the restart', () => {
+      const s = show('MainPID', 'ActiveState', 'NRestarts');
+      return s.ActiveState === 'active' && s.MainPID !== before.MainPID && s.MainPID !== '0';
+    });
+    expect(Number(show('NRestarts').NRestarts)).toBe(Number(before.NRestarts) + 1);
+    expect(inside('node', '/opt/vdsm-agentd/dist/client/cli.js', 'Host', 'ping2')).toBe('true\n');
+  });
+
+  it('stops cleanly: SIGTERM, exit status 0', () => {
+    inside('systemctl', 'stop', 'vdsm-agentd.service');
+    expect(show('ActiveState', 'Result', 'ExecMainStatus')).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainStatus: '0' });
+    const journal = inside('journalctl', '--unit=vdsm-agentd.service', '--output=cat', '--no-pager');
+    expect(journal).toMatch(/"signal":"SIGTERM","msg":"shutting down"/);
+    expect(journal).toMatch(/"msg":"stopped"/);
+  });
+});
