@@ -55,10 +55,17 @@ export class Daemon {
   }
 
   async start(): Promise<string> {
-    // Sockets already present are known before the first request is answered.
-    await this.guests.start();
-    this.stoppers.push(() => this.guests.stop());
+    // Bind first: a taken port or a bad address fails before anything else starts. Requests
+    // wait until the sockets already present are known, so no one sees a partial VM list.
+    const guestsKnown = deferred();
+    this.registry.holdUntil(guestsKnown.promise);
     await this.server.listen();
+    try {
+      await this.guests.start();
+    } finally {
+      guestsKnown.resolve();
+    }
+    this.stoppers.push(() => this.guests.stop());
     const url = this.server.url();
     this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);
     return url;
@@ -68,4 +75,10 @@ export class Daemon {
     await this.server.stop(this.config.shutdownTimeoutMs);
     for (const stop of this.stoppers.reverse()) await stop();
   }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

@@ -5,8 +5,10 @@ import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { startDaemon } from './helpers/daemon.js';
 import { openPeer } from './helpers/wsPeer.js';
+import { tempDir } from './helpers/channelsDir.js';
 
-const NO_CHANNELS = '/nonexistent-vdsm-agentd-channels';
+// An empty channels directory that exists: the log then holds only what these tests are about.
+const NO_CHANNELS = tempDir();
 
 async function session(level: string) {
   const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--log-level', level]);

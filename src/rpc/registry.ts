@@ -33,6 +33,7 @@ export interface HandleLimits {
 export class MethodRegistry {
   private readonly server: JSONRPCServer<Session>;
   private readonly names: string[] = [];
+  private held: Promise<void> | null = null;
 
   constructor(private readonly log: Logger) {
     this.server = new JSONRPCServer<Session>({
@@ -72,7 +73,23 @@ export class MethodRegistry {
    * Handles one parsed message (request, notification or batch). `invalid` messages are answered
    * here per JSON-RPC 2.0, so the library only ever sees well-formed requests.
    */
+  /**
+   * Requests wait until `until` settles. The daemon binds its port first (so a taken port fails
+   * before any other work), then learns the VMs already present; nobody gets a partial VM list.
+   */
+  holdUntil(until: Promise<unknown>): void {
+    const held: Promise<void> = until.then(
+      () => {},
+      () => {},
+    );
+    this.held = held;
+    void held.then(() => {
+      if (this.held === held) this.held = null;
+    });
+  }
+
   async handle(message: unknown, session: Session, limits: HandleLimits): Promise<Reply> {
+    if (this.held) await this.held;
     if (Array.isArray(message)) {
       if (message.length === 0) return invalidRequest(null, 'empty batch');
       if (message.length > limits.maxBatch) {
