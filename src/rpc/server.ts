@@ -1,17 +1,22 @@
-// WebSocket transport: HTTP(S) listener, mutual TLS, Origin and connection limits at the
-// upgrade, frame/batch/in-flight limits per connection. It parses frames and hands messages to
-// the MethodRegistry; it knows nothing about what the methods do.
+// WebSocket transport: HTTP endpoint behind the port listener (TCP or mutual TLS, protocol
+// detection: listener.ts), Origin and connection limits at the upgrade, frame/batch/in-flight
+// limits per connection. It parses frames and hands messages to the MethodRegistry; it knows
+// nothing about what the methods do. STOMP connections (raw, or WebSocket subprotocol
+// v12.stomp) are handed to the StompServer, which shares the registry, hub and limits.
 import http from 'node:http';
-import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
 import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
+import { nextConnectionId } from './connectionId.js';
+import { PortListener } from './listener.js';
+import { StompServer } from '../stomp/server.js';
+import { STOMP_WS_PROTOCOL } from '../stomp/transport.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -24,11 +29,9 @@ export interface ServerOptions {
   log: Logger;
 }
 
-let nextConnectionId = 1;
-
 /** One client connection: the registry sees it as a Session, the event hub as an EventSink. */
 class Connection implements Session, EventSink {
-  readonly id = nextConnectionId++;
+  readonly id = nextConnectionId();
   inFlight = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -76,7 +79,9 @@ class Connection implements Session, EventSink {
 
 export class RpcServer {
   readonly hub: EventHub;
-  private readonly http: http.Server | https.Server;
+  private readonly http: http.Server;
+  private readonly listener: PortListener;
+  private readonly stomp: StompServer;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<Connection>();
   private readonly log: Logger;
@@ -89,43 +94,53 @@ export class RpcServer {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
-    if (opts.tls) {
-      this.http = https.createServer(
-        { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true },
-        onRequest,
-      );
-      this.http.on('tlsClientError', (err, socket) => {
-        this.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, 'TLS handshake refused');
-      });
-    } else {
-      this.http = http.createServer(onRequest);
-    }
+    // TLS (when configured) is done by the listener; this server only ever sees sockets
+    // the listener handed over as HTTP.
+    this.http = http.createServer(onRequest);
     this.http.on('clientError', (_err, socket) => socket.destroy());
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxFrameBytes, clientTracking: false });
+    this.stomp = new StompServer({ registry: opts.registry, hub: opts.hub, limits: opts.limits, log: opts.log });
+    this.listener = new PortListener({
+      listen: opts.listen,
+      tls: opts.tls,
+      log: opts.log,
+      onHttp: (socket) => this.http.emit('connection', socket),
+      onStomp: (socket, opening, peer) => this.onStomp(socket, opening, peer),
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: opts.limits.maxFrameBytes,
+      clientTracking: false,
+      // STOMP over WebSocket when asked for; otherwise what ws picks by default (the first offered).
+      handleProtocols: (offered) => (offered.has(STOMP_WS_PROTOCOL) ? STOMP_WS_PROTOCOL : (offered.values().next().value ?? false)),
+    });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
   }
 
   /** Binds; rejects with the listen error (EADDRINUSE, EACCES, ...). */
-  listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.http.once('error', onError);
-      this.http.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        this.http.off('error', onError);
-        this.http.on('error', (err) => this.log.error({ err }, 'listener error'));
-        resolve(this.http.address() as AddressInfo);
-      });
-    });
+  async listen(): Promise<AddressInfo> {
+    const address = await this.listener.listen();
+    // The HTTP server never listens itself; this starts its header/request timeout checks.
+    this.http.emit('listening');
+    return address;
   }
 
   url(): string {
-    const a = this.http.address() as AddressInfo;
+    const a = this.listener.address();
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
     return `${this.opts.tls ? 'wss' : 'ws'}://${host}:${a.port}`;
   }
 
   connectionCount(): number {
-    return this.connections.size;
+    return this.connections.size + this.stomp.count();
+  }
+
+  private onStomp(socket: Socket, opening: Buffer, peer: string): void {
+    if (this.stopping) return this.stomp.refuseSocket(socket, peer, 'daemon is shutting down');
+    if (this.connectionCount() >= this.opts.limits.maxConnections) {
+      return this.stomp.refuseSocket(socket, peer, `connection limit of ${this.opts.limits.maxConnections} reached`);
+    }
+    const cert = this.opts.tls ? (socket as TLSSocket).getPeerCertificate() : null;
+    this.stomp.acceptSocket(socket, opening, peer, cert?.subject?.CN);
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -139,16 +154,17 @@ export class RpcServer {
     if (origin !== undefined && !this.opts.limits.allowedOrigins.includes(origin)) {
       return refuse(403, 'Forbidden', `origin ${JSON.stringify(origin).slice(0, 200)} is not allowed`);
     }
-    if (this.connections.size >= this.opts.limits.maxConnections) {
+    if (this.connectionCount() >= this.opts.limits.maxConnections) {
       return refuse(503, 'Service Unavailable', `connection limit of ${this.opts.limits.maxConnections} reached`);
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, req, peer));
   }
 
   private onConnection(ws: WebSocket, req: http.IncomingMessage, peer: string): void {
+    const cert = this.opts.tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
+    if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
     const conn = new Connection(ws, peer, this);
     this.connections.add(conn);
-    const cert = this.opts.tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
     this.log.info({ peer, conn: conn.id, client: cert?.subject?.CN }, 'connection opened');
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
     ws.on('error', (err) => this.log.debug({ peer, conn: conn.id, err: err.message }, 'connection error'));
@@ -196,7 +212,9 @@ export class RpcServer {
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes every connection. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const closed = this.listener.close();
+    this.http.close(); // no listening socket of its own: this only stops its timeout checks
+    const stompStopped = this.stomp.stop(graceMs);
     const idle = Promise.all([...this.connections].map((c) => c.whenIdle()));
     await Promise.race([idle, delay(graceMs)]);
     for (const c of this.connections) c.ws.close(1001, 'daemon shutting down');
@@ -206,6 +224,7 @@ export class RpcServer {
     ]);
     for (const c of this.connections) c.ws.terminate();
     this.http.closeAllConnections?.();
+    await stompStopped;
     await Promise.race([closed, delay(500)]);
   }
 }
