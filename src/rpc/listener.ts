@@ -41,7 +41,11 @@ export class PortListener {
       });
       server.on('secureConnection', (socket) => this.sort(socket));
       server.on('tlsClientError', (err, socket) => {
-        this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.message }, 'TLS handshake refused');
+        // A certificate that fails verification is cut off without an error of its own: the
+        // verdict is on the socket. Otherwise OpenSSL's `reason` is the readable part.
+        const e = err as Error & { reason?: string };
+        const reason = socket.authorizationError ? `client certificate refused: ${String(socket.authorizationError)}` : (e.reason ?? e.message);
+        this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
       });
       this.server = server;
     } else {

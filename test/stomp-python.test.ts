@@ -1,0 +1,201 @@
+// The daemon's port as an oVirt engine sees it, driven by Debian's python3-stomp 8 (a STOMP
+// client nobody here wrote), over plain TCP and over mutual TLS, against the real daemon with a
+// scripted oVirt guest agent on a UNIX socket.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RpcClient } from '../src/client/rpcClient.js';
+import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import { missing } from './helpers/prereq.js';
+import { bodiesTo, PYTHON, runStompPeer, type PeerPlan } from './helpers/stompPeer.js';
+import { makePki } from './helpers/throwawayPki.js';
+import { networkInterfaces, ScriptedOvirtGuest } from './helpers/scriptedOvirtGuest.js';
+
+const REQ = 'jms.topic.vdsm_requests';
+const RESP = 'jms.topic.vdsm_responses';
+const EVENTS = 'jms.queue.events';
+const SUBS = [
+  { destination: EVENTS, id: 'events-sub' },
+  { destination: RESP, id: 'responses-sub' },
+];
+const GUEST_IFACES = [
+  { name: 'eth0', hw: '00:21:cc:68:d7:38', inet: ['192.0.2.77'], inet6: ['fe80::221:ccff:fe68:d738'] },
+  { name: 'virbr0', hw: '52:54:00:5b:3f:e1', inet: ['192.168.122.1'], inet6: [] },
+];
+
+const noPython = missing({ commands: [PYTHON, 'openssl'] });
+
+function rpc(id: string, method: string, params?: unknown): string {
+  return JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });
+}
+
+function port(d: RunningDaemon): number {
+  return Number(new URL(d.url).port);
+}
+
+describe.skipIf(noPython)('STOMP with python3-stomp', () => {
+  const pki = noPython ? null : makePki();
+  const vmId = randomUUID();
+  let channels: string;
+  let plain: RunningDaemon;
+  let secure: RunningDaemon;
+  let guest: ScriptedOvirtGuest;
+
+  beforeAll(async () => {
+    channels = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-stomp-'));
+    guest = await ScriptedOvirtGuest.start(channels, vmId, [
+      { __name__: 'heartbeat', 'free-ram': 1024, apiVersion: 3 },
+      { __name__: 'host-name', name: 'stomp-guest' },
+      networkInterfaces(GUEST_IFACES),
+    ]);
+    plain = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', channels]);
+    secure = await startDaemon([
+      '--listen', '127.0.0.1:0', '--channels-dir', channels,
+      '--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert,
+    ]);
+    await guest.connected();
+  });
+  afterAll(async () => {
+    await plain?.stop();
+    await secure?.stop();
+    rmSync(channels, { recursive: true, force: true });
+  });
+
+  const transports = [
+    { name: 'plain TCP', daemon: () => plain, tls: () => undefined },
+    { name: 'mutual TLS', daemon: () => secure, tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }) },
+  ];
+
+  for (const t of transports) {
+    describe(t.name, () => {
+      const base = (): PeerPlan => ({ host: '127.0.0.1', port: port(t.daemon()), tls: t.tls(), subscriptions: SUBS });
+
+      for (const command of ['CONNECT', 'STOMP'] as const) {
+        it(`connects with ${command}, negotiates heart-beats and answers Host.ping2 as a MESSAGE`, async () => {
+          const s = await runStompPeer({
+            ...base(),
+            command,
+            heartbeats: [4000, 4000],
+            requests: [{ reply_to: RESP, body: rpc('p1', 'Host.ping2') }],
+            expect_responses: 1,
+          }).done;
+          expect(s.connected).toMatchObject({ version: '1.2', 'heart-beat': '4000,4000' });
+          const reply = s.messages.find((m) => m.headers.destination === RESP)!;
+          expect(reply.headers).toMatchObject({ 'content-type': 'application/json', subscription: 'responses-sub' });
+          expect(reply.headers['message-id']).toBeTruthy();
+          expect(Number(reply.headers['content-length'])).toBe(Buffer.byteLength(reply.body));
+          expect(JSON.parse(reply.body)).toEqual({ jsonrpc: '2.0', id: 'p1', result: true });
+          expect(s.errors).toEqual([]);
+        });
+      }
+
+      it('accepts SUBSCRIBE before CONNECT, as the engine sends them', async () => {
+        const s = await runStompPeer({
+          ...base(),
+          subscribe_first: true,
+          heartbeats: [0, 15000],
+          requests: [{ reply_to: RESP, body: rpc('early', 'Host.ping2') }],
+          expect_responses: 1,
+        }).done;
+        // The engine's 0,15000 comes back swapped: we beat every 15 s, and expect nothing.
+        expect(s.connected).toMatchObject({ version: '1.2', 'heart-beat': '15000,0' });
+        expect(bodiesTo(s, RESP)).toEqual([{ jsonrpc: '2.0', id: 'early', result: true }]);
+      });
+
+      it('Host.getAllVmStats lists the scripted guest with its interfaces', async () => {
+        const s = await runStompPeer({ ...base(), requests: [{ reply_to: RESP, body: rpc('all', 'Host.getAllVmStats') }], expect_responses: 1 }).done;
+        const [reply] = bodiesTo(s, RESP) as { id: string; result: Record<string, unknown>[] }[];
+        expect(reply!.id).toBe('all');
+        const vm = reply!.result.find((v) => v.vmId === vmId)!;
+        expect(vm).toMatchObject({ status: 'Up', netIfaces: GUEST_IFACES, guestIPs: '192.0.2.77 192.168.122.1', guestName: 'stomp-guest' });
+      });
+
+      it('VM.getStats for an unknown VM carries the JSON-RPC error in the MESSAGE body', async () => {
+        const unknown = randomUUID();
+        const s = await runStompPeer({ ...base(), requests: [{ reply_to: RESP, body: rpc('nx', 'VM.getStats', { vmID: unknown }) }], expect_responses: 1 }).done;
+        const [reply] = bodiesTo(s, RESP) as { id: string; error: { code: number; message: string } }[];
+        expect(reply!.id).toBe('nx');
+        expect(reply!.error.code).toBe(1);
+        expect(reply!.error.message).toMatch(/^Virtual machine does not exist/);
+        expect(s.errors).toEqual([]);
+      });
+
+      it('keeps a heart-beating client and beats back with bare newlines', async () => {
+        const s = await runStompPeer({
+          ...base(),
+          heartbeats: [1000, 1000],
+          hold_seconds: 3.5,
+          requests: [{ reply_to: RESP, body: rpc('after', 'Host.ping2') }],
+          expect_responses: 1,
+        }).done;
+        expect(s.connected!['heart-beat']).toBe('1000,1000');
+        expect(s.dropped).toBe(false);
+        expect(s.heartbeats).toBeGreaterThanOrEqual(2);
+      });
+
+      it('answers DISCONNECT with its receipt', async () => {
+        const s = await runStompPeer({ ...base(), disconnect_receipt: 'bye-1' }).done;
+        expect(s.receipts).toContain('bye-1');
+      });
+
+      it("sends VDSM's ERROR frames and keeps the connection for the client's misuses", async () => {
+        const s = await runStompPeer({
+          ...base(),
+          subscriptions: [
+            { destination: RESP, id: 'responses-sub' },
+            { destination: RESP, id: 'responses-sub' },
+            { destination: EVENTS, id: '' },
+          ],
+          sends: [{ destination: 'jms.topic.nobody', body: 'hello' }],
+          requests: [{ reply_to: RESP, body: rpc('still', 'Host.ping2') }],
+          expect_errors: 3,
+          expect_responses: 1,
+        }).done;
+        expect(s.errors.map((e) => e.body).sort()).toEqual(
+          ['Missing destination or subscription id header', 'Subscription id already exists', 'Subscription not available'].sort(),
+        );
+        expect(bodiesTo(s, RESP)).toEqual([{ jsonrpc: '2.0', id: 'still', result: true }]);
+      });
+    });
+  }
+
+  it('refuses a STOMP client whose certificate the engine CA did not sign', async () => {
+    const run = runStompPeer({
+      host: '127.0.0.1',
+      port: port(secure),
+      tls: { cert: pki!.otherCaClient.cert, key: pki!.otherCaClient.key, ca: pki!.ca.cert },
+      timeout: 3,
+    });
+    await expect(run.done).rejects.toThrow(/without a summary/);
+    await secure.waitForLog((l) => l.msg === 'TLS handshake refused' && String(l.reason).includes('client certificate refused'));
+  });
+
+  it('serves 100 concurrent STOMP clients beside WebSocket clients on the same port', async () => {
+    const ws = await Promise.all(Array.from({ length: 20 }, () => RpcClient.connect(plain.url)));
+    const peers = Array.from({ length: 100 }, (_, i) =>
+      runStompPeer({
+        host: '127.0.0.1',
+        port: port(plain),
+        subscriptions: [{ destination: RESP, id: `r${i}` }],
+        requests: [
+          { reply_to: RESP, body: rpc(`ping-${i}`, 'Host.ping2') },
+          { reply_to: RESP, body: rpc(`all-${i}`, 'Host.getAllVmStats') },
+        ],
+        expect_responses: 2,
+        timeout: 60,
+      }),
+    );
+    const wsResults = await Promise.all(ws.flatMap((c) => [c.call('Host.ping2'), c.call('Host.getAllVmStats')]));
+    const summaries = await Promise.all(peers.map((p) => p.done));
+    summaries.forEach((s, i) => {
+      const replies = bodiesTo(s, RESP) as { id: string; result: unknown }[];
+      // Each client gets its own two answers and nobody else's.
+      expect(replies.map((r) => r.id).sort()).toEqual([`all-${i}`, `ping-${i}`]);
+      expect(replies.find((r) => r.id === `ping-${i}`)!.result).toBe(true);
+    });
+    expect(wsResults.filter((r) => r === true)).toHaveLength(20);
+    for (const c of ws) await c.close();
+  }, 120_000);
+});
