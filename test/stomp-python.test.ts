@@ -1,9 +1,6 @@
 // The daemon's port as an oVirt engine sees it, driven by Debian's python3-stomp 8 (a STOMP
 // client nobody here wrote), over plain TCP and over mutual TLS, against the real daemon with a
 // scripted oVirt guest agent on a UNIX socket.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
@@ -11,7 +8,9 @@ import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { bodiesTo, PYTHON, runStompPeer, type PeerPlan } from './helpers/stompPeer.js';
 import { makePki } from './helpers/throwawayPki.js';
-import { networkInterfaces, ScriptedOvirtGuest } from './helpers/scriptedOvirtGuest.js';
+import type { ScriptedGuest } from './helpers/scriptedGuest.js';
+import { newVmId } from './helpers/channelsDir.js';
+import { startDaemonWithGuest } from './helpers/daemonWithGuest.js';
 
 const REQ = 'jms.topic.vdsm_requests';
 const RESP = 'jms.topic.vdsm_responses';
@@ -37,35 +36,28 @@ function port(d: RunningDaemon): number {
 
 describe.skipIf(noPython)('STOMP with python3-stomp', () => {
   const pki = noPython ? null : makePki();
-  const vmId = randomUUID();
-  let channels: string;
+  const vmId = newVmId();
   let plain: RunningDaemon;
   let secure: RunningDaemon;
-  let guest: ScriptedOvirtGuest;
+  const guests: ScriptedGuest[] = [];
 
   beforeAll(async () => {
-    channels = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-stomp-'));
-    guest = await ScriptedOvirtGuest.start(channels, vmId, [
-      { __name__: 'heartbeat', 'free-ram': 1024, apiVersion: 3 },
-      { __name__: 'host-name', name: 'stomp-guest' },
-      networkInterfaces(GUEST_IFACES),
-    ]);
-    plain = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', channels]);
-    secure = await startDaemon([
-      '--listen', '127.0.0.1:0', '--channels-dir', channels,
-      '--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert,
-    ]);
-    await guest.connected();
+    const guest = { hostName: 'stomp-guest', interfaces: GUEST_IFACES };
+    const p = await startDaemonWithGuest(vmId, guest);
+    const tls = ['--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert];
+    const s = await startDaemonWithGuest(vmId, guest, tls, { cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert });
+    plain = p.daemon;
+    secure = s.daemon;
+    guests.push(p.guest, s.guest);
   });
   afterAll(async () => {
     await plain?.stop();
     await secure?.stop();
-    rmSync(channels, { recursive: true, force: true });
   });
 
   const transports = [
-    { name: 'plain TCP', daemon: () => plain, tls: () => undefined },
-    { name: 'mutual TLS', daemon: () => secure, tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }) },
+    { name: 'plain TCP', daemon: () => plain, guest: () => guests[0]!, tls: () => undefined },
+    { name: 'mutual TLS', daemon: () => secure, guest: () => guests[1]!, tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }) },
   ];
 
   for (const t of transports) {
@@ -120,6 +112,21 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
         expect(reply!.error.code).toBe(1);
         expect(reply!.error.message).toMatch(/^Virtual machine does not exist/);
         expect(s.errors).toEqual([]);
+      });
+
+      it('sends a VM_status event on jms.queue.events when the guest changes its interfaces', async () => {
+        const changed = [{ name: 'eth1', hw: '52:54:00:aa:bb:cc', inet: ['203.0.113.5'], inet6: ['2001:db8::5'] }];
+        const peer = runStompPeer({ ...base(), expect_events: 1 });
+        await peer.ready;
+        await t.guest().send('network-interfaces', { interfaces: changed });
+        const s = await peer.done;
+        const events = bodiesTo(s, EVENTS) as { jsonrpc: string; id?: unknown; method: string; params: Record<string, Record<string, unknown>> }[];
+        expect(events).toHaveLength(1);
+        expect(events[0]!.id).toBeUndefined(); // the engine takes a body without id as an event
+        expect(events[0]!.method).toBe(`|virt|VM_status|${vmId}`);
+        expect(events[0]!.params[vmId]).toMatchObject({ status: 'Up', netIfaces: changed, guestIPs: '203.0.113.5' });
+        expect(typeof events[0]!.params.notify_time).toBe('number');
+        await t.guest().send('network-interfaces', { interfaces: GUEST_IFACES }); // as the other tests expect
       });
 
       it('keeps a heart-beating client and beats back with bare newlines', async () => {

@@ -1,9 +1,6 @@
 // STOMP over WebSocket: a client asking for the subprotocol v12.stomp speaks the same STOMP
 // session as on the raw port, one frame per WebSocket message; checked with @stomp/stompjs
 // (the browsers' STOMP client) over ws:// and mutual-TLS wss://, and byte for byte with ws.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,8 +8,9 @@ import { RpcClient } from '../src/client/rpcClient.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { makePki } from './helpers/throwawayPki.js';
-import { networkInterfaces, ScriptedOvirtGuest } from './helpers/scriptedOvirtGuest.js';
-import { STOMP_RESPONSES, WsStompPeer } from './helpers/stompOverWs.js';
+import { startDaemonWithGuest } from './helpers/daemonWithGuest.js';
+import { STOMP_EVENTS, STOMP_RESPONSES, WsStompPeer } from './helpers/stompOverWs.js';
+import type { ScriptedGuest } from './helpers/scriptedGuest.js';
 import { frame } from './helpers/rawStomp.js';
 
 const noOpenssl = missing({ commands: ['openssl'] });
@@ -47,24 +45,19 @@ async function rawStompWs(url: string): Promise<{ ws: WebSocket; messages: strin
 describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
   const pki = noOpenssl ? null : makePki();
   const vmId = randomUUID();
-  let channels: string;
   let plain: RunningDaemon;
   let secure: RunningDaemon;
+  let plainGuest: ScriptedGuest;
 
   beforeAll(async () => {
-    channels = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-stompws-'));
-    const guest = await ScriptedOvirtGuest.start(channels, vmId, [networkInterfaces(IFACES)]);
-    plain = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', channels]);
-    secure = await startDaemon([
-      '--listen', '127.0.0.1:0', '--channels-dir', channels,
-      '--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert,
-    ]);
-    await guest.connected();
+    const guest = { hostName: 'ws-guest', interfaces: IFACES };
+    const tls = ['--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert];
+    ({ daemon: plain, guest: plainGuest } = await startDaemonWithGuest(vmId, guest));
+    secure = (await startDaemonWithGuest(vmId, guest, tls, { cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert })).daemon;
   });
   afterAll(async () => {
     await plain?.stop();
     await secure?.stop();
-    rmSync(channels, { recursive: true, force: true });
   });
 
   const transports = [
@@ -90,6 +83,18 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
       await peer.close();
     });
   }
+
+  it('delivers the VM_status event of a guest that changed its interfaces to jms.queue.events', async () => {
+    const peer = await WsStompPeer.connect(plain.url);
+    peer.subscribe(STOMP_EVENTS);
+    peer.subscribe(STOMP_RESPONSES);
+    await peer.call('Host.ping2'); // both subscriptions are in place
+    const changed = [{ name: 'eth9', hw: '52:54:00:00:00:09', inet: ['198.51.100.9'], inet6: [] }];
+    await plainGuest.send('network-interfaces', { interfaces: changed });
+    const event = await peer.waitFor(() => peer.messages.find((m) => m.headers.destination === STOMP_EVENTS));
+    expect(JSON.parse(event.body)).toMatchObject({ jsonrpc: '2.0', method: `|virt|VM_status|${vmId}`, params: { [vmId]: { netIfaces: changed, guestIPs: '198.51.100.9' } } });
+    await peer.close();
+  });
 
   it('carries exactly one STOMP frame per WebSocket text message, heart-beats as "\\n" messages', async () => {
     const { ws, messages, next } = await rawStompWs(plain.url);

@@ -48,15 +48,12 @@ export interface RunningPeer {
 }
 
 const running = new Set<ChildProcess>();
-let hooked = false;
+// Registered at import: vitest ignores hooks added from inside a test or beforeAll.
+afterAll(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 export function runStompPeer(plan: PeerPlan): RunningPeer {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const p of running) p.kill('SIGKILL');
-    });
-  }
   const proc = spawn(PYTHON, [SCRIPT, JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   let stderr = '';
