@@ -2,6 +2,8 @@
 // client nobody here wrote), over plain TCP and over mutual TLS, against the real daemon with a
 // scripted oVirt guest agent on a UNIX socket.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
@@ -177,6 +179,17 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
     });
     await expect(run.done).rejects.toThrow(/without a summary/);
     await secure.waitForLog((l) => l.msg === 'TLS handshake refused' && String(l.reason).includes('client certificate refused'));
+  });
+
+  it('closes a TLS connection without a client certificate before it can speak STOMP', async () => {
+    const socket = tls.connect({ host: '127.0.0.1', port: port(secure), ca: readFileSync(pki!.ca.cert) });
+    socket.on('error', () => {});
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    socket.on('secureConnect', () => socket.write('CONNECT\naccept-version:1.2\n\n\0'));
+    await new Promise((resolve) => socket.on('close', resolve));
+    expect(received).toBe('');
+    await secure.waitForLog((l) => l.msg === 'TLS handshake refused' && l.reason === 'no client certificate given');
   });
 
   it('serves 100 concurrent STOMP clients beside WebSocket clients on the same port', async () => {

@@ -31,21 +31,27 @@ export class PortListener {
   constructor(private readonly opts: PortListenerOptions) {
     this.timeoutMs = opts.detectTimeoutMs ?? DETECT_TIMEOUT_MS;
     if (opts.tls) {
+      // The client certificate is checked at secureConnection rather than by
+      // `rejectUnauthorized`, which cuts the socket off before anyone can say which peer was
+      // refused or why. Invariant: only sockets with a certificate signed by the CA are sorted.
       const server = tls.createServer({
         cert: opts.tls.cert,
         key: opts.tls.key,
         ca: opts.tls.ca,
         requestCert: true,
-        rejectUnauthorized: true,
+        rejectUnauthorized: false,
         handshakeTimeout: this.timeoutMs,
       });
-      server.on('secureConnection', (socket) => this.sort(socket));
-      server.on('tlsClientError', (err, socket) => {
-        // A certificate that fails verification is cut off without an error of its own: the
-        // verdict is on the socket. Otherwise OpenSSL's `reason` is the readable part.
-        const e = err as Error & { reason?: string };
-        const reason = socket.authorizationError ? `client certificate refused: ${String(socket.authorizationError)}` : (e.reason ?? e.message);
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        if (socket.authorized) return this.sort(socket);
+        const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+        const reason = given ? `client certificate refused: ${String(socket.authorizationError)}` : 'no client certificate given';
         this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
+        socket.destroy();
+      });
+      // Handshakes that fail outright (no common protocol or cipher, not TLS at all, too slow).
+      server.on('tlsClientError', (err: Error & { reason?: string }) => {
+        this.opts.log.info({ reason: err.reason ?? err.message }, 'TLS handshake failed');
       });
       this.server = server;
     } else {
