@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeFrame, escapeHeader, FrameParser, unescapeHeader, type ParsedItem } from '../src/stomp/frame.js';
 import { detectProtocol } from '../src/rpc/detect.js';
 import { isRequestDestination, negotiateHeartBeat, offersVersion12 } from '../src/stomp/session.js';
+import { rng } from './helpers/seededRandom.js';
 
 const LIMIT = 1024;
 const CODES = ['frame-too-large', 'bad-content-length', 'missing-nul', 'bad-header', 'bad-escape'];
@@ -21,18 +22,6 @@ function plain(items: ParsedItem[]): unknown[] {
 
 function frames(items: ParsedItem[]): { command: string; headers: Record<string, string>; body: string }[] {
   return items.flatMap((i) => (i.kind === 'frame' ? [{ command: i.frame.command, headers: Object.fromEntries(i.frame.headers), body: i.frame.body.toString('utf8') }] : []));
-}
-
-/** Deterministic PRNG (mulberry32) so a failing fuzz case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomChunks(buf: Buffer, rand: () => number): Buffer[] {

@@ -80,11 +80,7 @@ export class FrameParser {
       return pos + 1;
     }
     const end = lf === -1 ? chunk.length : lf;
-    if (this.frameBytes + this.lineBytes + (end - pos) > this.limits.maxFrameBytes) {
-      this.fail(out, 'frame-too-large', `frame exceeds the limit of ${this.limits.maxFrameBytes} bytes`);
-      return chunk.length;
-    }
-    this.lineParts.push(chunk.subarray(pos, end));
+    if (!this.hold(this.lineParts, this.lineBytes, chunk, pos, end, out)) return chunk.length;
     this.lineBytes += end - pos;
     if (lf === -1) return chunk.length;
     let line = this.lineParts.length === 1 ? this.lineParts[0]! : Buffer.concat(this.lineParts);
@@ -148,15 +144,21 @@ export class FrameParser {
     }
     const nul = chunk.indexOf(NUL, pos);
     const end = nul === -1 ? chunk.length : nul;
-    if (this.frameBytes + this.bodyBytes + (end - pos) > this.limits.maxFrameBytes) {
-      this.fail(out, 'frame-too-large', `frame exceeds the limit of ${this.limits.maxFrameBytes} bytes`);
-      return chunk.length;
-    }
-    this.bodyParts.push(chunk.subarray(pos, end));
+    if (!this.hold(this.bodyParts, this.bodyBytes, chunk, pos, end, out)) return chunk.length;
     this.bodyBytes += end - pos;
     if (nul === -1) return chunk.length;
     this.emit(out);
     return nul + 1;
+  }
+
+  /** Keeps chunk[pos, end) in `parts` unless the frame would pass the limit (then fails). */
+  private hold(parts: Buffer[], held: number, chunk: Buffer, pos: number, end: number, out: ParsedItem[]): boolean {
+    if (this.frameBytes + held + (end - pos) > this.limits.maxFrameBytes) {
+      this.fail(out, 'frame-too-large', `frame exceeds the limit of ${this.limits.maxFrameBytes} bytes`);
+      return false;
+    }
+    parts.push(chunk.subarray(pos, end));
+    return true;
   }
 
   private emit(out: ParsedItem[]): void {
