@@ -182,11 +182,40 @@ describe('STOMP on the wire', () => {
     expect(silent.text() + stalled.text()).toBe('');
   }, 30_000);
 
+  it('loses no answer when a client reads late: the daemon stops reading from it meanwhile', async () => {
+    const c = await connect();
+    c.socket.pause(); // reads nothing while it sends
+    c.write(frame('SUBSCRIBE', { destination: RESP, id: 's' }));
+    // Long ids make long answers: far more than the kernel's socket buffers hold.
+    const n = 8000;
+    const pad = 'p'.repeat(3000);
+    for (let i = 0; i < n; i++) c.write(frame('SEND', { destination: REQ, 'reply-to': RESP }, `{"jsonrpc":"2.0","id":"${i}-${pad}","method":"Host.ping2"}`));
+    await new Promise((r) => setTimeout(r, 500));
+    // The daemon stopped taking requests: they wait in this client's own send buffer.
+    expect(c.socket.writableLength).toBeGreaterThan(0);
+    c.socket.resume();
+    await c.until(() => c.received.length > 0 && c.frames().length >= n, 60_000, `${n} answers`);
+    const ids = c.frames().map((f) => Number(/"id":"(\d+)-/.exec(f)![1]));
+    expect(new Set(ids).size).toBe(n);
+  }, 90_000);
+
   it('still speaks WebSocket on the same port, including a plain HTTP request', async () => {
     const res = await fetch(d.url.replace('ws://', 'http://') + '/');
     expect(res.status).toBe(426);
     const ws = await RpcClient.connect(d.url);
     expect(await ws.call('ping')).toBe(true);
     await ws.close();
+  });
+});
+
+describe('STOMP at shutdown', () => {
+  it('answers what is in flight, then sends ERROR "daemon shutting down" and closes', async () => {
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd']);
+    const c = await RawStomp.connect(Number(new URL(d.url).port));
+    c.write(frame('SUBSCRIBE', { destination: RESP, id: 's', receipt: 'r' }));
+    await c.nextFrames(1);
+    expect(await d.stop()).toBe(0);
+    await c.closed;
+    expect(c.frames().at(-1)).toBe('ERROR\ncontent-length:20\n\ndaemon shutting down');
   });
 });

@@ -6,6 +6,11 @@ import type { StompTransport } from './session.js';
 
 export const STOMP_WS_PROTOCOL = 'v12.stomp';
 const END_GRACE_MS = 2000;
+/**
+ * A peer that sends requests but does not read the answers: past this many unsent bytes we stop
+ * reading from it (TCP pushes back on the peer) until it has taken half of them.
+ */
+const PAUSE_READING_AT = 1 << 20;
 
 /**
  * The engine's client reads one frame per socket read: two frames in one write leave the
@@ -30,6 +35,7 @@ export class SocketTransport implements StompTransport {
     if (this.writing) {
       this.queue.push(data);
       this.queuedBytes += data.length;
+      if (this.bufferedBytes() > PAUSE_READING_AT) this.socket.pause();
       return;
     }
     this.writeNow(data);
@@ -41,10 +47,10 @@ export class SocketTransport implements StompTransport {
       this.writing = false;
       if (err || this.socket.destroyed) return;
       const next = this.queue.shift();
-      if (next) {
-        this.queuedBytes -= next.length;
-        this.writeNow(next);
-      } else if (this.ending) this.socket.end();
+      if (next) this.queuedBytes -= next.length;
+      if (this.socket.isPaused() && !this.ending && this.bufferedBytes() < PAUSE_READING_AT / 2) this.socket.resume();
+      if (next) this.writeNow(next);
+      else if (this.ending) this.socket.end();
     });
   }
 
