@@ -154,6 +154,35 @@ describe('FrameParser', () => {
     }
   });
 
+  it('fuzz: mutated engine frames in random chunks never throw, never pass the limit, parse as the whole does', () => {
+    const seeds = [
+      'CONNECT\naccept-version:1.2\nheart-beat:0,15000\nhost:null\n\n\0',
+      'SUBSCRIBE\ndestination:jms.queue.events\nack:auto\nid:5c1f\n\n\0',
+      'SEND\ndestination:jms.topic.vdsm_requests\nreply-to:jms.topic.vdsm_responses\ncontent-length:44\n\n{"jsonrpc":"2.0","id":"1","method":"ping"}\0',
+      'SEND\r\ndestination:a\\cb\r\n\r\nbody\0\n',
+    ].map((t) => Buffer.from(t));
+    const special = [0x00, 0x0a, 0x0d, 0x3a, 0x5c, 0x63, 0x30, 0x39, 0xff];
+    for (let iter = 0; iter < 3000; iter++) {
+      const rand = rng(0x570a9 + iter);
+      const bytes = [...Buffer.concat(Array.from({ length: 1 + Math.floor(rand() * 3) }, () => seeds[Math.floor(rand() * seeds.length)]!))];
+      for (let m = 1 + Math.floor(rand() * 6); m > 0; m--) {
+        const at = Math.floor(rand() * (bytes.length + 1));
+        const op = Math.floor(rand() * 4);
+        if (op === 0 && bytes.length) bytes[at % bytes.length] = special[Math.floor(rand() * special.length)]!;
+        else if (op === 1) bytes.splice(at, 0, special[Math.floor(rand() * special.length)]!);
+        else if (op === 2) bytes.splice(at, 1 + Math.floor(rand() * 4));
+        else bytes.splice(at, 0, ...bytes.slice(at, at + Math.floor(rand() * 40)));
+      }
+      const buf = Buffer.from(bytes);
+      const whole = parse([buf], 128);
+      for (const i of whole) {
+        if (i.kind === 'error') expect(CODES).toContain(i.code);
+        if (i.kind === 'frame') expect(i.frame.body.length).toBeLessThanOrEqual(128);
+      }
+      expect(plain(parse(randomChunks(buf, rand), 128)), `iteration ${iter}`).toEqual(plain(whole));
+    }
+  });
+
   it('fuzz: random frames survive encode, random heart-beats and random chunking unchanged', () => {
     const chars = 'aZ09:\\\n\r -_.é€{}"';
     const text = (rand: () => number, max: number): string => {
