@@ -9,12 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { missing } from './helpers/prereq.js';
-import { PYTHON, runStompPeer } from './helpers/stompPeer.js';
+import { missingPythonStomp, runStompPeer } from './helpers/stompPeer.js';
 import { frame, RawStomp } from './helpers/rawStomp.js';
 import { STOMP_EVENTS, STOMP_RESPONSES, WsStompPeer } from './helpers/stompOverWs.js';
 
-const noPython = missing({ commands: [PYTHON] });
+const noPython = missingPythonStomp();
 const VM = '8a3e0e8c-52a4-4d3e-9a62-2f6d3d8d1b11';
 const status = (guestIPs: string): Record<string, unknown> => ({ [VM]: { status: 'Up', guestIPs }, notify_time: 1234 });
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
-import { bodiesTo, PYTHON, runStompPeer, type PeerPlan } from './helpers/stompPeer.js';
+import { bodiesTo, missingPythonStomp, runStompPeer, type PeerPlan } from './helpers/stompPeer.js';
 import { makePki } from './helpers/throwawayPki.js';
 import type { ScriptedGuest } from './helpers/scriptedGuest.js';
 import { newVmId } from './helpers/channelsDir.js';
@@ -26,7 +26,7 @@ const GUEST_IFACES = [
   { name: 'virbr0', hw: '52:54:00:5b:3f:e1', inet: ['192.168.122.1'], inet6: [] },
 ];
 
-const noPython = missing({ commands: [PYTHON, 'openssl'] });
+const noPython = missingPythonStomp() ?? missing({ commands: ['openssl'] });
 
 function rpc(id: string, method: string, params?: unknown): string {
   return JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });

@@ -1,12 +1,28 @@
 // Runs test/helpers/stomp_peer.py: Debian's python3-stomp driven by a JSON plan, the STOMP
 // client nobody here wrote. Every peer still running when the test file ends is killed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 import { ROOT } from './daemon.js';
+import { IN_CI, missing } from './prereq.js';
 
 export const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(ROOT, 'test/helpers/stomp_peer.py');
+
+/** Like `missing`: null when /usr/bin/python3 can import stomp; skips on a dev machine, throws under CI. */
+export function missingPythonStomp(): string | null {
+  const base = missing({ commands: [PYTHON] });
+  if (base) return base;
+  try {
+    execFileSync(PYTHON, ['-c', 'import stomp'], { stdio: 'ignore' });
+    return null;
+  } catch {
+    const why = "needs Debian's python3-stomp for /usr/bin/python3 (scripts/setup-test-host.sh)";
+    if (IN_CI) throw new Error(`prerequisite missing under CI=true: ${why}`);
+    console.warn(`[skip] ${why}`);
+    return why;
+  }
+}
 
 export interface PeerMessage {
   headers: Record<string, string>;
