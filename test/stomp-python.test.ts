@@ -194,26 +194,27 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
 
   it('serves 100 concurrent STOMP clients beside WebSocket clients on the same port', async () => {
     const ws = await Promise.all(Array.from({ length: 20 }, () => RpcClient.connect(plain.url)));
-    const peers = Array.from({ length: 100 }, (_, i) =>
-      runStompPeer({
-        host: '127.0.0.1',
-        port: port(plain),
-        subscriptions: [{ destination: RESP, id: `r${i}` }],
-        requests: [
-          { reply_to: RESP, body: rpc(`ping-${i}`, 'Host.ping2') },
-          { reply_to: RESP, body: rpc(`all-${i}`, 'Host.getAllVmStats') },
-        ],
-        expect_responses: 2,
-        timeout: 60,
-      }),
-    );
+    const peers = runStompPeer({
+      clients: 100,
+      host: '127.0.0.1',
+      port: port(plain),
+      subscriptions: [{ destination: RESP, id: 'r{i}' }],
+      requests: [
+        { reply_to: RESP, body: rpc('ping-{i}', 'Host.ping2') },
+        { reply_to: RESP, body: rpc('all-{i}', 'Host.getAllVmStats') },
+      ],
+      expect_responses: 2,
+      timeout: 60,
+    });
     const wsResults = await Promise.all(ws.flatMap((c) => [c.call('Host.ping2'), c.call('Host.getAllVmStats')]));
-    const summaries = await Promise.all(peers.map((p) => p.done));
-    summaries.forEach((s, i) => {
-      const replies = bodiesTo(s, RESP) as { id: string; result: unknown }[];
+    const { clients } = await peers.done;
+    expect(clients).toHaveLength(100);
+    clients!.forEach((s, i) => {
+      const replies = bodiesTo(s!, RESP) as { id: string; result: unknown }[];
       // Each client gets its own two answers and nobody else's.
       expect(replies.map((r) => r.id).sort()).toEqual([`all-${i}`, `ping-${i}`]);
       expect(replies.find((r) => r.id === `ping-${i}`)!.result).toBe(true);
+      expect(s!.messages.every((m) => m.headers.subscription === `r${i}`)).toBe(true);
     });
     expect(wsResults.filter((r) => r === true)).toHaveLength(20);
     for (const c of ws) await c.close();

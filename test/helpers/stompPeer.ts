@@ -54,12 +54,14 @@ export interface PeerPlan {
   hold_seconds?: number;
   disconnect_receipt?: string;
   timeout?: number;
+  /** Runs this many sessions at once in one python process; "{i}" in the plan is each one's number. */
+  clients?: number;
 }
 
 export interface RunningPeer {
   /** Resolves once the peer's subscriptions are in place on the server. */
   ready: Promise<void>;
-  done: Promise<PeerSummary>;
+  done: Promise<PeerSummary & { clients?: (PeerSummary | null)[] }>;
   stderr: () => string;
 }
 
@@ -74,7 +76,7 @@ export function runStompPeer(plan: PeerPlan): RunningPeer {
   running.add(proc);
   let stderr = '';
   let buf = '';
-  let summary: PeerSummary | null = null;
+  let summary: (PeerSummary & { clients?: (PeerSummary | null)[] }) | null = null;
   let onReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => (onReady = resolve));
   proc.stdout!.on('data', (c: Buffer) => {
@@ -88,7 +90,7 @@ export function runStompPeer(plan: PeerPlan): RunningPeer {
     }
   });
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<PeerSummary>((resolve, reject) =>
+  const done = new Promise<PeerSummary & { clients?: (PeerSummary | null)[] }>((resolve, reject) =>
     proc.on('exit', (code) => {
       running.delete(proc);
       if (summary) resolve(summary);

@@ -7,7 +7,8 @@ Plan keys (all optional but host/port):
   host, port, tls {cert, key, ca}, command "CONNECT"|"STOMP", heartbeats [cx, cy],
   subscribe_first (SUBSCRIBE frames before CONNECT), subscriptions [{destination, id}],
   requests [{destination, reply_to, body}], expect_responses N, expect_events N,
-  sends [{destination, body, headers}], hold_seconds S, disconnect_receipt R, timeout S.
+  sends [{destination, body, headers}], hold_seconds S, disconnect_receipt R, timeout S,
+  clients N (N such sessions at once in threads; "{i}" in the plan becomes each one's number).
 """
 import json
 import logging
@@ -76,10 +77,8 @@ class Recorder(stomp.ConnectionListener):
             return True
 
 
-def main():
-    if os.environ.get("STOMP_PEER_DEBUG"):
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(relativeCreated)d %(threadName)s %(message)s")
-    plan = json.loads(sys.argv[1])
+def run_session(plan, announce, after_ready=lambda: None):
+    """One connection through the plan; returns its summary. `announce` prints progress lines."""
     timeout = plan.get("timeout", 10)
     hb = tuple(plan.get("heartbeats", [0, 0]))
     conn = stomp.Connection12([(plan["host"], plan["port"])], heartbeats=hb, reconnect_attempts_max=1)
@@ -108,12 +107,13 @@ def main():
     else:
         Protocol12.connect(conn, wait=True, with_connect_command=connect_command)
         subscribe_all()
-    out({"connected": rec.connected})
+    announce({"connected": rec.connected})
 
     # A receipt proves every earlier frame (the SUBSCRIBEs) was processed.
     conn.send(destination="jms.topic.vdsm_requests", body='{"jsonrpc":"2.0","method":"Host.ping2"}', headers={"receipt": "subscribed"})
     rec.wait(lambda: "subscribed" in rec.receipts, timeout)
-    out({"ready": True})
+    announce({"ready": True})
+    after_ready()
 
     for r in plan.get("requests", []):
         headers = {"reply-to": r["reply_to"]} if r.get("reply_to") else {}
@@ -142,15 +142,47 @@ def main():
         else:
             conn.disconnect()
     with rec.lock:
-        out({
-            "summary": True,
+        return {
             "connected": rec.connected,
             "messages": rec.messages,
             "errors": rec.errors,
             "receipts": rec.receipts,
             "heartbeats": rec.heartbeats,
             "dropped": not still_connected,
-        })
+        }
+
+
+def run_many(plan):
+    """`clients` sessions at once, in threads of this one process; `{i}` in ids and bodies is the
+    client's number. Returns their summaries in order (null for one that failed)."""
+    n = plan["clients"]
+    results = [None] * n
+    # Every session is connected and subscribed before any sends: n connections at once.
+    all_ready = threading.Barrier(n, timeout=plan.get("timeout", 10))
+
+    def one(i):
+        text = json.dumps({k: v for k, v in plan.items() if k != "clients"}).replace("{i}", str(i))
+        try:
+            results[i] = run_session(json.loads(text), lambda _line: None, all_ready.wait)
+        except Exception as e:  # reported as a missing summary for that client
+            out({"client": i, "failed": repr(e)})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def main():
+    if os.environ.get("STOMP_PEER_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(relativeCreated)d %(threadName)s %(message)s")
+    plan = json.loads(sys.argv[1])
+    if plan.get("clients"):
+        out({"summary": True, "clients": run_many(plan)})
+    else:
+        out({"summary": True, **run_session(plan, out)})
 
 
 if __name__ == "__main__":
