@@ -219,3 +219,22 @@ describe('STOMP at shutdown', () => {
     expect(c.frames().at(-1)).toBe('ERROR\ncontent-length:20\n\ndaemon shutting down');
   });
 });
+
+describe('STOMP and the connection limit', () => {
+  it('counts STOMP and WebSocket connections together against --max-connections', async () => {
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--max-connections', '2']);
+    const port = Number(new URL(d.url).port);
+    const first = await RawStomp.connect(port);
+    first.write(frame('SUBSCRIBE', { destination: RESP, id: 's', receipt: 'r' }));
+    await first.nextFrames(1);
+    const ws = await RpcClient.connect(d.url);
+    const third = await RawStomp.connect(port);
+    third.write('CONNECT\naccept-version:1.2\n\n\0');
+    await third.closed;
+    expect(third.frames()).toEqual(['ERROR\ncontent-length:29\n\nconnection limit of 2 reached']);
+    await expect(RpcClient.connect(d.url)).rejects.toThrow(/503/);
+    first.close();
+    await ws.close();
+    await d.stop();
+  });
+});
