@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import type { RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { bodiesTo, missingPythonStomp, runStompPeer, type PeerPlan } from './helpers/stompPeer.js';
 import { makePki } from './helpers/throwawayPki.js';
@@ -14,7 +14,6 @@ import type { ScriptedGuest } from './helpers/scriptedGuest.js';
 import { newVmId } from './helpers/channelsDir.js';
 import { startDaemonWithGuest } from './helpers/daemonWithGuest.js';
 
-const REQ = 'jms.topic.vdsm_requests';
 const RESP = 'jms.topic.vdsm_responses';
 const EVENTS = 'jms.queue.events';
 const SUBS = [

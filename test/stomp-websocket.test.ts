@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import type { RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { makePki } from './helpers/throwawayPki.js';
 import { startDaemonWithGuest } from './helpers/daemonWithGuest.js';
