@@ -143,6 +143,13 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
         expect(s.heartbeats).toBeGreaterThanOrEqual(2);
       });
 
+      it('drops a client that stops its promised heart-beats', async () => {
+        const s = await runStompPeer({ ...base(), heartbeats: [1000, 0], go_silent: true, hold_seconds: 6 }).done;
+        expect(s.connected!['heart-beat']).toBe('0,1000');
+        expect(s.dropped).toBe(true);
+        await t.daemon().waitForLog((l) => l.msg === 'STOMP peer silent past its heart-beat, closing');
+      });
+
       it('answers DISCONNECT with its receipt', async () => {
         const s = await runStompPeer({ ...base(), disconnect_receipt: 'bye-1' }).done;
         expect(s.receipts).toContain('bye-1');

@@ -1,10 +1,13 @@
-// The STOMP port byte for byte, against the real daemon: what goes on the wire for CONNECTED,
-// MESSAGE, RECEIPT and ERROR, VDSM's ERROR cases, and what the port does with garbage, a frame
-// fed one byte at a time, an oversized frame, a silent client and a stalled one.
+// The STOMP port byte for byte, against the real daemon, over plain TCP and over mutual TLS:
+// what goes on the wire for CONNECTED, MESSAGE, RECEIPT and ERROR, VDSM's ERROR cases, and what
+// the port does with garbage, a frame fed one byte at a time, an oversized frame, a silent
+// client and a stalled one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RpcClient } from '../src/client/rpcClient.js';
+import { RpcClient, type ClientTls } from '../src/client/rpcClient.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import { missing } from './helpers/prereq.js';
 import { frame, RawStomp } from './helpers/rawStomp.js';
+import { makePki } from './helpers/throwawayPki.js';
 
 const REQ = 'jms.topic.vdsm_requests';
 const RESP = 'jms.topic.vdsm_responses';
@@ -12,18 +15,31 @@ const PING = '{"jsonrpc":"2.0","id":"1","method":"Host.ping2"}';
 const PONG = '{"jsonrpc":"2.0","id":"1","result":true}';
 const MAX_FRAME = 4096;
 
-describe('STOMP on the wire', () => {
+const noOpenssl = missing({ commands: ['openssl'] });
+const pki = noOpenssl ? null : makePki();
+const variants = [
+  { name: 'plain TCP', tls: (): ClientTls | undefined => undefined, args: (): string[] => [] },
+  {
+    name: 'mutual TLS',
+    tls: (): ClientTls | undefined => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }),
+    args: (): string[] => ['--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert],
+  },
+].filter((v) => v.name === 'plain TCP' || !noOpenssl);
+
+for (const variant of variants)
+describe(`STOMP on the wire (${variant.name})`, () => {
   let d: RunningDaemon;
   let port: number;
   const open: RawStomp[] = [];
   const connect = async (): Promise<RawStomp> => {
-    const c = await RawStomp.connect(port);
+    const c = await RawStomp.connect(port, { tls: variant.tls() });
     open.push(c);
     return c;
   };
+  const wsClient = (): Promise<RpcClient> => RpcClient.connect(d.url, { tls: variant.tls() });
 
   beforeAll(async () => {
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--max-frame-bytes', String(MAX_FRAME)]);
+    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--max-frame-bytes', String(MAX_FRAME), ...variant.args()]);
     port = Number(new URL(d.url).port);
   });
   afterAll(async () => {
@@ -171,7 +187,7 @@ describe('STOMP on the wire', () => {
     stalled.write('CONN'); // a prefix of a command, then nothing
     const t0 = Date.now();
     // Meanwhile a WebSocket client and a STOMP client are served without waiting.
-    const ws = await RpcClient.connect(d.url);
+    const ws = await wsClient();
     expect(await ws.call('Host.ping2')).toBe(true);
     await ws.close();
     const c = await connect();
@@ -194,15 +210,17 @@ describe('STOMP on the wire', () => {
     // The daemon stopped taking requests: they wait in this client's own send buffer.
     expect(c.socket.writableLength).toBeGreaterThan(0);
     c.socket.resume();
-    await c.until(() => c.received.length > 0 && c.frames().length >= n, 60_000, `${n} answers`);
+    await c.until(() => c.nulCount >= n, 60_000, `${n} answers`);
     const ids = c.frames().map((f) => Number(/"id":"(\d+)-/.exec(f)![1]));
     expect(new Set(ids).size).toBe(n);
   }, 90_000);
 
   it('still speaks WebSocket on the same port, including a plain HTTP request', async () => {
-    const res = await fetch(d.url.replace('ws://', 'http://') + '/');
-    expect(res.status).toBe(426);
-    const ws = await RpcClient.connect(d.url);
+    if (!variant.tls()) {
+      const res = await fetch(d.url.replace('ws://', 'http://') + '/');
+      expect(res.status).toBe(426);
+    }
+    const ws = await wsClient();
     expect(await ws.call('ping')).toBe(true);
     await ws.close();
   });

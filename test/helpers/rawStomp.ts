@@ -5,14 +5,17 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 
 export class RawStomp {
-  received = Buffer.alloc(0);
+  /** NUL bytes received so far: complete frames, counted as they arrive (cheap to poll). */
+  nulCount = 0;
   readonly closed: Promise<void>;
+  private chunks: Buffer[] = [];
   isClosed = false;
   private waiters: (() => void)[] = [];
 
   private constructor(readonly socket: net.Socket) {
     socket.on('data', (d: Buffer) => {
-      this.received = Buffer.concat([this.received, d]);
+      this.chunks.push(d);
+      for (let i = d.indexOf(0); i !== -1; i = d.indexOf(0, i + 1)) this.nulCount++;
       for (const w of this.waiters.splice(0)) w();
     });
     socket.on('error', () => {});
@@ -48,6 +51,12 @@ export class RawStomp {
     }
   }
 
+  /** Every byte received so far. */
+  get received(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0] ?? Buffer.alloc(0);
+  }
+
   /** The received text. */
   text(): string {
     return this.received.toString('utf8');
@@ -80,7 +89,7 @@ export class RawStomp {
 
   /** Waits for `n` complete frames and returns them. */
   async nextFrames(n: number, timeoutMs = 5000): Promise<string[]> {
-    await this.until(() => this.frames().length >= n, timeoutMs, `${n} frame(s)`);
+    await this.until(() => this.nulCount >= n, timeoutMs, `${n} frame(s)`);
     return this.frames();
   }
 

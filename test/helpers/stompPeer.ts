@@ -52,6 +52,8 @@ export interface PeerPlan {
   expect_events?: number;
   expect_errors?: number;
   hold_seconds?: number;
+  /** After "ready", stop python-stomp's heart-beats (the socket stays open). */
+  go_silent?: boolean;
   disconnect_receipt?: string;
   timeout?: number;
   /** Runs this many sessions at once in one python process; "{i}" in the plan is each one's number. */

@@ -8,7 +8,7 @@ Plan keys (all optional but host/port):
   subscribe_first (SUBSCRIBE frames before CONNECT), subscriptions [{destination, id}],
   requests [{destination, reply_to, body}], expect_responses N, expect_events N,
   sends [{destination, body, headers}], hold_seconds S, disconnect_receipt R, timeout S,
-  clients N (N such sessions at once in threads; "{i}" in the plan becomes each one's number).
+  go_silent (stop sending heart-beats after "ready"), clients N (N such sessions at once in threads; "{i}" in the plan becomes each one's number).
 """
 import json
 import logging
@@ -130,6 +130,9 @@ def run_session(plan, announce, after_ready=lambda: None):
     rec.wait(lambda: count_responses() >= plan.get("expect_responses", 0), timeout)
     rec.wait(lambda: count_events() >= plan.get("expect_events", 0), timeout)
     rec.wait(lambda: len(rec.errors) >= plan.get("expect_errors", 0), timeout)
+    if plan.get("go_silent"):
+        # Stop python-stomp's heart-beat loop: the client keeps its socket but sends nothing more.
+        conn.heartbeat_terminate_event.set()
     hold = plan.get("hold_seconds", 0)
     if hold:
         rec.wait(lambda: rec.disconnected, hold)
