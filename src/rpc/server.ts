@@ -1,18 +1,22 @@
-// WebSocket transport: HTTP(S) listener, mutual TLS, Origin and connection limits at the
-// upgrade, frame/batch/in-flight limits per connection. It parses frames and hands messages to
-// the MethodRegistry; it knows nothing about what the methods do.
+// WebSocket transport: HTTP endpoint behind the port listener (TCP or mutual TLS, protocol
+// detection: listener.ts), Origin and connection limits at the upgrade, frame/batch/in-flight
+// limits per connection. It parses frames and hands messages to the MethodRegistry; it knows
+// nothing about what the methods do. STOMP connections (raw, or WebSocket subprotocol
+// v12.stomp) are handed to the StompServer, which shares the registry, hub and limits.
 import http from 'node:http';
-import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { clientCertified, mutualTlsServer } from './mutualTls.js';
 import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
+import { nextConnectionId } from './connectionId.js';
+import { PortListener } from './listener.js';
+import { StompServer } from '../stomp/server.js';
+import { STOMP_WS_PROTOCOL } from '../stomp/transport.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -25,13 +29,13 @@ export interface ServerOptions {
   log: Logger;
 }
 
-let nextConnectionId = 1;
 const SILENT_PEER_MS = 10_000;
+/** Raw sockets allowed above the connection limit, so a client over the limit still hears why. */
 const RAW_SOCKET_MARGIN = 100;
 
 /** One client connection: the registry sees it as a Session, the event hub as an EventSink. */
 class Connection implements Session, EventSink {
-  readonly id = nextConnectionId++;
+  readonly id = nextConnectionId();
   inFlight = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -83,7 +87,9 @@ class Connection implements Session, EventSink {
 
 export class RpcServer {
   readonly hub: EventHub;
-  private readonly http: http.Server | https.Server;
+  private readonly http: http.Server;
+  private readonly listener: PortListener;
+  private readonly stomp: StompServer;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<Connection>();
   private readonly log: Logger;
@@ -96,38 +102,56 @@ export class RpcServer {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
-    // A peer that connects and never completes its handshake and upgrade request is dropped after
-    // SILENT_PEER_MS; raw sockets are bounded too (a margin above the WebSocket limit, so a client
-    // over that limit still hears why), so idle sockets cannot use up the descriptors.
+    // TLS (when configured) is done by the listener; this server only ever sees sockets the
+    // listener handed over as HTTP. A peer that never completes its upgrade request is dropped
+    // after SILENT_PEER_MS.
     const timing = { connectionsCheckingInterval: 1000, headersTimeout: SILENT_PEER_MS, requestTimeout: SILENT_PEER_MS };
-    this.http = opts.tls ? mutualTlsServer(opts.tls, onRequest, this.log, timing) : http.createServer(timing, onRequest);
-    this.http.maxConnections = opts.limits.maxConnections + RAW_SOCKET_MARGIN;
+    this.http = http.createServer(timing, onRequest);
     this.http.on('clientError', (_err, socket) => socket.destroy());
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.limits.maxFrameBytes, clientTracking: false });
+    this.stomp = new StompServer({ registry: opts.registry, hub: opts.hub, limits: opts.limits, log: opts.log });
+    this.listener = new PortListener({
+      listen: opts.listen,
+      tls: opts.tls,
+      log: opts.log,
+      maxSockets: opts.limits.maxConnections + RAW_SOCKET_MARGIN,
+      onHttp: (socket) => this.http.emit('connection', socket),
+      onStomp: (socket, opening, peer) => this.onStomp(socket, opening, peer),
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: opts.limits.maxFrameBytes,
+      clientTracking: false,
+      // STOMP over WebSocket when asked for; otherwise what ws picks by default (the first offered).
+      handleProtocols: (offered) => (offered.has(STOMP_WS_PROTOCOL) ? STOMP_WS_PROTOCOL : (offered.values().next().value ?? false)),
+    });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
   }
 
   /** Binds; rejects with the listen error (EADDRINUSE, EACCES, ...). */
-  listen(): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.http.once('error', onError);
-      this.http.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        this.http.off('error', onError);
-        this.http.on('error', (err) => this.log.error({ err }, 'listener error'));
-        resolve(this.http.address() as AddressInfo);
-      });
-    });
+  async listen(): Promise<AddressInfo> {
+    const address = await this.listener.listen();
+    // The HTTP server never listens itself; this starts its header/request timeout checks.
+    this.http.emit('listening');
+    return address;
   }
 
   url(): string {
-    const a = this.http.address() as AddressInfo;
+    const a = this.listener.address();
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
     return `${this.opts.tls ? 'wss' : 'ws'}://${host}:${a.port}`;
   }
 
   connectionCount(): number {
-    return this.connections.size;
+    return this.connections.size + this.stomp.count();
+  }
+
+  private onStomp(socket: Socket, opening: Buffer, peer: string): void {
+    if (this.stopping) return this.stomp.refuseSocket(socket, peer, 'daemon is shutting down');
+    if (this.connectionCount() >= this.opts.limits.maxConnections) {
+      return this.stomp.refuseSocket(socket, peer, `connection limit of ${this.opts.limits.maxConnections} reached`);
+    }
+    const cert = this.opts.tls ? (socket as TLSSocket).getPeerCertificate() : null;
+    this.stomp.acceptSocket(socket, opening, peer, cert?.subject?.CN);
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -136,13 +160,12 @@ export class RpcServer {
       this.log.info({ peer, reason: why }, 'connection refused');
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${why}\n`);
     };
-    if (!clientCertified(req, this.opts.tls !== null)) return refuse(403, 'Forbidden', 'no valid client certificate');
     if (this.stopping) return refuse(503, 'Service Unavailable', 'daemon is shutting down');
     const origin = req.headers.origin;
     if (origin !== undefined && !this.opts.limits.allowedOrigins.includes(origin)) {
       return refuse(403, 'Forbidden', `origin ${JSON.stringify(origin).slice(0, 200)} is not allowed`);
     }
-    if (this.connections.size >= this.opts.limits.maxConnections) {
+    if (this.connectionCount() >= this.opts.limits.maxConnections) {
       // Said with a WebSocket close code (1013, try again later), as SPEC section 2 asks of limits.
       const why = `connection limit of ${this.opts.limits.maxConnections} reached`;
       this.log.info({ peer, reason: why }, 'connection refused');
@@ -156,9 +179,10 @@ export class RpcServer {
   }
 
   private onConnection(ws: WebSocket, req: http.IncomingMessage, peer: string): void {
+    const cert = this.opts.tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
+    if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
     const conn = new Connection(ws, peer, this);
     this.connections.add(conn);
-    const cert = this.opts.tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
     this.log.info({ peer, conn: conn.id, client: cert?.subject?.CN }, 'connection opened');
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
     ws.on('error', (err) => this.log.debug({ peer, conn: conn.id, err: err.message }, 'connection error'));
@@ -223,7 +247,9 @@ export class RpcServer {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     const deadline = Date.now() + graceMs;
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const closed = this.listener.close();
+    this.http.close(); // no listening socket of its own: this only stops its timeout checks
+    const stompStopped = this.stomp.stop(graceMs);
     const conns = [...this.connections];
     await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs)]);
     const busy = conns.filter((c) => c.inFlight > 0).length;
@@ -233,6 +259,7 @@ export class RpcServer {
     await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500))]);
     for (const c of this.connections) c.ws.terminate();
     this.http.closeAllConnections?.();
+    await stompStopped;
     await Promise.race([closed, delay(500)]);
   }
 }
