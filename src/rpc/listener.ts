@@ -52,8 +52,10 @@ export class PortListener {
         socket.destroy();
       });
       // Handshakes that fail outright (no common protocol or cipher, not TLS at all, too slow).
-      server.on('tlsClientError', (err: Error & { reason?: string }) => {
-        this.opts.log.info({ reason: err.reason ?? err.message }, 'TLS handshake failed');
+      // Node leaves the socket open once this event has a listener: close it here.
+      server.on('tlsClientError', (err: Error & { reason?: string }, socket: tls.TLSSocket) => {
+        this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.reason ?? err.message }, 'TLS handshake failed');
+        socket.destroy();
       });
       this.server = server;
     } else {
