@@ -9,7 +9,14 @@ PACKAGES=(
   qemu-guest-agent  # the real qemu-ga, run inside network namespaces
   systemd           # systemd-analyze verify / security on the unit
   python3-stomp     # a STOMP client nobody here wrote, for the STOMP tests
+  qemu-system-x86   # real guests under TCG for the VM tests (test/vm-*.test.ts)
+  cpio              # packs the test guest's initramfs (scripts/build-test-guest.sh)
+  libvirt-daemon    # libvirtd, started by the libvirt tests themselves (no systemd needed)
+  libvirt-daemon-driver-qemu
+  libvirt-clients   # virsh, the reference the libvirt tests compare against
 )
+# Not installed but fetched with apt-get download into the guest image cache, so no kernel lands
+# in the host's /boot: linux-image-cloud-amd64 (its kernel and virtio modules) and busybox-static.
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,3 +33,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "setup-test-host: all test packages present"
+# Fetch and build the VM tests' guest now (cached; a no-op when nothing changed).
+bash "$(dirname "$0")/build-test-guest.sh" >/dev/null
