@@ -9,6 +9,7 @@ import { ChannelConnection, type ChannelHandler } from './channel.js';
 import { ChannelsDirWatcher, type ChannelSocket, type ChannelsDirListener } from './channelsDir.js';
 import { InputGuard } from './inputGuard.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
+import type { IssueCounts } from './issues.js';
 import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
 
@@ -24,12 +25,15 @@ export interface GuestChannelsOptions {
    * A QgaLink that reaches this VM's qemu-ga another way (libvirt), or null to use the socket.
    * Without one, `libvirt` leaves qemu-ga sockets alone and `auto` means `direct`.
    */
-  qgaLinkFor?: (vmId: string) => QgaLink | null;
+  qgaLinkFor?: (vmId: string, note: (issues: IssueCounts) => void) => QgaLink | null;
+  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again on `rerouteQga`). */
+  qgaUseLibvirt?: (vmId: string) => Promise<boolean>;
 }
 
 interface OpenChannel {
   stop(): void;
   reconnectNow(): void;
+  reroute?: () => void;
 }
 
 interface VmChannels {
@@ -48,6 +52,15 @@ export class GuestChannels implements ChannelsDirListener {
 
   start(): Promise<void> {
     return this.watcher.start();
+  }
+
+  /** `auto`: libvirtd came or went; each VM's qemu-ga route is decided again. */
+  rerouteQga(): void {
+    for (const vm of this.vms.values()) {
+      const qga = vm.open.get('org.qemu.guest_agent.0');
+      // Routed (auto) channels decide again; libvirt-only ones poll now instead of at their next tick.
+      if (qga) (qga.reroute ?? qga.reconnectNow)();
+    }
   }
 
   stop(): void {
@@ -98,24 +111,66 @@ export class GuestChannels implements ChannelsDirListener {
       issues: (i, detail) => guard.note(s.channel, i, detail),
     };
     const pollOpts = { intervalMs: this.opts.qgaPollIntervalMs, timeoutMs: this.opts.qgaTimeoutMs };
-    const other = this.opts.qgaVia === 'direct' ? null : (this.opts.qgaLinkFor?.(s.vmId) ?? null);
-    if (other) {
+    const viaOther = (): OpenChannel | null => {
+      const other = this.opts.qgaLinkFor?.(s.vmId, (i) => guard.note(s.channel, i)) ?? null;
+      if (!other) return null;
       const poller = new QgaPoller(other, sink, pollOpts);
       poller.start();
       return { stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
-    }
+    };
+    const direct = (): OpenChannel => {
+      const link = new QgaSocketLink(s.channel, guard);
+      const poller = new QgaPoller(link, sink, pollOpts);
+      link.onLinkChange = () => poller.linkReset();
+      const conn = this.connect(s, link, guard, chLog);
+      poller.start();
+      return { stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+    };
+    if (this.opts.qgaVia === 'auto' && this.opts.qgaUseLibvirt) return this.routed(s, this.opts.qgaUseLibvirt, viaOther, direct, chLog);
+    const other = this.opts.qgaVia === 'direct' ? null : viaOther();
+    if (other) return other;
     if (this.opts.qgaVia === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
       if (!this.warnedNoLibvirt) log.warn({ code: 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE' }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;
       return null;
     }
-    const link = new QgaSocketLink(s.channel, guard);
-    const poller = new QgaPoller(link, sink, pollOpts);
-    link.onLinkChange = () => poller.linkReset();
-    const conn = this.connect(s, link, guard, chLog);
-    poller.start();
-    return { stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+    return direct();
+  }
+
+  /**
+   * `auto`: nothing touches the socket until the route is decided (a direct connection to a
+   * libvirt domain's socket would take its agent away from libvirtd); decisions run one at a time.
+   */
+  private routed(s: ChannelSocket, useLibvirt: (vmId: string) => Promise<boolean>, viaOther: () => OpenChannel | null, direct: () => OpenChannel, log: Logger): OpenChannel {
+    let current: OpenChannel | null = null;
+    let route: 'libvirt' | 'direct' | null = null;
+    let stopped = false;
+    let chain = Promise.resolve();
+    const decide = (): void => {
+      chain = chain.then(async () => {
+        const libvirt = await useLibvirt(s.vmId).catch(() => false);
+        if (stopped) return;
+        const next = libvirt ? 'libvirt' : 'direct';
+        if (next === route) {
+          current?.reconnectNow(); // same way, but look now (libvirtd may just be back)
+          return;
+        }
+        current?.stop();
+        current = libvirt ? viaOther() : direct();
+        route = next;
+        log.info({ route }, 'qemu-ga route');
+      });
+    };
+    decide();
+    return {
+      stop: () => {
+        stopped = true;
+        current?.stop();
+      },
+      reconnectNow: () => current?.reconnectNow(),
+      reroute: decide,
+    };
   }
 
   private connect(s: ChannelSocket, handler: ChannelHandler, guard: InputGuard, log: Logger): ChannelConnection {
