@@ -9,6 +9,11 @@ import { hostMethods } from './rpc/methods/host.js';
 import { vmMethods } from './rpc/methods/vm.js';
 import { VmRegistry } from './vms/registry.js';
 import { GuestChannels } from './guest/guestChannels.js';
+import { LibvirtClient } from './guest/libvirtClient.js';
+import { LibvirtQgaLink, LibvirtRouteDecider } from './guest/libvirtAgent.js';
+
+/** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
+const LIBVIRT_HOLD_MS = 30_000;
 
 export class Daemon {
   readonly hub: EventHub;
@@ -16,6 +21,9 @@ export class Daemon {
   readonly server: RpcServer;
   readonly vms: VmRegistry;
   readonly guests: GuestChannels;
+  /** Built in start() for --qga-via libvirt|auto (a bad --libvirt-uri is a start-up error). */
+  private libvirt: LibvirtClient | null = null;
+  private routes: LibvirtRouteDecider | null = null;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -35,6 +43,8 @@ export class Daemon {
       qgaTimeoutMs: config.qgaTimeoutMs,
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
       qgaVia: config.qgaVia,
+      qgaLinkFor: (vmId, note) => (this.libvirt ? new LibvirtQgaLink(this.libvirt, vmId, log.child({ part: 'libvirt' }), note) : null),
+      qgaUseLibvirt: config.qgaVia === 'auto' ? (vmId) => this.routes?.useLibvirt(vmId) ?? Promise.resolve(false) : undefined,
     });
     this.server = new RpcServer({
       listen: config.listen,
@@ -47,6 +57,19 @@ export class Daemon {
   }
 
   async start(): Promise<string> {
+    if (this.config.qgaVia !== 'direct') {
+      const libvirt = new LibvirtClient({
+        uri: this.config.libvirtUri,
+        log: this.log.child({ part: 'libvirt' }),
+        // On a host without libvirt, `auto` going direct is expected, not worth a warning.
+        downLevel: this.config.qgaVia === 'auto' ? 'info' : 'warn',
+      });
+      this.libvirt = libvirt;
+      if (this.config.qgaVia === 'auto') this.routes = new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS);
+      libvirt.on('state', () => this.guests.rerouteQga());
+      await libvirt.start(); // one attempt; it keeps retrying in the background
+      this.stoppers.push(() => libvirt.stop());
+    }
     // Sockets already present are known before the first request is answered.
     await this.guests.start();
     this.stoppers.push(() => this.guests.stop());
