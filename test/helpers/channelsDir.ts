@@ -6,15 +6,13 @@ import path from 'node:path';
 import { afterAll } from 'vitest';
 
 const made: string[] = [];
-let hooked = false;
+// Registered when a test file imports this module, so directories made inside a test (where a
+// new afterAll would not attach to the file) are removed too.
+afterAll(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
 
 export function tempDir(prefix = 'vat-ch-'): string {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const d of made) rmSync(d, { recursive: true, force: true });
-    });
-  }
   const d = mkdtempSync(path.join(os.tmpdir(), prefix));
   made.push(d);
   return d;
