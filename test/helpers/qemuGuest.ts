@@ -6,12 +6,12 @@
 // directory made here removed, when the test file ends — also when it fails.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, existsSync, readdirSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
 import { ROOT } from './daemon.js';
+import { tempDir } from './channelsDir.js';
 
 const run = promisify(execFile);
 
@@ -63,7 +63,6 @@ export interface GuestCommand {
 }
 
 const guests = new Set<BootedGuest>();
-const dirs = new Set<string>();
 let imagePromise: Promise<GuestImage> | undefined;
 let macCounter = 0;
 const runByte = randomBytes(1)[0]!;
@@ -72,8 +71,6 @@ const runByte = randomBytes(1)[0]!;
 // file's tests whatever they did.
 afterAll(async () => {
   await Promise.all([...guests].map((g) => g.kill()));
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs.clear();
 });
 // A worker that dies without running afterAll must not leave emulators behind.
 process.on('exit', () => {
@@ -89,13 +86,6 @@ export function testGuestImage(): Promise<GuestImage> {
     },
   );
   return imagePromise;
-}
-
-/** A temporary directory removed when the test file ends. */
-export function tempDir(prefix: string): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), prefix));
-  dirs.add(d);
-  return d;
 }
 
 /** Locally administered, unique within this run: 52:54:00 (QEMU's prefix), then run and counter. */
