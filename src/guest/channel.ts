@@ -4,6 +4,7 @@
 // operation is event-driven, so a stuck channel holds up nobody else.
 import net from 'node:net';
 import type { Logger } from 'pino';
+import { ChannelLogCode } from './issues.js';
 import type { TokenBucket } from './rateBudget.js';
 
 export interface ChannelWriter {
@@ -40,7 +41,6 @@ export class ChannelConnection {
   private failing = false;
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
-  connects = 0;
 
   constructor(private readonly opts: ChannelConnectionOptions) {
     this.now = opts.now ?? Date.now;
@@ -85,7 +85,6 @@ export class ChannelConnection {
     socket.on('connect', () => {
       up = true;
       socket.setTimeout(0);
-      this.connects++;
       this.failing = false;
       log.info({ path }, 'channel connected');
       this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
@@ -101,8 +100,9 @@ export class ChannelConnection {
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       // Reported once per streak of failures; the retries behind it are debug.
-      if (!this.failing && !this.stopped) log.info({ path, code: err.code, err: err.message }, up ? 'channel failed' : 'channel not available');
-      else log.debug({ path, code: err.code }, 'channel connect failed');
+      const code = up ? ChannelLogCode.failed : ChannelLogCode.unavailable;
+      if (!this.failing && !this.stopped) log.info({ path, code, errno: err.code, err: err.message }, up ? 'channel failed' : 'channel not available');
+      else log.debug({ path, code, errno: err.code }, 'channel connect failed');
       this.failing = true;
     });
     socket.on('close', () => {
@@ -131,7 +131,7 @@ export class ChannelConnection {
     try {
       fn();
     } catch (err) {
-      this.opts.log.error({ err, path: this.opts.path }, 'channel handler failed; reconnecting');
+      this.opts.log.error({ err, path: this.opts.path, code: ChannelLogCode.handlerFailed }, 'channel handler failed; reconnecting');
       this.socket?.destroy();
     }
   }

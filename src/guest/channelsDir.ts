@@ -68,10 +68,6 @@ export class ChannelsDirWatcher {
     this.closeWatcher();
   }
 
-  get socketCount(): number {
-    return this.known.size;
-  }
-
   /** Directory present -> watched and listed; missing -> every socket removed, said once. */
   private async checkDir(): Promise<void> {
     if (this.stopped) return;

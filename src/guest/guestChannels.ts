@@ -8,10 +8,12 @@ import type { VmRegistry } from '../vms/registry.js';
 import { ChannelConnection, type ChannelHandler } from './channel.js';
 import { ChannelsDirWatcher, type ChannelSocket, type ChannelsDirListener } from './channelsDir.js';
 import { InputGuard } from './inputGuard.js';
+import { ChannelLogCode, type IssueCounts } from './issues.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
-import type { IssueCounts } from './issues.js';
 import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
+
+const QGA_CHANNEL: ChannelName = 'org.qemu.guest_agent.0';
 
 export interface GuestChannelsOptions {
   dir: string;
@@ -26,13 +28,15 @@ export interface GuestChannelsOptions {
    * Without one, `libvirt` leaves qemu-ga sockets alone and `auto` means `direct`.
    */
   qgaLinkFor?: (vmId: string, note: (issues: IssueCounts) => void) => QgaLink | null;
-  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again on `rerouteQga`). */
+  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again by `redecideQga`). */
   qgaUseLibvirt?: (vmId: string) => Promise<boolean>;
 }
 
 interface OpenChannel {
+  socket: ChannelSocket;
   stop(): void;
   reconnectNow(): void;
+  /** `auto`: decide the route again (in place of stop and reopen). */
   reroute?: () => void;
 }
 
@@ -48,19 +52,14 @@ export class GuestChannels implements ChannelsDirListener {
 
   constructor(private readonly opts: GuestChannelsOptions) {
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
+    // One line per agent state change (SPEC section 6), never per message.
+    opts.registry.onChange((ch) => {
+      if (ch.changed.includes('guestAgentStatus')) opts.log.info({ vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus }, 'guest agent status changed');
+    });
   }
 
   start(): Promise<void> {
     return this.watcher.start();
-  }
-
-  /** `auto`: libvirtd came or went; each VM's qemu-ga route is decided again. */
-  rerouteQga(): void {
-    for (const vm of this.vms.values()) {
-      const qga = vm.open.get('org.qemu.guest_agent.0');
-      // Routed (auto) channels decide again; libvirt-only ones poll now instead of at their next tick.
-      if (qga) (qga.reroute ?? qga.reconnectNow)();
-    }
   }
 
   stop(): void {
@@ -75,16 +74,22 @@ export class GuestChannels implements ChannelsDirListener {
       vm = { guard: new InputGuard(s.vmId, this.opts.log), open: new Map() };
       this.vms.set(s.vmId, vm);
     }
+    if (vm.open.has(s.channel)) {
+      // The same VM and channel under a second spelling of the UUID: the first socket serves.
+      this.opts.log.debug({ vmId: s.vmId, channel: s.channel, path: s.path }, 'duplicate guest channel socket ignored');
+      return;
+    }
     this.opts.log.info({ vmId: s.vmId, channel: s.channel }, 'guest channel appeared');
     this.opts.registry.channelAdded(s.vmId, s.channel);
-    const open = this.open(s, vm.guard);
-    if (open) vm.open.set(s.channel, open);
+    vm.open.set(s.channel, this.open(s, vm.guard));
   }
 
   removed(s: ChannelSocket): void {
     const vm = this.vms.get(s.vmId);
+    const open = vm?.open.get(s.channel);
+    if (open && open.socket.path !== s.path) return; // the duplicate went, not the one in use
     this.opts.log.info({ vmId: s.vmId, channel: s.channel }, 'guest channel removed');
-    vm?.open.get(s.channel)?.stop();
+    open?.stop();
     vm?.open.delete(s.channel);
     this.opts.registry.channelRemoved(s.vmId, s.channel);
     if (vm && !this.opts.registry.has(s.vmId)) {
@@ -94,16 +99,31 @@ export class GuestChannels implements ChannelsDirListener {
   }
 
   replaced(s: ChannelSocket): void {
-    this.vms.get(s.vmId)?.open.get(s.channel)?.reconnectNow();
+    const open = this.vms.get(s.vmId)?.open.get(s.channel);
+    if (open?.socket.path === s.path) open.reconnectNow();
   }
 
-  private open(s: ChannelSocket, guard: InputGuard): OpenChannel | null {
+  /** Re-decides how every VM's qemu-ga is reached (e.g. libvirtd appeared or went away). */
+  redecideQga(): void {
+    for (const vm of this.vms.values()) {
+      const current = vm.open.get(QGA_CHANNEL);
+      if (!current) continue;
+      if (current.reroute) {
+        current.reroute();
+        continue;
+      }
+      current.stop();
+      vm.open.set(QGA_CHANNEL, this.open(current.socket, vm.guard));
+    }
+  }
+
+  private open(s: ChannelSocket, guard: InputGuard): OpenChannel {
     const { registry, log } = this.opts;
     const chLog = log.child({ vmId: s.vmId, channel: s.channel });
     if (channelProtocol(s.channel) === 'ovirt') {
       const handler = new OvirtChannelHandler(s.vmId, s.channel, registry, guard, this.opts.agentSilenceTimeoutMs);
       const conn = this.connect(s, handler, guard, chLog);
-      return { stop: () => (conn.stop(), handler.stop()), reconnectNow: () => conn.reconnectNow() };
+      return { socket: s, stop: () => (conn.stop(), handler.stop()), reconnectNow: () => conn.reconnectNow() };
     }
     const sink: QgaSink = {
       report: (r) => registry.report(s.vmId, s.channel, r),
@@ -116,7 +136,7 @@ export class GuestChannels implements ChannelsDirListener {
       if (!other) return null;
       const poller = new QgaPoller(other, sink, pollOpts);
       poller.start();
-      return { stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
+      return { socket: s, stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
     };
     const direct = (): OpenChannel => {
       const link = new QgaSocketLink(s.channel, guard);
@@ -124,16 +144,16 @@ export class GuestChannels implements ChannelsDirListener {
       link.onLinkChange = () => poller.linkReset();
       const conn = this.connect(s, link, guard, chLog);
       poller.start();
-      return { stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+      return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
     };
     if (this.opts.qgaVia === 'auto' && this.opts.qgaUseLibvirt) return this.routed(s, this.opts.qgaUseLibvirt, viaOther, direct, chLog);
     const other = this.opts.qgaVia === 'direct' ? null : viaOther();
     if (other) return other;
     if (this.opts.qgaVia === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
-      if (!this.warnedNoLibvirt) log.warn({ code: 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE' }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
+      if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;
-      return null;
+      return { socket: s, stop: () => {}, reconnectNow: () => {} };
     }
     return direct();
   }
@@ -164,6 +184,7 @@ export class GuestChannels implements ChannelsDirListener {
     };
     decide();
     return {
+      socket: s,
       stop: () => {
         stopped = true;
         current?.stop();

@@ -2,7 +2,7 @@
 // issue code, and warnings that are rate-limited so one hostile guest cannot flood the log.
 import type { Logger } from 'pino';
 import type { ChannelName } from '../wire.js';
-import { GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
+import { ChannelLogCode, GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import { VmRateBudget } from './rateBudget.js';
 import { WarnLimiter } from './warnLimiter.js';
 
@@ -13,6 +13,8 @@ export class InputGuard {
   readonly budget: VmRateBudget;
   readonly counts = new Map<GuestIssueCode, number>();
   private readonly warnings: WarnLimiter;
+  /** Reports what was suppressed when the window ends, even if the guest behaves from then on. */
+  private summaryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly vmId: string,
@@ -39,14 +41,32 @@ export class InputGuard {
         continue;
       }
       const d = this.warnings.decide(code, this.now());
-      if (d.suppressed) this.log.warn({ vmId: this.vmId, code: 'GUEST_WARNINGS_SUPPRESSED', suppressed: d.suppressed }, 'guest warnings suppressed in the last minute');
+      if (d.suppressed) this.summary(d.suppressed);
       if (d.log) this.log.warn({ vmId: this.vmId, channel, code, count: n, ...detail }, 'bad guest input dropped or replaced');
+      else if (!this.summaryTimer) {
+        this.summaryTimer = setTimeout(() => {
+          this.summaryTimer = null;
+          this.flush();
+        }, this.warnings.windowMs);
+        this.summaryTimer.unref();
+      }
     }
   }
 
-  /** Says what was suppressed and never reported (the VM is going away). */
-  close(): void {
+  private summary(suppressed: Record<string, number>): void {
+    this.log.warn({ vmId: this.vmId, code: ChannelLogCode.warningsSuppressed, suppressed }, 'guest warnings suppressed (rate limit)');
+  }
+
+  private flush(): void {
     const s = this.warnings.flush();
-    if (s) this.log.warn({ vmId: this.vmId, code: 'GUEST_WARNINGS_SUPPRESSED', suppressed: s }, 'guest warnings suppressed');
+    if (s) this.summary(s);
+  }
+
+  /** The VM is going away: what was suppressed, and every count, said once. */
+  close(): void {
+    if (this.summaryTimer) clearTimeout(this.summaryTimer);
+    this.summaryTimer = null;
+    this.flush();
+    if (this.counts.size) this.log.info({ vmId: this.vmId, counts: Object.fromEntries(this.counts) }, 'guest input issues while the VM was known');
   }
 }

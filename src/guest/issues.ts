@@ -36,6 +36,20 @@ export const GuestIssue = {
   qgaTimeout: 'GUEST_ERR_QGA_TIMEOUT',
 } as const;
 
+/** Codes of log lines about channels rather than about one bad input. */
+export const ChannelLogCode = {
+  /** The socket could not be connected (refused, missing, timed out); retried with backoff. */
+  unavailable: 'GUEST_ERR_CHANNEL_UNAVAILABLE',
+  /** An established connection failed. */
+  failed: 'GUEST_ERR_CHANNEL_FAILED',
+  /** Our protocol handler threw on guest input: that connection is dropped and reconnected. */
+  handlerFailed: 'GUEST_ERR_HANDLER_FAILED',
+  /** Summary of a VM's warnings that the rate limit held back. */
+  warningsSuppressed: 'GUEST_WARNINGS_SUPPRESSED',
+  /** --qga-via libvirt without a libvirt transport: qemu-ga sockets are left alone. */
+  qgaLibvirtUnavailable: 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE',
+} as const;
+
 export type GuestIssueCode = (typeof GuestIssue)[keyof typeof GuestIssue];
 
 /** Issues found while reading one message: code -> how many times. */

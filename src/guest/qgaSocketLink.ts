@@ -49,9 +49,14 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
       }
       if (ev.type === 'discarded') {
         this.guard.note(this.channel, new Map([[ev.code, 1]]));
+        // An over-long reply is an answer we cannot use; the framer resumes at its newline.
+        if (ev.code === GuestIssue.lineTooLong && this.pending && !this.pending.sync) {
+          this.settle(null, new QgaCommandError('agent', 'reply longer than the line cap', 'ReplyTooLong'));
+        }
         continue;
       }
-      if (!this.guard.admitMessage(this.channel)) continue;
+      // Replies we asked for are bounded by our own schedule; only unsolicited ones spend the budget.
+      if ((!this.pending || this.pending.sync) && !this.guard.admitMessage(this.channel)) continue;
       if (ev.issues.size) this.guard.note(this.channel, ev.issues);
       this.onReply(ev.reply);
     }
