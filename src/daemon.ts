@@ -65,10 +65,11 @@ export class Daemon {
         downLevel: this.config.qgaVia === 'auto' ? 'info' : 'warn',
       });
       this.libvirt = libvirt;
-      if (this.config.qgaVia === 'auto') this.routes = new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS);
-      libvirt.on('state', () => this.guests.rerouteQga());
+      const routes = this.config.qgaVia === 'auto' ? new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS, () => this.guests.redecideQga()) : null;
+      this.routes = routes;
+      libvirt.on('state', () => this.guests.redecideQga());
       await libvirt.start(); // one attempt; it keeps retrying in the background
-      this.stoppers.push(() => libvirt.stop());
+      this.stoppers.push(() => (routes?.stop(), libvirt.stop()));
     }
     // Sockets already present are known before the first request is answered.
     await this.guests.start();

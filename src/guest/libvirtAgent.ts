@@ -89,14 +89,30 @@ export class LibvirtQgaLink implements QgaLink {
 export class LibvirtRouteDecider {
   private readonly viaLibvirt = new Set<string>();
   private downSince: number | null;
+  private holdTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly client: LibvirtClient,
     private readonly holdMs: number,
+    /** Called when libvirtd has stayed away past the hold: routes are to be decided again. */
+    onHoldExpired: () => void,
     private readonly now: () => number = Date.now,
   ) {
     this.downSince = client.state === 'down' ? now() : null;
-    client.on('state', (s: string) => (this.downSince = s === 'down' ? now() : null));
+    client.on('state', (s: string) => {
+      if (this.holdTimer) clearTimeout(this.holdTimer);
+      this.holdTimer = null;
+      this.downSince = s === 'down' ? now() : null;
+      if (s === 'down') {
+        this.holdTimer = setTimeout(onHoldExpired, holdMs + 1);
+        this.holdTimer.unref?.();
+      }
+    });
+  }
+
+  stop(): void {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
   }
 
   async useLibvirt(vmId: string): Promise<boolean> {
