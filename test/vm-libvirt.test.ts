@@ -10,6 +10,7 @@ import { RpcCallError, RpcClient } from '../src/client/rpcClient.js';
 import { LibvirtCallError, LibvirtClient } from '../src/guest/libvirtClient.js';
 import { classifyLibvirtFailure } from '../src/guest/libvirtAgent.js';
 import type { GuestNetworkDeviceInfo, VmStats } from '../src/wire.js';
+import { tempDir } from './helpers/channelsDir.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { acceptedClients, LIBVIRT_URI, OVIRT_CHANNELS_DIR, startLibvirtd, virsh, type Libvirtd, type LibvirtDomain } from './helpers/libvirtd.js';
 import { missing } from './helpers/prereq.js';
@@ -89,22 +90,33 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
   });
 
   it('while libvirtd holds the qemu-ga socket a second client connects but never gets an answer; the direct daemon says unresponsive, not hangs', async () => {
-    expect((await acceptedClients(a.qgaSocket)).map((c) => c.pid)).toEqual([lv.pid]);
-    const q = await QgaSocket.connect(a.qgaSocket);
-    await expect(q.sync(3_000)).rejects.toThrow(/no answer/);
-    q.close();
-    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', OVIRT_CHANNELS_DIR, '--qga-via', 'direct', '--qga-poll-interval', '1', '--qga-timeout', '1']);
-    const c = await RpcClient.connect(d.url);
+    // A domain and directory of their own: what a direct client leaves queued on a socket libvirtd
+    // holds is delivered to the guest the moment libvirtd lets go (a restart), and the agent's
+    // stray answer then puts libvirt's agent in error until the guest reopens its port.
+    const heldDir = tempDir('vdsm-libvirt-held-');
+    const h = await lv.createDomain({ hostname: 'lv-held', channelsDir: heldDir });
     try {
-      const s = await eventually(() => stats(c, a.uuid), (x) => x.guestAgentStatus === 'unresponsive', 20_000, 'unresponsive');
-      expect(s).toMatchObject({ status: 'Up', netIfaces: null, guestName: '' });
-      expect(logged(d, a.uuid, 'GUEST_ERR_QGA_TIMEOUT')).toBe(true);
+      await eventually(() => acceptedClients(h.qgaSocket), (x) => x.length > 0, 30_000, 'libvirtd on the qemu-ga socket');
+      expect((await acceptedClients(h.qgaSocket)).map((x) => x.pid)).toEqual([lv.pid]);
+      const q = await QgaSocket.connect(h.qgaSocket);
+      await expect(q.sync(3_000)).rejects.toThrow(/no answer/);
+      q.close();
+      const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', heldDir, '--qga-via', 'direct', '--qga-poll-interval', '1', '--qga-timeout', '1']);
+      const c = await RpcClient.connect(d.url);
+      try {
+        const s = await eventually(() => stats(c, h.uuid), (x) => x.guestAgentStatus === 'unresponsive', 20_000, 'unresponsive');
+        expect(s).toMatchObject({ status: 'Up', netIfaces: null, guestName: '' });
+        await d.waitForLog((l) => l.vmId === h.uuid && l.code === 'GUEST_ERR_QGA_TIMEOUT');
+        expect(await c.call('Host.ping2')).toBe(true);
+      } finally {
+        await c.close();
+        await d.stop();
+      }
+      // libvirt still has the agent.
+      expect(await virsh('qemu-agent-command', h.uuid, '{"execute":"guest-ping"}')).toContain('"return"');
     } finally {
-      await c.close();
-      await d.stop();
+      await h.destroy();
     }
-    // Its queued connections are gone with it; libvirt still has the agent.
-    expect(await virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}')).toContain('"return"');
   });
 
   describe('the daemon with --qga-via libvirt', () => {
@@ -158,6 +170,24 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
       expect(gone).toBe(1);
     });
 
+    it('survives a libvirtd restart: unresponsive while it is down, fresh data after, no daemon restart', async () => {
+      await lv.stopLibvirtd();
+      const down = await eventually(() => stats(c, a.uuid), (x) => x.guestAgentStatus === 'unresponsive', 20_000, 'unresponsive while libvirtd is down');
+      expect(down.netIfaces).not.toBeNull();
+      expect(d.logs().some((l) => l.code === 'LIBVIRT_ERR_UNAVAILABLE')).toBe(true);
+      await lv.restartLibvirtd();
+      await eventually(() => virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}'), (o) => o.includes('return'), 30_000, 'libvirt has the agent again').catch((err: Error) => {
+        const noise = /dnsmasq|DBus|udevGetDMI|dmidecode|qemuDomainAgentAvailable|cgroup/;
+        throw new Error(`${err.message}\nlibvirtd:\n${lv.logs().split('\n').filter((l) => !noise.test(l)).slice(-40).join('\n')}\nguest:\n${a.serialLog()}`);
+      });
+      await guestExec(a.uuid, ['/bin/hostname', 'lv-a-renamed']);
+      const s = await eventually(() => stats(c, a.uuid), (x) => x.guestName === 'lv-a-renamed' && x.guestAgentStatus === 'responsive', 30_000, 'fresh data after the restart');
+      expect(s.netIfaces).toEqual(await domifaddr(a.uuid));
+      expect(d.proc.exitCode).toBeNull();
+    });
+
+    // After the restart: the frozen agent's queued replies, were libvirtd restarted while they
+    // drain, would leave libvirt's agent in error until the guest reopens its port.
     it('an agent that stops answering makes the VM unresponsive (agent timeout), and responsive again when it answers', async () => {
       // Freeze the guest's qemu-ga for 8 s from a child it starts itself.
       await guestExec(a.uuid, ['/bin/sh', '-c', 'kill -STOP $PPID; sleep 8; kill -CONT $PPID']);
@@ -165,19 +195,6 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
       expect(d.logs().some((l) => l.vmId === a.uuid && (l.code === 'LIBVIRT_ERR_AGENT_UNRESPONSIVE' || l.code === 'LIBVIRT_ERR_TIMEOUT'))).toBe(true);
       const back = await eventually(() => stats(c, a.uuid), (x) => x.guestAgentStatus === 'responsive', 30_000, 'agent back');
       expect(back.netIfaces).not.toBeNull(); // kept while unresponsive, as VDSM does
-    });
-
-    it('survives a libvirtd restart: unresponsive while it is down, fresh data after, no daemon restart', async () => {
-      await lv.stopLibvirtd();
-      const down = await eventually(() => stats(c, a.uuid), (x) => x.guestAgentStatus === 'unresponsive', 20_000, 'unresponsive while libvirtd is down');
-      expect(down.netIfaces).not.toBeNull();
-      expect(d.logs().some((l) => l.code === 'LIBVIRT_ERR_UNAVAILABLE')).toBe(true);
-      await lv.restartLibvirtd();
-      await eventually(() => virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}'), (o) => o.includes('return'), 30_000, 'libvirt has the agent again');
-      await guestExec(a.uuid, ['/bin/hostname', 'lv-a-renamed']);
-      const s = await eventually(() => stats(c, a.uuid), (x) => x.guestName === 'lv-a-renamed' && x.guestAgentStatus === 'responsive', 30_000, 'fresh data after the restart');
-      expect(s.netIfaces).toEqual(await domifaddr(a.uuid));
-      expect(d.proc.exitCode).toBeNull();
     });
 
     it('destroying the domain removes the VM', async () => {

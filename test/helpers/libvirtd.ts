@@ -49,6 +49,8 @@ export interface DomainSpec {
   hostname?: string;
   /** Boot without starting qemu-ga in the guest (libvirt then reports the agent not connected). */
   noAgent?: boolean;
+  /** Where the channel sockets go (default: oVirt's /var/lib/libvirt/qemu/channels). */
+  channelsDir?: string;
 }
 
 function ensureAccounts(): void {
@@ -111,7 +113,7 @@ export class Libvirtd {
     // setpriv: if the test process dies without cleaning up, the daemons get SIGTERM.
     const p = spawn('setpriv', ['--pdeathsig', 'SIGTERM', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (c: Buffer): void => {
-      this.output = (this.output + c.toString()).slice(-20_000);
+      this.output = (this.output + c.toString()).slice(-500_000);
     };
     p.stdout!.on('data', keep);
     p.stderr!.on('data', keep);
@@ -156,8 +158,9 @@ export class Libvirtd {
     const nics = defaultNics(40 + this.domains.size);
     const work = tempDir('vdsm-libvirt-dom-');
     const serial = path.join(work, 'serial.log');
-    const qgaSocket = path.join(OVIRT_CHANNELS_DIR, `${uuid}.${QGA_CHANNEL}`);
-    const ovirtSocket = path.join(OVIRT_CHANNELS_DIR, `${uuid}.${OVIRT_CHANNEL}`);
+    const channelsDir = spec.channelsDir ?? OVIRT_CHANNELS_DIR;
+    const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);
+    const ovirtSocket = path.join(channelsDir, `${uuid}.${OVIRT_CHANNEL}`);
     const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', `vdsm_hostname=${hostname}`, ...nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
     if (spec.noAgent) cmdline.push('vdsm_noqga=1');
     const channel = (p: string, target: string): string =>
