@@ -81,8 +81,16 @@ export class Libvirtd {
   private virtlogd: ChildProcess | null = null;
   private readonly domains = new Set<LibvirtDomain>();
   private readonly madeDirs: string[] = [];
+  /** Temporary directories of this instance (also removed by the test file's cleanup). */
+  private readonly tempDirs: string[] = [];
   private configDir = '';
   private output = '';
+
+  private temp(prefix: string): string {
+    const d = tempDir(prefix);
+    this.tempDirs.push(d);
+    return d;
+  }
 
   /** libvirtd's own output (its errors), for failure messages. */
   logs(): string {
@@ -102,7 +110,7 @@ export class Libvirtd {
         this.madeDirs.push(d);
       }
     }
-    this.configDir = tempDir('vdsm-libvirt-etc-');
+    this.configDir = this.temp('vdsm-libvirt-etc-');
     cpSync('/etc/libvirt', this.configDir, { recursive: true });
     writeFileSync(path.join(this.configDir, 'qemu.conf'), 'user = "root"\ngroup = "root"\n');
     this.virtlogd = this.spawnLogged(['virtlogd']);
@@ -156,7 +164,7 @@ export class Libvirtd {
     const name = `vdsm-test-${uuid.slice(0, 8)}`;
     const hostname = spec.hostname ?? name;
     const nics = defaultNics(40 + this.domains.size);
-    const work = tempDir('vdsm-libvirt-dom-');
+    const work = this.temp('vdsm-libvirt-dom-');
     const serial = path.join(work, 'serial.log');
     const channelsDir = spec.channelsDir ?? OVIRT_CHANNELS_DIR;
     const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);
@@ -224,7 +232,7 @@ export class Libvirtd {
       v.kill('SIGTERM');
       await exited;
     }
-    for (const d of this.madeDirs.reverse()) rmSync(d, { recursive: true, force: true });
+    for (const d of [...this.madeDirs.reverse(), ...this.tempDirs]) rmSync(d, { recursive: true, force: true });
   }
 }
 
@@ -237,10 +245,12 @@ export async function startLibvirtd(): Promise<Libvirtd> {
 }
 
 const afterAllStop = new Set<Libvirtd>();
-afterAll(async () => {
-  for (const l of afterAllStop) await l.stop();
-  afterAllStop.clear();
-});
+if (process.env.VITEST) {
+  afterAll(async () => {
+    for (const l of afterAllStop) await l.stop();
+    afterAllStop.clear();
+  });
+}
 
 /**
  * The processes whose connection a listening UNIX socket (QEMU's channel) has accepted, from

@@ -68,10 +68,12 @@ let macCounter = 0;
 const runByte = randomBytes(1)[0]!;
 
 // Registered when a test file imports this module (collection time), so it runs after that
-// file's tests whatever they did.
-afterAll(async () => {
-  await Promise.all([...guests].map((g) => g.kill()));
-});
+// file's tests whatever they did. (Benchmarks import it outside vitest and clean up themselves.)
+if (process.env.VITEST) {
+  afterAll(async () => {
+    await Promise.all([...guests].map((g) => g.kill()));
+  });
+}
 // A worker that dies without running afterAll must not leave emulators behind.
 process.on('exit', () => {
   for (const g of guests) g.proc.kill('SIGKILL');
