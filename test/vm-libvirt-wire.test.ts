@@ -6,7 +6,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LibvirtCallError, LibvirtClient, LibvirtUnavailableError, libvirtTarget } from '../src/guest/libvirtClient.js';
-import { LibvirtQgaLink, classifyLibvirtFailure } from '../src/guest/libvirtAgent.js';
+import { EventEmitter } from 'node:events';
+import { LibvirtQgaLink, LibvirtRouteDecider, classifyLibvirtFailure } from '../src/guest/libvirtAgent.js';
 import { QgaCommandError } from '../src/guest/qgaPoller.js';
 import {
   LIBVIRT,
@@ -263,5 +264,53 @@ describe('libvirt client against a scripted libvirtd', () => {
     reply = new XdrWriter().optionalString('{"return":{"host-name":"vm1"}}').bytes();
     expect(await link.execute('guest-get-host-name', undefined, 1000)).toEqual({ 'host-name': 'vm1' });
     expect(lines.some((l) => l.msg === 'qemu-ga through libvirt answers again')).toBe(true);
+  });
+});
+
+describe('--qga-via auto, the per-VM decision', () => {
+  /** Just what the decider reads of a client: its state, its events, hasDomain, forget. */
+  class StubClient extends EventEmitter {
+    state: 'up' | 'down' = 'up';
+    known = new Set<string>();
+    failing = false;
+    async hasDomain(uuid: string): Promise<boolean> {
+      if (this.failing) throw new LibvirtUnavailableError('hiccup');
+      return this.known.has(uuid);
+    }
+    forget(): void {}
+    set(state: 'up' | 'down'): void {
+      this.state = state;
+      this.emit('state', state);
+    }
+  }
+
+  it('libvirt for domains libvirtd runs, direct for others; held on libvirt through a short libvirtd absence, then direct', async () => {
+    const client = new StubClient();
+    client.known.add('a');
+    let now = 1_000;
+    let expired = 0;
+    const d = new LibvirtRouteDecider(client as unknown as LibvirtClient, 30_000, () => expired++, () => now);
+    expect([await d.useLibvirt('a'), await d.useLibvirt('b')]).toEqual([true, false]);
+    client.failing = true; // libvirtd hiccup: keep what was decided
+    expect([await d.useLibvirt('a'), await d.useLibvirt('b')]).toEqual([true, false]);
+    client.failing = false;
+    client.set('down');
+    now += 10_000;
+    expect([await d.useLibvirt('a'), await d.useLibvirt('b')]).toEqual([true, false]);
+    now += 25_000;
+    expect(await d.useLibvirt('a')).toBe(false);
+    client.set('up');
+    expect(await d.useLibvirt('a')).toBe(true);
+    d.stop();
+    expect(expired).toBe(0); // the real timer was cancelled by 'up'
+  });
+
+  it('asks for a new decision when libvirtd stays away past the hold', async () => {
+    const client = new StubClient();
+    let expired = 0;
+    const d = new LibvirtRouteDecider(client as unknown as LibvirtClient, 50, () => expired++);
+    client.set('down');
+    await eventually(() => expired, (n) => n === 1, 2000, 'hold expired');
+    d.stop();
   });
 });
