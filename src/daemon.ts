@@ -67,6 +67,10 @@ export class Daemon {
       this.libvirt = libvirt;
       const routes = this.config.qgaVia === 'auto' ? new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS, () => this.guests.redecideQga()) : null;
       this.routes = routes;
+      // A VM gone (its last socket removed) is forgotten by the route decider and lookup cache.
+      this.vms.onChange((ch) => {
+        if (ch.stats.status === 'Down') (routes ? routes.forget(ch.vmId) : libvirt.forget(ch.vmId));
+      });
       libvirt.on('state', () => this.guests.redecideQga());
       await libvirt.start(); // one attempt; it keeps retrying in the background
       this.stoppers.push(() => (routes?.stop(), libvirt.stop()));

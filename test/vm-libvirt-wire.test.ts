@@ -248,12 +248,17 @@ describe('libvirt client against a scripted libvirtd', () => {
     const { fake, client } = await setup();
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-    const link = new LibvirtQgaLink(client, UUID, log, () => undefined);
+    const notes: string[] = [];
+    const link = new LibvirtQgaLink(client, UUID, log, (issues) => notes.push(...issues.keys()));
     let reply: Buffer | { error: number; message: string } = new XdrWriter().optionalString('{"return":[{"name":"lo"}]}').bytes();
     fake.onCall = () => reply;
     expect(await link.execute('guest-network-get-interfaces', undefined, 1000)).toEqual([{ name: 'lo' }]);
     reply = new XdrWriter().optionalString('{"error":{"class":"CommandNotFound","desc":"The command guest-bogus has not been found"}}').bytes();
     await expect(link.execute('guest-bogus', undefined, 1000)).rejects.toMatchObject({ kind: 'agent', errorClass: 'CommandNotFound' });
+    // A reply over the line cap of the socket path is dropped here too (libvirt passes up to 10 MiB).
+    reply = new XdrWriter().optionalString(`{"return":"${'x'.repeat(1024 * 1024)}"}`).bytes();
+    await expect(link.execute('guest-get-host-name', undefined, 1000)).rejects.toMatchObject({ kind: 'agent' });
+    expect(notes).toEqual(['GUEST_ERR_LINE_TOO_LONG']);
     reply = { error: VirErr.agentUnresponsive, message: 'Guest agent is not responding: QEMU guest agent is not connected' };
     for (let i = 0; i < 3; i++) {
       const e = await link.execute('guest-get-host-name', undefined, 1000).catch((x: unknown) => x);

@@ -3,7 +3,8 @@
 // the shared qemu-ga protocol code. libvirt's failures become the poller's failure kinds (so they
 // show as guestAgentStatus) and one warning per change of cause, never an exception that escapes.
 import type { Logger } from 'pino';
-import type { IssueCounts } from './issues.js';
+import { GuestIssue, type IssueCounts } from './issues.js';
+import { GUEST_LIMITS } from './sanitize.js';
 import { parseQgaReply } from './qemuAgent.js';
 import { QgaCommandError, type QgaFailureKind, type QgaLink } from './qgaPoller.js';
 import { LibvirtCallError, LibvirtUnavailableError, type LibvirtClient } from './libvirtClient.js';
@@ -69,7 +70,13 @@ export class LibvirtQgaLink implements QgaLink {
     if (this.lastFailure !== null) this.log.info({ vmId: this.vmId, after: this.lastFailure }, 'qemu-ga through libvirt answers again');
     this.lastFailure = null;
     const issues: IssueCounts = new Map();
-    const reply = parseQgaReply(Buffer.from(text, 'utf8'), issues);
+    const bytes = Buffer.from(text, 'utf8');
+    if (bytes.length > GUEST_LIMITS.maxLineBytes) {
+      // The same cap as a line on the socket: libvirt passes replies of up to 10 MiB.
+      this.note(new Map([[GuestIssue.lineTooLong, 1]]));
+      throw new QgaCommandError('agent', `reply of ${bytes.length} bytes dropped (over ${GUEST_LIMITS.maxLineBytes})`);
+    }
+    const reply = parseQgaReply(bytes, issues);
     if (issues.size) this.note(issues);
     if (reply.kind === 'return') return reply.value;
     if (reply.kind === 'error') throw new QgaCommandError('agent', reply.desc, reply.errorClass);
