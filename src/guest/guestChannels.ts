@@ -173,7 +173,8 @@ export class GuestChannels implements ChannelsDirListener {
         if (stopped) return;
         const next = libvirt ? 'libvirt' : 'direct';
         if (next === route) {
-          current?.reconnectNow(); // same way, but look now (libvirtd may just be back)
+          // Through libvirt: poll now (libvirtd may just be back). A direct link is left alone.
+          if (route === 'libvirt') current?.reconnectNow();
           return;
         }
         current?.stop();
