@@ -221,6 +221,16 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
       expect(routes).toEqual(expect.arrayContaining([[dom.uuid, 'libvirt'], [plain.uuid, 'direct']]));
       expect((await acceptedClients(dom.qgaSocket)).map((x) => x.pid)).toEqual([lv.pid]);
       expect((await acceptedClients(plain.qgaSocket)).map((x) => x.pid)).toEqual([d.proc.pid]);
+      // libvirtd restarting: the libvirt VM stays on libvirt (held), the direct one keeps its connection.
+      const connects = (): number => d.logs().filter((l) => l.msg === 'channel connected' && l.path === plain.qgaSocket).length;
+      const before = connects();
+      await lv.restartLibvirtd();
+      await d.waitForLog((l) => l.msg === 'libvirt connected' && d.logs().filter((x) => x.msg === 'libvirt connected').length >= 2, 20_000);
+      const after = await eventually(() => stats(c, dom.uuid), (x) => x.guestAgentStatus === 'responsive', 30_000, 'libvirt VM after the restart');
+      expect(after.guestName).toBe('lv-auto');
+      expect(connects()).toBe(before);
+      expect(d.logs().filter((l) => l.msg === 'qemu-ga route' && l.vmId === dom.uuid).map((l) => l.route)).toEqual(['libvirt']);
+      expect((await acceptedClients(dom.qgaSocket)).map((x) => x.pid)).toEqual([lv.pid]);
     } finally {
       await c.close();
       await d.stop();
