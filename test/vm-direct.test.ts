@@ -9,7 +9,7 @@ import { missing } from './helpers/prereq.js';
 import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, type BootedGuest } from './helpers/qemuGuest.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
-const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio'] });
+const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'setpriv'] });
 
 async function stats(c: RpcClient, vmId: string): Promise<VmStats> {
   return (await c.call<VmStats[]>('VM.getStats', { vmID: vmId }))[0]!;

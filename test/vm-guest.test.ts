@@ -6,7 +6,7 @@ import { missing } from './helpers/prereq.js';
 import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, type BootedGuest } from './helpers/qemuGuest.js';
 import { QgaSocket } from './helpers/qgaSocket.js';
 
-const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio'] });
+const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'setpriv'] });
 
 interface RawIface {
   name: string;

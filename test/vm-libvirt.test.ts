@@ -18,7 +18,7 @@ import { bootGuest, expectedNetIfaces, QGA_CHANNEL, sortedAddresses, testGuestIm
 import { QgaSocket } from './helpers/qgaSocket.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
-const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'libvirtd', 'virtlogd', 'virsh', 'unshare', 'ss'] });
+const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'libvirtd', 'virtlogd', 'virsh', 'unshare', 'setpriv', 'ss'] });
 
 async function stats(c: RpcClient, vmId: string): Promise<VmStats> {
   return (await c.call<VmStats[]>('VM.getStats', { vmID: vmId }))[0]!;
