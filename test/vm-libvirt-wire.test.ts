@@ -203,6 +203,19 @@ describe('libvirt client against a scripted libvirtd', () => {
     expect([r.string(), r.fixedOpaque(16).length, r.i32(), r.string(), r.i32()]).toEqual(['vm1', 16, 1, '{"execute":"guest-get-host-name"}', 2]);
   });
 
+  it('a VM whose agent hangs does not hold up another VM: calls are in flight together, answered by serial', async () => {
+    const { fake, client } = await setup();
+    const other = '00000000-0000-4000-8000-000000000002';
+    fake.onCall = (_prog, _proc, body) => {
+      const r = new XdrReader(body);
+      r.string(); // the domain's name, then its UUID
+      return r.fixedOpaque(16).toString('hex') === UUID.replace(/-/g, '') ? 'silence' : new XdrWriter().optionalString('{"return":{}}').bytes();
+    };
+    const hung = client.agentCommand(UUID, '{"execute":"guest-ping"}', 1000).catch((e: unknown) => e);
+    for (let i = 0; i < 5; i++) expect(await client.agentCommand(other, '{"execute":"guest-ping"}', 1000)).toBe('{"return":{}}');
+    expect(await hung).toBeInstanceOf(LibvirtUnavailableError); // its own timeout, later
+  });
+
   it('answers keepalive pings', async () => {
     const { fake } = await setup();
     fake.ping();
