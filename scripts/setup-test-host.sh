@@ -11,7 +11,14 @@ PACKAGES=(
   systemd-container # systemd-nspawn: the unit run by a real systemd in a throwaway container
   python3-stomp     # a STOMP client nobody here wrote, for the STOMP tests
   python3           # /usr/bin/python3: glibc inet_ntop, the reference for our IPv6 text (route tests)
+  qemu-system-x86   # real guests under TCG for the VM tests (test/vm-*.test.ts)
+  cpio              # packs the test guest's initramfs (scripts/build-test-guest.sh)
+  libvirt-daemon    # libvirtd, started by the libvirt tests themselves (no systemd needed)
+  libvirt-daemon-driver-qemu
+  libvirt-clients   # virsh, the reference the libvirt tests compare against
 )
+# Not installed but fetched with apt-get download into the guest image cache, so no kernel lands
+# in the host's /boot: linux-image-cloud-amd64 (its kernel and virtio modules) and busybox-static.
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,3 +35,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "setup-test-host: all test packages present"
+# Fetch and build the VM tests' guest now (cached; a no-op when nothing changed).
+bash "$(dirname "$0")/build-test-guest.sh" >/dev/null

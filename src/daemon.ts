@@ -12,6 +12,11 @@ import { GuestChannels } from './guest/guestChannels.js';
 import { publishVmChanges } from './events/vmEvents.js';
 import { routeMethods } from './rpc/methods/route.js';
 import { RouteLookup } from './net/routeLookup.js';
+import { LibvirtClient } from './guest/libvirtClient.js';
+import { LibvirtQgaLink, LibvirtRouteDecider } from './guest/libvirtAgent.js';
+
+/** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
+const LIBVIRT_HOLD_MS = 30_000;
 
 export class Daemon {
   readonly hub: EventHub;
@@ -20,6 +25,9 @@ export class Daemon {
   readonly vms: VmRegistry;
   readonly guests: GuestChannels;
   readonly routes: RouteLookup;
+  /** Built in start() for --qga-via libvirt|auto (a bad --libvirt-uri is a start-up error). */
+  private libvirt: LibvirtClient | null = null;
+  private qgaRoutes: LibvirtRouteDecider | null = null;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -40,6 +48,8 @@ export class Daemon {
       qgaTimeoutMs: config.qgaTimeoutMs,
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
       qgaVia: config.qgaVia,
+      qgaLinkFor: (vmId, note) => (this.libvirt ? new LibvirtQgaLink(this.libvirt, vmId, log.child({ part: 'libvirt' }), note) : null),
+      qgaUseLibvirt: config.qgaVia === 'auto' ? (vmId) => this.qgaRoutes?.useLibvirt(vmId) ?? Promise.resolve(false) : undefined,
     });
     this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
@@ -61,6 +71,7 @@ export class Daemon {
     this.registry.holdUntil(guestsKnown.promise);
     await this.server.listen();
     try {
+      if (this.config.qgaVia !== 'direct') await this.startLibvirt();
       await this.guests.start();
     } finally {
       guestsKnown.resolve();
@@ -69,6 +80,26 @@ export class Daemon {
     const url = this.server.url();
     this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);
     return url;
+  }
+
+  /** qemu-ga through libvirt (--qga-via libvirt|auto): one connection attempt now, retries after. */
+  private async startLibvirt(): Promise<void> {
+    const libvirt = new LibvirtClient({
+      uri: this.config.libvirtUri,
+      log: this.log.child({ part: 'libvirt' }),
+      // On a host without libvirt, `auto` going direct is expected, not worth a warning.
+      downLevel: this.config.qgaVia === 'auto' ? 'info' : 'warn',
+    });
+    this.libvirt = libvirt;
+    const routes = this.config.qgaVia === 'auto' ? new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS, () => this.guests.redecideQga()) : null;
+    this.qgaRoutes = routes;
+    // A VM gone (its last socket removed) is forgotten by the route decider and lookup cache.
+    this.vms.onChange((ch) => {
+      if (ch.stats.status === 'Down') (routes ? routes.forget(ch.vmId) : libvirt.forget(ch.vmId));
+    });
+    libvirt.on('state', () => this.guests.redecideQga());
+    this.stoppers.push(() => (routes?.stop(), libvirt.stop()));
+    await libvirt.start(); // one attempt; it keeps retrying in the background
   }
 
   async stop(): Promise<void> {

@@ -91,11 +91,16 @@ describe('VmRegistry', () => {
     expect(reg.get(VM)!.guestName).toBe('from-ovirt');
   });
 
-  it('unresponsive keeps the last data; never-heard stays unknown', () => {
+  it('unresponsive keeps the last data; a silent oVirt agent never heard stays unknown, a qemu-ga not answering is unresponsive', () => {
     const { reg, changes } = setup();
+    reg.channelAdded(VM, OVIRT);
+    reg.setAgentStatus(VM, OVIRT, 'unresponsive');
+    expect(reg.get(VM)!.guestAgentStatus).toBe('unknown');
+    reg.channelRemoved(VM, OVIRT);
     reg.channelAdded(VM, QGA);
     reg.setAgentStatus(VM, QGA, 'unresponsive');
-    expect(reg.get(VM)!.guestAgentStatus).toBe('unknown');
+    expect(reg.get(VM)!.guestAgentStatus).toBe('unresponsive');
+    reg.setAgentStatus(VM, QGA, 'responsive');
     reg.report(VM, QGA, { netIfaces: eth0('192.0.2.1'), guestName: 'vm' });
     reg.setAgentStatus(VM, QGA, 'unresponsive');
     const s = reg.get(VM)!;

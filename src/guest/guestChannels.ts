@@ -8,7 +8,7 @@ import type { VmRegistry } from '../vms/registry.js';
 import { ChannelConnection, type ChannelHandler } from './channel.js';
 import { ChannelsDirWatcher, type ChannelSocket, type ChannelsDirListener } from './channelsDir.js';
 import { InputGuard } from './inputGuard.js';
-import { ChannelLogCode } from './issues.js';
+import { ChannelLogCode, type IssueCounts } from './issues.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
 import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
@@ -27,13 +27,17 @@ export interface GuestChannelsOptions {
    * A QgaLink that reaches this VM's qemu-ga another way (libvirt), or null to use the socket.
    * Without one, `libvirt` leaves qemu-ga sockets alone and `auto` means `direct`.
    */
-  qgaLinkFor?: (vmId: string) => QgaLink | null;
+  qgaLinkFor?: (vmId: string, note: (issues: IssueCounts) => void) => QgaLink | null;
+  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again by `redecideQga`). */
+  qgaUseLibvirt?: (vmId: string) => Promise<boolean>;
 }
 
 interface OpenChannel {
   socket: ChannelSocket;
   stop(): void;
   reconnectNow(): void;
+  /** `auto`: decide the route again (in place of stop and reopen). */
+  reroute?: () => void;
 }
 
 interface VmChannels {
@@ -104,6 +108,10 @@ export class GuestChannels implements ChannelsDirListener {
     for (const vm of this.vms.values()) {
       const current = vm.open.get(QGA_CHANNEL);
       if (!current) continue;
+      if (current.reroute) {
+        current.reroute();
+        continue;
+      }
       current.stop();
       vm.open.set(QGA_CHANNEL, this.open(current.socket, vm.guard));
     }
@@ -123,24 +131,68 @@ export class GuestChannels implements ChannelsDirListener {
       issues: (i, detail) => guard.note(s.channel, i, detail),
     };
     const pollOpts = { intervalMs: this.opts.qgaPollIntervalMs, timeoutMs: this.opts.qgaTimeoutMs };
-    const other = this.opts.qgaVia === 'direct' ? null : (this.opts.qgaLinkFor?.(s.vmId) ?? null);
-    if (other) {
+    const viaOther = (): OpenChannel | null => {
+      const other = this.opts.qgaLinkFor?.(s.vmId, (i) => guard.note(s.channel, i)) ?? null;
+      if (!other) return null;
       const poller = new QgaPoller(other, sink, pollOpts);
       poller.start();
       return { socket: s, stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
-    }
+    };
+    const direct = (): OpenChannel => {
+      const link = new QgaSocketLink(s.channel, guard);
+      const poller = new QgaPoller(link, sink, pollOpts);
+      link.onLinkChange = () => poller.linkReset();
+      const conn = this.connect(s, link, guard, chLog);
+      poller.start();
+      return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+    };
+    if (this.opts.qgaVia === 'auto' && this.opts.qgaUseLibvirt) return this.routed(s, this.opts.qgaUseLibvirt, viaOther, direct, chLog);
+    const other = this.opts.qgaVia === 'direct' ? null : viaOther();
+    if (other) return other;
     if (this.opts.qgaVia === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
       if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;
       return { socket: s, stop: () => {}, reconnectNow: () => {} };
     }
-    const link = new QgaSocketLink(s.channel, guard);
-    const poller = new QgaPoller(link, sink, pollOpts);
-    link.onLinkChange = () => poller.linkReset();
-    const conn = this.connect(s, link, guard, chLog);
-    poller.start();
-    return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+    return direct();
+  }
+
+  /**
+   * `auto`: nothing touches the socket until the route is decided (a direct connection to a
+   * libvirt domain's socket would take its agent away from libvirtd); decisions run one at a time.
+   */
+  private routed(s: ChannelSocket, useLibvirt: (vmId: string) => Promise<boolean>, viaOther: () => OpenChannel | null, direct: () => OpenChannel, log: Logger): OpenChannel {
+    let current: OpenChannel | null = null;
+    let route: 'libvirt' | 'direct' | null = null;
+    let stopped = false;
+    let chain = Promise.resolve();
+    const decide = (): void => {
+      chain = chain.then(async () => {
+        const libvirt = await useLibvirt(s.vmId).catch(() => false);
+        if (stopped) return;
+        const next = libvirt ? 'libvirt' : 'direct';
+        if (next === route) {
+          // Through libvirt: poll now (libvirtd may just be back). A direct link is left alone.
+          if (route === 'libvirt') current?.reconnectNow();
+          return;
+        }
+        current?.stop();
+        current = libvirt ? viaOther() : direct();
+        route = next;
+        log.info({ route }, 'qemu-ga route');
+      });
+    };
+    decide();
+    return {
+      socket: s,
+      stop: () => {
+        stopped = true;
+        current?.stop();
+      },
+      reconnectNow: () => current?.reconnectNow(),
+      reroute: decide,
+    };
   }
 
   private connect(s: ChannelSocket, handler: ChannelHandler, guard: InputGuard, log: Logger): ChannelConnection {

@@ -3,7 +3,7 @@
 // watched fields once, and tells listeners only when something really changed; a report that
 // repeats what is known (heartbeat, same interfaces in the same order) changes nothing.
 import type { Logger } from 'pino';
-import type { ChannelName, VmStats } from '../wire.js';
+import { channelProtocol, type ChannelName, type VmStats } from '../wire.js';
 import type { GuestReport } from '../guest/sanitize.js';
 import {
   buildStats,
@@ -124,8 +124,9 @@ export class VmRegistry {
   setAgentStatus(vmId: string, channel: ChannelName, status: 'responsive' | 'unresponsive'): void {
     const s = this.stateOf(vmId, channel);
     if (!s || s.agentStatus === status) return;
-    // Never heard from stays "unknown": silence from an agent that never spoke is not news.
-    if (status === 'unresponsive' && s.agentStatus === 'unknown') return;
+    // An oVirt agent never heard from stays "unknown": silence from one that never spoke is not
+    // news. qemu-ga is asked, so a command it failed to answer is "qga not answering" (SPEC 3).
+    if (status === 'unresponsive' && s.agentStatus === 'unknown' && channelProtocol(channel) === 'ovirt') return;
     s.agentStatus = status;
     this.rebuild(this.vms.get(vmId.toLowerCase())!);
   }

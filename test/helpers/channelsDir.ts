@@ -6,11 +6,13 @@ import path from 'node:path';
 import { afterAll } from 'vitest';
 
 const made: string[] = [];
-// Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
-// must run even when a file's set-up fails.
-afterAll(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
+// Registered when a test file imports this module, so directories made inside a test (where a
+// new afterAll would not attach to the file) are removed too. (Benchmarks import it outside vitest.)
+if (process.env.VITEST) {
+  afterAll(() => {
+    for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+}
 
 export function tempDir(prefix = 'vat-ch-'): string {
   const d = mkdtempSync(path.join(os.tmpdir(), prefix));
