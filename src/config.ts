@@ -29,6 +29,8 @@ export interface Config {
   tls: TlsFiles | null;
   insecure: boolean;
   qgaPollIntervalMs: number;
+  qgaTimeoutMs: number;
+  agentSilenceTimeoutMs: number;
   qgaVia: QgaVia;
   libvirtUri: string;
   logLevel: LogLevel;
@@ -63,6 +65,8 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'tls-ca', kind: 'string', default: null, help: 'CA (PEM) that must have signed client certificates' },
   { flag: 'insecure', kind: 'boolean', default: false, help: 'allow plain ws:// on a non-loopback address' },
   { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent' },
+  { flag: 'qga-timeout', kind: 'number', default: 5, help: 'seconds a qemu-ga command may take before the agent counts as unresponsive' },
+  { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive' },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
@@ -264,6 +268,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!(pollSeconds >= 0.05 && pollSeconds <= 3600)) {
     throw new ConfigError(`--qga-poll-interval: expected seconds between 0.05 and 3600, got ${pollSeconds}`);
   }
+  const seconds = (flag: string, min: number, max: number): number => {
+    const n = get(flag) as number;
+    if (!(n >= min && n <= max)) throw new ConfigError(`--${flag}: expected seconds between ${min} and ${max}, got ${n}`);
+    return Math.round(n * 1000);
+  };
   const qgaVia = get('qga-via') as string;
   if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
     throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
@@ -291,6 +300,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     tls,
     insecure,
     qgaPollIntervalMs: Math.round(pollSeconds * 1000),
+    qgaTimeoutMs: seconds('qga-timeout', 0.05, 600),
+    agentSilenceTimeoutMs: seconds('agent-silence-timeout', 0.1, 86_400),
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
     logLevel: logLevel as LogLevel,

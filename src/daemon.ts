@@ -6,11 +6,16 @@ import { EventHub } from './events/hub.js';
 import { MethodRegistry } from './rpc/registry.js';
 import { RpcServer } from './rpc/server.js';
 import { hostMethods } from './rpc/methods/host.js';
+import { vmMethods } from './rpc/methods/vm.js';
+import { VmRegistry } from './vms/registry.js';
+import { GuestChannels } from './guest/guestChannels.js';
 
 export class Daemon {
   readonly hub: EventHub;
   readonly registry: MethodRegistry;
   readonly server: RpcServer;
+  readonly vms: VmRegistry;
+  readonly guests: GuestChannels;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -20,6 +25,17 @@ export class Daemon {
     this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
+    this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
+    this.registry.add(vmMethods(this.vms));
+    this.guests = new GuestChannels({
+      dir: config.channelsDir,
+      registry: this.vms,
+      log: log.child({ part: 'guest' }),
+      qgaPollIntervalMs: config.qgaPollIntervalMs,
+      qgaTimeoutMs: config.qgaTimeoutMs,
+      agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
+      qgaVia: config.qgaVia,
+    });
     this.server = new RpcServer({
       listen: config.listen,
       tls: config.tls,
@@ -31,6 +47,9 @@ export class Daemon {
   }
 
   async start(): Promise<string> {
+    // Sockets already present are known before the first request is answered.
+    await this.guests.start();
+    this.stoppers.push(() => this.guests.stop());
     await this.server.listen();
     const url = this.server.url();
     this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);

@@ -1,0 +1,140 @@
+// One channel socket: the daemon is the client (QEMU listens). It feeds received bytes to a
+// protocol handler, reconnects with backoff when the peer closes or the socket is replaced, and
+// stops reading while its VM's byte budget is in debt. Nothing here waits on the guest: every
+// operation is event-driven, so a stuck channel holds up nobody else.
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { ChannelLogCode } from './issues.js';
+import type { TokenBucket } from './rateBudget.js';
+
+export interface ChannelWriter {
+  /** Queues bytes for the agent; false (and nothing queued) when the agent is not reading. */
+  write(bytes: Buffer): boolean;
+}
+
+export interface ChannelHandler {
+  connected(writer: ChannelWriter): void;
+  data(chunk: Buffer): void;
+  disconnected(): void;
+}
+
+export interface ChannelConnectionOptions {
+  path: string;
+  handler: ChannelHandler;
+  log: Logger;
+  /** The VM's byte budget, shared by its channels. */
+  bytes: TokenBucket;
+  now?: () => number;
+  backoff?: { initialMs: number; maxMs: number };
+  connectTimeoutMs?: number;
+}
+
+/** Unsent bytes past which the agent is taken to be not reading (we send a few hundred bytes a poll). */
+const MAX_UNSENT_BYTES = 64 * 1024;
+
+export class ChannelConnection {
+  private socket: net.Socket | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private resumeTimer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private failing = false;
+  private readonly now: () => number;
+  private readonly backoff: { initialMs: number; maxMs: number };
+  connects = 0;
+
+  constructor(private readonly opts: ChannelConnectionOptions) {
+    this.now = opts.now ?? Date.now;
+    this.backoff = opts.backoff ?? { initialMs: 100, maxMs: 10_000 };
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.clearTimers();
+    this.socket?.destroy();
+    this.socket = null;
+  }
+
+  /** The socket file was replaced: drop the old connection and connect to the new one now. */
+  reconnectNow(): void {
+    if (this.stopped) return;
+    this.attempt = 0;
+    this.clearTimers();
+    if (this.socket) this.socket.destroy(); // 'close' reconnects
+    else this.connect();
+  }
+
+  private clearTimers(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.retryTimer = this.resumeTimer = null;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { path, log, handler } = this.opts;
+    const socket = net.createConnection({ path });
+    this.socket = socket;
+    let up = false;
+    socket.setTimeout(this.opts.connectTimeoutMs ?? 5000, () => {
+      if (!up) socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
+    });
+    socket.on('connect', () => {
+      up = true;
+      socket.setTimeout(0);
+      this.connects++;
+      this.failing = false;
+      log.info({ path }, 'channel connected');
+      this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
+    });
+    socket.on('data', (chunk: Buffer) => {
+      this.attempt = 0; // the agent talks: a later drop retries fast
+      const waitMs = this.opts.bytes.charge(chunk.length, this.now());
+      if (waitMs > 0 && !socket.isPaused()) {
+        socket.pause();
+        this.resumeTimer = setTimeout(() => socket.resume(), waitMs);
+      }
+      this.guard(() => handler.data(chunk));
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // Reported once per streak of failures; the retries behind it are debug.
+      const code = up ? ChannelLogCode.failed : ChannelLogCode.unavailable;
+      if (!this.failing && !this.stopped) log.info({ path, code, errno: err.code, err: err.message }, up ? 'channel failed' : 'channel not available');
+      else log.debug({ path, code, errno: err.code }, 'channel connect failed');
+      this.failing = true;
+    });
+    socket.on('close', () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.resumeTimer) clearTimeout(this.resumeTimer);
+      if (up) {
+        log.info({ path }, 'channel disconnected');
+        this.guard(() => handler.disconnected());
+      }
+      if (this.stopped) return;
+      const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt);
+      this.attempt = Math.min(this.attempt + 1, 20);
+      this.retryTimer = setTimeout(() => this.connect(), Math.round(base * (0.8 + Math.random() * 0.4)));
+    });
+  }
+
+  private write(socket: net.Socket, bytes: Buffer): boolean {
+    if (socket.destroyed || this.socket !== socket || socket.writableLength > MAX_UNSENT_BYTES) return false;
+    socket.write(bytes);
+    return true;
+  }
+
+  /** A handler bug must cost one connection, never the daemon. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.opts.log.error({ err, path: this.opts.path, code: ChannelLogCode.handlerFailed }, 'channel handler failed; reconnecting');
+      this.socket?.destroy();
+    }
+  }
+}

@@ -1,0 +1,88 @@
+// Byte stream -> lines. Both agents end each message with "\n" (qemu-ga's parser is streaming,
+// but its replies are one per line). The cap is enforced as bytes arrive: a line that grows past
+// it is discarded at once and everything up to the next newline is skipped, so a channel never
+// holds more than `maxLineBytes` of pending input. qemu-ga's resync marker (a 0xFF byte, which
+// never occurs in UTF-8) is reported as its own frame and discards any partial line before it.
+import { GuestIssue } from './issues.js';
+
+export type Frame =
+  | { kind: 'line'; bytes: Buffer }
+  | { kind: 'dropped'; code: typeof GuestIssue.lineTooLong }
+  | { kind: 'delimiter' };
+
+const NEWLINE = 0x0a;
+export const QGA_DELIMITER = 0xff;
+
+export class LineFramer {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Inside an over-long line: bytes are thrown away until its newline. */
+  private skipping = false;
+
+  constructor(
+    private readonly maxLineBytes: number,
+    /** A byte that is a frame of its own (qemu-ga's 0xFF), or null. */
+    private readonly delimiter: number | null = null,
+  ) {}
+
+  /** Bytes held for an unfinished line (never more than the cap). */
+  get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  reset(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.skipping = false;
+  }
+
+  push(chunk: Uint8Array): Frame[] {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const frames: Frame[] = [];
+    let start = 0;
+    while (start < buf.length) {
+      const nl = buf.indexOf(NEWLINE, start);
+      const dl = this.delimiter === null ? -1 : buf.indexOf(this.delimiter, start);
+      const end = nl === -1 ? dl : dl === -1 ? nl : Math.min(nl, dl);
+      if (end === -1) {
+        this.append(buf.subarray(start), frames);
+        break;
+      }
+      if (end === dl) {
+        // Whatever came before the marker is a half-sent message the agent itself discards.
+        this.reset();
+        frames.push({ kind: 'delimiter' });
+      } else {
+        this.append(buf.subarray(start, end), frames);
+        if (!this.skipping && this.pendingBytes > 0) frames.push({ kind: 'line', bytes: this.take() });
+        this.reset();
+      }
+      start = end + 1;
+    }
+    return frames;
+  }
+
+  private append(part: Buffer, frames: Frame[]): void {
+    if (this.skipping || part.length === 0) return;
+    if (this.pendingBytes + part.length > this.maxLineBytes) {
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.skipping = true;
+      frames.push({ kind: 'dropped', code: GuestIssue.lineTooLong });
+      return;
+    }
+    // Copy: a slice would pin the whole socket chunk it came from.
+    this.pending.push(Buffer.from(part));
+    this.pendingBytes += part.length;
+  }
+
+  private take(): Buffer {
+    return this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+  }
+}
+
+/** True for a line of only spaces/tabs/CR (a keep-alive or a CRLF leftover): not a message. */
+export function isBlank(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
+  return true;
+}

@@ -1,0 +1,129 @@
+// The oVirt guest agent protocol, pure: one line in, one sanitised message out; and the bytes the
+// host sends. No sockets here (ovirtChannel.ts feeds this from a connection).
+import { GuestIssue, noteIssue, type IssueCounts } from './issues.js';
+import {
+  GUEST_LIMITS,
+  arrayField,
+  cleanOptionalText,
+  decodeUtf8,
+  isPlainObject,
+  own,
+  parseJson,
+  sanitizeInterfaces,
+  type GuestReport,
+  type RawInterface,
+} from './sanitize.js';
+
+/** The highest protocol version this host speaks (as VDSM). */
+export const OVIRT_API_VERSION = 3;
+
+/** The message names this daemon acts on; every other name is counted and ignored. */
+export const OVIRT_KNOWN_MESSAGES = ['heartbeat', 'network-interfaces', 'host-name', 'fqdn', 'os-version'] as const;
+
+export interface OvirtMessage {
+  /** `__name__`, sanitised; null when the line was not a named message. */
+  name: string | null;
+  /** Guest data to apply; null when the message carries none (heartbeat, unknown, invalid). */
+  report: GuestReport | null;
+  /** The `apiVersion` a heartbeat announced, when it is a usable number. */
+  apiVersion: number | null;
+  /** A valid message (known or not): the agent is alive. */
+  valid: boolean;
+  issues: IssueCounts;
+}
+
+export function encodeOvirt(name: string, args: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(JSON.stringify({ __name__: name, ...args }) + '\n', 'utf8');
+}
+
+/** Sent on every connect: asks the agent for its full state. */
+export function encodeRefresh(apiVersion: number = OVIRT_API_VERSION): Buffer {
+  return encodeOvirt('refresh', { apiVersion });
+}
+
+export function encodeApiVersion(apiVersion: number): Buffer {
+  return encodeOvirt('api-version', { apiVersion });
+}
+
+/**
+ * The version both sides speak after a heartbeat: min(agent's, ours). Returns the new version
+ * when it differs from `current` (the host then sends `api-version`), else null. The first
+ * heartbeat of an agent says 0, so nothing is sent until it announces more.
+ */
+export function negotiateApiVersion(current: number, announced: number | null): number | null {
+  if (announced === null) return null;
+  const agreed = Math.min(announced, OVIRT_API_VERSION);
+  return agreed === current ? null : agreed;
+}
+
+export function parseOvirtLine(line: Uint8Array): OvirtMessage {
+  const issues: IssueCounts = new Map();
+  const result: OvirtMessage = { name: null, report: null, apiVersion: null, valid: false, issues };
+  const value = parseJson(decodeUtf8(line, issues), issues);
+  if (value === undefined) return result;
+  if (!isPlainObject(value)) {
+    noteIssue(issues, GuestIssue.notObject);
+    return result;
+  }
+  const rawName = own(value, '__name__');
+  if (typeof rawName !== 'string') {
+    noteIssue(issues, GuestIssue.noName);
+    return result;
+  }
+  const name = cleanOptionalText(rawName, GUEST_LIMITS.maxNameChars, issues) ?? '';
+  result.name = name;
+  result.valid = true;
+  switch (name) {
+    case 'heartbeat': {
+      const v = own(value, 'apiVersion');
+      if (typeof v === 'number' && Number.isInteger(v) && v >= 0) result.apiVersion = v;
+      else if (v !== undefined) noteIssue(issues, GuestIssue.badField);
+      break;
+    }
+    case 'network-interfaces':
+      result.report = interfacesReport(own(value, 'interfaces'), issues);
+      break;
+    case 'host-name':
+      result.report = textReport('guestName', own(value, 'name'), issues);
+      break;
+    case 'fqdn':
+      result.report = textReport('guestFQDN', own(value, 'fqdn'), issues);
+      break;
+    case 'os-version':
+      result.report = textReport('guestOs', own(value, 'version'), issues);
+      break;
+    default:
+      noteIssue(issues, GuestIssue.unknownMessage);
+  }
+  return result;
+}
+
+function interfacesReport(value: unknown, issues: IssueCounts): GuestReport | null {
+  if (!Array.isArray(value)) {
+    noteIssue(issues, GuestIssue.badField);
+    return null;
+  }
+  const raw: RawInterface[] = [];
+  for (const entry of value) {
+    if (!isPlainObject(entry)) {
+      noteIssue(issues, GuestIssue.badField);
+      continue;
+    }
+    raw.push({
+      name: own(entry, 'name'),
+      hw: own(entry, 'hw'),
+      inet: arrayField(own(entry, 'inet'), issues),
+      inet6: arrayField(own(entry, 'inet6'), issues),
+    });
+  }
+  return { netIfaces: sanitizeInterfaces(raw, issues) };
+}
+
+function textReport(field: 'guestName' | 'guestFQDN' | 'guestOs', value: unknown, issues: IssueCounts): GuestReport | null {
+  const text = cleanOptionalText(value, GUEST_LIMITS.maxTextChars, issues);
+  if (text === null) {
+    if (value === undefined || value === null) noteIssue(issues, GuestIssue.badField);
+    return null;
+  }
+  return { [field]: text };
+}

@@ -1,0 +1,83 @@
+// Feeds an oVirt guest agent connection to the pure protocol: sends `refresh` on connect,
+// frames and parses what the agent pushes, answers api-version negotiation, reports sanitised
+// data to the registry, and marks the agent unresponsive after a silence.
+import type { ChannelName } from '../wire.js';
+import type { VmRegistry } from '../vms/registry.js';
+import type { ChannelHandler, ChannelWriter } from './channel.js';
+import { LineFramer, isBlank } from './framing.js';
+import type { InputGuard } from './inputGuard.js';
+import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from './ovirtAgent.js';
+import { GUEST_LIMITS } from './sanitize.js';
+
+export class OvirtChannelHandler implements ChannelHandler {
+  private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes);
+  private writer: ChannelWriter | null = null;
+  private apiVersion = 0;
+  private silence: NodeJS.Timeout | null = null;
+  messages = 0;
+
+  constructor(
+    private readonly vmId: string,
+    private readonly channel: ChannelName,
+    private readonly registry: VmRegistry,
+    private readonly guard: InputGuard,
+    /** No message for this long makes the agent unresponsive (VDSM: 120 s). */
+    private readonly silenceMs: number,
+  ) {}
+
+  connected(writer: ChannelWriter): void {
+    this.writer = writer;
+    this.framer.reset();
+    this.apiVersion = 0;
+    writer.write(encodeRefresh());
+  }
+
+  data(chunk: Buffer): void {
+    for (const frame of this.framer.push(chunk)) {
+      if (frame.kind === 'dropped') {
+        this.guard.note(this.channel, new Map([[frame.code, 1]]));
+        continue;
+      }
+      if (frame.kind !== 'line' || isBlank(frame.bytes)) continue;
+      if (!this.guard.admitMessage(this.channel)) continue;
+      this.handleLine(frame.bytes);
+    }
+  }
+
+  private handleLine(line: Buffer): void {
+    const msg = parseOvirtLine(line);
+    if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
+    if (!msg.valid) return;
+    this.messages++;
+    this.heard();
+    const agreed = negotiateApiVersion(this.apiVersion, msg.apiVersion);
+    if (agreed !== null) {
+      this.apiVersion = agreed;
+      this.writer?.write(encodeApiVersion(agreed));
+    }
+    this.registry.report(this.vmId, this.channel, msg.report ?? {});
+  }
+
+  private heard(): void {
+    if (this.silence) this.silence.refresh();
+    else {
+      this.silence = setTimeout(() => {
+        this.silence = null;
+        this.registry.setAgentStatus(this.vmId, this.channel, 'unresponsive');
+      }, this.silenceMs);
+      this.silence.unref();
+    }
+  }
+
+  disconnected(): void {
+    this.writer = null;
+    this.framer.reset();
+    this.stop();
+    this.registry.setAgentStatus(this.vmId, this.channel, 'unresponsive');
+  }
+
+  stop(): void {
+    if (this.silence) clearTimeout(this.silence);
+    this.silence = null;
+  }
+}

@@ -1,0 +1,174 @@
+// Polls one VM's qemu-ga every interval over any QgaLink (the channel socket here; libvirt's
+// agent-command call elsewhere): resync first, then each polled command with a timeout. A
+// timeout or a lost link marks the agent unresponsive (its last data is kept) and forces a
+// resync; an agent error such as CommandNotFound still proves the agent alive.
+import type { GuestReport } from './sanitize.js';
+import { GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
+import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from './qemuAgent.js';
+
+export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy';
+
+export class QgaCommandError extends Error {
+  constructor(
+    readonly kind: QgaFailureKind,
+    message: string,
+    /** For 'agent': qemu-ga's error class (sanitised), e.g. CommandNotFound. */
+    readonly errorClass: string | null = null,
+  ) {
+    super(message);
+    this.name = 'QgaCommandError';
+  }
+
+  get code(): GuestIssueCode | null {
+    return this.kind === 'timeout' ? GuestIssue.qgaTimeout : this.kind === 'agent' ? GuestIssue.qgaError : null;
+  }
+}
+
+/** How a poller reaches qemu-ga. Failures reject with QgaCommandError. */
+export interface QgaLink {
+  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it). */
+  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown>;
+  /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
+  resync(timeoutMs: number): Promise<void>;
+}
+
+/** Where a poller's results go. */
+export interface QgaSink {
+  report(report: GuestReport): void;
+  status(status: 'responsive' | 'unresponsive'): void;
+  issues(issues: IssueCounts, detail?: Record<string, unknown>): void;
+}
+
+export interface QgaPollerOptions {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+export class QgaPoller {
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  private again = false;
+  private stopped = true;
+  private needSync = true;
+  /** Commands this agent said it does not have; not asked again until it reconnects. */
+  private unsupported = new Set<string>();
+  rounds = 0;
+
+  constructor(
+    private readonly link: QgaLink,
+    private readonly sink: QgaSink,
+    private readonly opts: QgaPollerOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.kick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** A new connection (or any reason to look now): resync and poll without waiting. */
+  linkReset(): void {
+    this.needSync = true;
+    this.unsupported.clear();
+    this.kick();
+  }
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    void this.round();
+  }
+
+  private async round(): Promise<void> {
+    this.running = true;
+    try {
+      await this.poll();
+    } finally {
+      this.running = false;
+      this.rounds++;
+      if (!this.stopped) {
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        } else {
+          this.timer = setTimeout(() => this.kick(), this.opts.intervalMs);
+        }
+      }
+    }
+  }
+
+  private async poll(): Promise<void> {
+    const { timeoutMs } = this.opts;
+    if (this.needSync) {
+      try {
+        await this.link.resync(timeoutMs);
+        this.needSync = false;
+      } catch (err) {
+        this.failed(err);
+        return;
+      }
+    }
+    const report: GuestReport = {};
+    const issues: IssueCounts = new Map();
+    try {
+      for (const command of QGA_POLLED) {
+        if (this.unsupported.has(command)) continue;
+        let value: unknown;
+        try {
+          value = await this.link.execute(command, undefined, timeoutMs);
+        } catch (err) {
+          if (err instanceof QgaCommandError && err.kind === 'agent') {
+            // The agent answered: it is alive, it just cannot do this one.
+            if (err.errorClass === 'CommandNotFound' || err.errorClass === 'CommandDisabled') this.unsupported.add(command);
+            this.sink.issues(new Map([[GuestIssue.qgaError, 1]]), { command, errorClass: err.errorClass, desc: err.message });
+            continue;
+          }
+          throw err;
+        }
+        this.apply(command, value, report, issues);
+      }
+    } catch (err) {
+      this.flush(report, issues);
+      this.failed(err);
+      return;
+    }
+    this.flush(report, issues);
+    this.sink.status('responsive');
+  }
+
+  private apply(command: string, value: unknown, report: GuestReport, issues: IssueCounts): void {
+    if (command === QGA.interfaces) {
+      const ifaces = mapQgaInterfaces(value, issues);
+      if (ifaces) report.netIfaces = ifaces;
+    } else if (command === QGA.hostName) {
+      const name = mapQgaHostName(value, issues);
+      if (name !== null) report.guestName = name;
+    } else if (command === QGA.osInfo) {
+      const os = mapQgaOsInfo(value, issues);
+      if (os !== null) report.guestOs = os;
+    }
+  }
+
+  /** Whatever the round got before it ended is reported once (one change, not three). */
+  private flush(report: GuestReport, issues: IssueCounts): void {
+    if (issues.size) this.sink.issues(issues);
+    if (Object.keys(report).length) this.sink.report(report);
+  }
+
+  private failed(err: unknown): void {
+    this.needSync = true;
+    const e = err instanceof QgaCommandError ? err : new QgaCommandError('disconnected', String(err));
+    if (e.code) this.sink.issues(new Map([[e.code, 1]]), { reason: e.message });
+    this.sink.status('unresponsive');
+  }
+}

@@ -1,0 +1,170 @@
+// The known VMs and what their guest agents said, sanitised. A VM is known while at least one
+// of its channel sockets exists. Each update rebuilds that VM's cached stats once, compares the
+// watched fields once, and tells listeners only when something really changed; a report that
+// repeats what is known (heartbeat, same interfaces in the same order) changes nothing.
+import type { Logger } from 'pino';
+import type { ChannelName, VmStats } from '../wire.js';
+import type { GuestReport } from '../guest/sanitize.js';
+import {
+  buildStats,
+  changedFields,
+  emptyChannelState,
+  monotonicMs,
+  sameInterfaces,
+  stampStats,
+  type ChannelGuestState,
+  type VmStatsBase,
+  type WatchedField,
+} from './stats.js';
+
+export interface VmChange {
+  vmId: string;
+  stats: VmStats;
+  /** Among status, netIfaces, guestIPs, guestName, guestFQDN, guestAgentStatus. */
+  changed: string[];
+}
+
+interface VmEntry {
+  vmId: string;
+  firstSeenMs: number;
+  channels: Map<ChannelName, ChannelGuestState>;
+  base: VmStatsBase;
+}
+
+export interface VmRegistryOptions {
+  clock?: () => number;
+  log?: Logger;
+}
+
+export class VmRegistry {
+  private readonly vms = new Map<string, VmEntry>();
+  private readonly listeners = new Set<(change: VmChange) => void>();
+  private readonly clock: () => number;
+  private readonly log: Logger | undefined;
+
+  constructor(opts: VmRegistryOptions = {}) {
+    this.clock = opts.clock ?? monotonicMs;
+    this.log = opts.log;
+  }
+
+  get size(): number {
+    return this.vms.size;
+  }
+
+  all(): VmStats[] {
+    const now = this.clock();
+    return [...this.vms.values()].map((e) => stampStats(e.base, e.firstSeenMs, now));
+  }
+
+  get(vmId: string): VmStats | undefined {
+    const e = this.vms.get(vmId.toLowerCase());
+    return e ? stampStats(e.base, e.firstSeenMs, this.clock()) : undefined;
+  }
+
+  has(vmId: string): boolean {
+    return this.vms.has(vmId.toLowerCase());
+  }
+
+  /** Channels whose socket exists for this VM. */
+  channelsOf(vmId: string): ChannelName[] {
+    return [...(this.vms.get(vmId.toLowerCase())?.channels.keys() ?? [])];
+  }
+
+  onChange(listener: (change: VmChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A channel socket appeared: the VM is known (Up) from now on. */
+  channelAdded(vmId: string, channel: ChannelName): void {
+    const id = vmId.toLowerCase();
+    let e = this.vms.get(id);
+    if (!e) {
+      const channels = new Map([[channel, emptyChannelState()]]);
+      e = { vmId: id, firstSeenMs: this.clock(), channels, base: buildStats(id, 'Up', channels) };
+      this.vms.set(id, e);
+      this.emit(e, ['status']);
+      return;
+    }
+    if (e.channels.has(channel)) return;
+    e.channels.set(channel, emptyChannelState());
+    this.rebuild(e);
+  }
+
+  /** A channel socket went away: its data goes with it; the last one takes the VM (Down). */
+  channelRemoved(vmId: string, channel: ChannelName): void {
+    const id = vmId.toLowerCase();
+    const e = this.vms.get(id);
+    if (!e || !e.channels.delete(channel)) return;
+    if (e.channels.size > 0) {
+      this.rebuild(e);
+      return;
+    }
+    this.vms.delete(id);
+    e.base = { ...e.base, status: 'Down' };
+    this.emit(e, ['status']);
+  }
+
+  /** Sanitised data from a channel; hearing it also makes that agent responsive. */
+  report(vmId: string, channel: ChannelName, report: GuestReport): void {
+    const s = this.stateOf(vmId, channel);
+    if (!s) return;
+    let touched = s.agentStatus !== 'responsive';
+    s.agentStatus = 'responsive';
+    if (report.netIfaces !== undefined && !sameInterfaces(s.netIfaces, report.netIfaces)) {
+      s.netIfaces = freezeInterfaces(report.netIfaces);
+      touched = true;
+    }
+    for (const k of ['guestName', 'guestFQDN', 'guestOs'] as const) {
+      const v = report[k];
+      if (v !== undefined && v !== s[k]) {
+        s[k] = v;
+        touched = true;
+      }
+    }
+    if (touched) this.rebuild(this.vms.get(vmId.toLowerCase())!);
+  }
+
+  /** An agent answered (responsive) or stopped answering (unresponsive; its data is kept). */
+  setAgentStatus(vmId: string, channel: ChannelName, status: 'responsive' | 'unresponsive'): void {
+    const s = this.stateOf(vmId, channel);
+    if (!s || s.agentStatus === status) return;
+    // Never heard from stays "unknown": silence from an agent that never spoke is not news.
+    if (status === 'unresponsive' && s.agentStatus === 'unknown') return;
+    s.agentStatus = status;
+    this.rebuild(this.vms.get(vmId.toLowerCase())!);
+  }
+
+  private stateOf(vmId: string, channel: ChannelName): ChannelGuestState | undefined {
+    return this.vms.get(vmId.toLowerCase())?.channels.get(channel);
+  }
+
+  private rebuild(e: VmEntry): void {
+    const next = buildStats(e.vmId, 'Up', e.channels);
+    const changed = changedFields(e.base, next);
+    // guestOs is not announced but must still be served fresh.
+    e.base = next;
+    if (changed.length) this.emit(e, changed);
+  }
+
+  private emit(e: VmEntry, changed: WatchedField[]): void {
+    if (this.listeners.size === 0) return;
+    const change: VmChange = { vmId: e.vmId, stats: stampStats(e.base, e.firstSeenMs, this.clock()), changed };
+    for (const l of [...this.listeners]) {
+      try {
+        l(change);
+      } catch (err) {
+        this.log?.error({ err, vmId: e.vmId }, 'VM change listener failed');
+      }
+    }
+  }
+}
+
+function freezeInterfaces(list: GuestReport['netIfaces'] & object): NonNullable<GuestReport['netIfaces']> {
+  for (const i of list) {
+    Object.freeze(i.inet);
+    Object.freeze(i.inet6);
+    Object.freeze(i);
+  }
+  return Object.freeze(list) as NonNullable<GuestReport['netIfaces']>;
+}

@@ -1,0 +1,64 @@
+// The real Debian qemu-ga, run inside a network namespace and listening on a channel socket as
+// QEMU would (`-m unix-listen`), so it reports the namespace's interfaces. Every agent started
+// here is killed after the test file, and its state directory removed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll } from 'vitest';
+import { withTimeout } from './scriptedGuest.js';
+
+export const QEMU_GA = '/usr/sbin/qemu-ga';
+
+const running = new Set<ChildProcess>();
+const stateDirs: string[] = [];
+let hooked = false;
+
+export interface QemuGa {
+  proc: ChildProcess;
+  stateDir: string;
+  /** Kills the agent (SIGKILL by default: a crash, the socket file stays) and waits for it. */
+  kill: (signal?: NodeJS.Signals) => Promise<void>;
+}
+
+export async function startQemuGa(ns: string, socketPath: string): Promise<QemuGa> {
+  if (!hooked) {
+    hooked = true;
+    afterAll(() => {
+      for (const p of running) p.kill('SIGKILL');
+      for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), 'vat-qga-'));
+  stateDirs.push(stateDir);
+  const proc = spawn('ip', ['netns', 'exec', ns, QEMU_GA, '-m', 'unix-listen', '-p', socketPath, '-t', stateDir, '-f', path.join(stateDir, 'qemu-ga.pid')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  running.add(proc);
+  let stderr = '';
+  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => (running.delete(proc), resolve())));
+  // Listening once the socket file is there (qemu-ga unlinks and re-binds a stale one).
+  await withTimeout(
+    (async () => {
+      const { lstat } = await import('node:fs/promises');
+      const started = Date.now();
+      for (;;) {
+        if (proc.exitCode !== null) throw new Error(`qemu-ga exited: ${stderr}`);
+        const st = await lstat(socketPath).catch(() => null);
+        if (st?.isSocket() && st.mtimeMs >= started - 1000) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })(),
+    10_000,
+    'qemu-ga did not listen',
+  );
+  return {
+    proc,
+    stateDir,
+    kill: async (signal = 'SIGKILL') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      await exited;
+    },
+  };
+}
