@@ -1,24 +1,14 @@
 // The guest simulator over real UNIX sockets, seen from the host side as the daemon sees it.
-import { mkdtempSync, rmSync, existsSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GuestSimulator } from '../src/sim/simulator.js';
 import { generateGuests, type SimGuest } from '../src/sim/guest.js';
 import { loadGuestDir } from '../src/sim/guestFile.js';
 import { QgaRequestReader } from '../src/sim/qgaReader.js';
 import { RawChannel } from './helpers/rawChannel.js';
 import { ROOT } from './helpers/daemon.js';
-
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), 'vat-sim-'));
-  dirs.push(d);
-  return d;
-}
+import { tempDir } from './helpers/channelsDir.js';
 
 const names = (msgs: Record<string, unknown>[]): unknown[] => msgs.map((m) => m.__name__);
 

@@ -7,7 +7,7 @@ import { ovirtInterfaces, type SimGuest } from './guest.js';
 export const OVIRT_MAX_API_VERSION = 3;
 
 function line(name: string, body: Record<string, unknown>): string {
-  return spacedJson({ __name__: name, ...body }) + '\n';
+  return spacedJson({ __name__: name, ...body }, 'lower') + '\n';
 }
 
 export function heartbeatLine(apiVersion: number, freeRamMiB: number): string {

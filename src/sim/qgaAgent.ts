@@ -78,10 +78,10 @@ export function answerQga(request: unknown, guest: SimGuest, counters: number): 
   const id = isPlainObject(request) ? request.id : undefined;
   const result = id === undefined ? out : 'return' in out ? { ...out, id } : { id, ...out };
   const delimited = isPlainObject(request) && request.execute === 'guest-sync-delimited' && 'return' in out;
-  return { delimited, line: spacedJson(result) + '\n' };
+  return { delimited, line: spacedJson(result, 'upper') + '\n' };
 }
 
 /** A parse error from the reader, as the real agent reports it. */
 export function qgaParseError(desc: string): QgaReply {
-  return { delimited: false, line: spacedJson(genericError(desc)) + '\n' };
+  return { delimited: false, line: spacedJson(genericError(desc), 'upper') + '\n' };
 }
