@@ -9,6 +9,7 @@ import { hostMethods } from './rpc/methods/host.js';
 import { vmMethods } from './rpc/methods/vm.js';
 import { VmRegistry } from './vms/registry.js';
 import { GuestChannels } from './guest/guestChannels.js';
+import { publishVmChanges } from './events/vmEvents.js';
 
 export class Daemon {
   readonly hub: EventHub;
@@ -27,6 +28,7 @@ export class Daemon {
     this.registry.add(hostMethods());
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
     this.registry.add(vmMethods(this.vms));
+    this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
     this.guests = new GuestChannels({
       dir: config.channelsDir,
       registry: this.vms,

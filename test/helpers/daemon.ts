@@ -23,7 +23,11 @@ export interface RunningDaemon {
 }
 
 const running = new Set<ChildProcess>();
-let hooked = false;
+// Registered when a test file imports this module: vitest ignores hooks added later (e.g. from
+// inside beforeAll), and cleanup must run even when the file's set-up fails.
+afterAll(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 export interface StartOptions {
   env?: Record<string, string>;
@@ -33,12 +37,6 @@ export interface StartOptions {
 }
 
 export async function startDaemon(args: string[], opts: StartOptions = {}): Promise<RunningDaemon> {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const p of running) p.kill('SIGKILL');
-    });
-  }
   const argv = [...(opts.wrap ?? []), process.execPath, DAEMON, ...args];
   const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...opts.env },

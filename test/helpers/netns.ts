@@ -7,7 +7,11 @@ import { afterAll } from 'vitest';
 
 const run = promisify(execFile);
 const created = new Set<string>();
-let hooked = false;
+// Registered at import: vitest ignores hooks added from inside beforeAll, and the namespaces
+// must go even when the file's set-up fails.
+afterAll(() => {
+  for (const ns of created) deleteNetns(ns);
+});
 
 export function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -23,12 +27,6 @@ export function uniqueName(prefix: string): string {
 
 /** Creates a namespace (lo up) and registers its deletion. */
 export function createNetns(prefix = 'vat'): string {
-  if (!hooked) {
-    hooked = true;
-    afterAll(() => {
-      for (const ns of created) deleteNetns(ns);
-    });
-  }
   const ns = uniqueName(prefix);
   sh('ip', ['netns', 'add', ns]);
   created.add(ns);

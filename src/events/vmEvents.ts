@@ -1,0 +1,40 @@
+// VM registry changes -> `|virt|VM_status|<vmId>` events in VDSM's shape. The registry already
+// decided that something changed (once per update, on sanitised values); this only shapes the
+// notification, and the hub serialises it once for every subscriber.
+import type { VmStats } from '../wire.js';
+import { monotonicMs } from '../vms/stats.js';
+import type { EventHub } from './hub.js';
+
+export interface VmChangeLike {
+  vmId: string;
+  stats: VmStats;
+}
+
+
+export const VM_STATUS_PREFIX = '|virt|VM_status|';
+
+export function vmStatusEvent(change: VmChangeLike): { method: string; params: Record<string, unknown> } {
+  const { vmId, stats } = change;
+  const body =
+    stats.status === 'Down'
+      ? { vmId, status: 'Down' }
+      : {
+          vmId,
+          status: stats.status,
+          netIfaces: stats.netIfaces,
+          guestIPs: stats.guestIPs,
+          guestName: stats.guestName,
+          guestFQDN: stats.guestFQDN,
+          guestOs: stats.guestOs,
+          guestAgentStatus: stats.guestAgentStatus,
+        };
+  return { method: VM_STATUS_PREFIX + vmId, params: { [vmId]: body, notify_time: monotonicMs() } };
+}
+
+/** Publishes every registry change; returns the function that stops it. */
+export function publishVmChanges(hub: EventHub, onChange: (listener: (c: VmChangeLike) => void) => () => void): () => void {
+  return onChange((change) => {
+    const ev = vmStatusEvent(change);
+    hub.publish(ev.method, ev.params);
+  });
+}
