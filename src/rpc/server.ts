@@ -12,6 +12,7 @@ import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
 import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
+import { replyText } from './jsonText.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -61,7 +62,8 @@ class Connection implements Session, EventSink {
   }
 
   send(reply: Reply): void {
-    if (reply !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(reply));
+    // A text frame even when the reply was assembled as bytes (pre-serialised results).
+    if (reply !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(replyText(reply), { binary: false });
   }
 
   settled(n: number): void {
