@@ -8,6 +8,8 @@ export class ConfigError extends Error {
 }
 
 export type QgaVia = 'auto' | 'direct' | 'libvirt';
+/** `naive` is the benchmark's baseline (every VM rebuilt and re-serialised per call), never for production. */
+export type StatsSerialisation = 'cached' | 'naive';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ListenAddress {
@@ -33,6 +35,7 @@ export interface Config {
   agentSilenceTimeoutMs: number;
   qgaVia: QgaVia;
   libvirtUri: string;
+  statsSerialisation: StatsSerialisation;
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxBatch: number;
@@ -69,6 +72,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive' },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
+  { flag: 'stats-serialisation', kind: 'string', default: 'cached', help: 'diagnostic: cached | naive (naive rebuilds and re-serialises every VM per call; the benchmark baseline)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
@@ -277,6 +281,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
     throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
   }
+  const statsSerialisation = get('stats-serialisation') as string;
+  if (statsSerialisation !== 'cached' && statsSerialisation !== 'naive') {
+    throw new ConfigError(`--stats-serialisation: expected cached or naive, got '${statsSerialisation}'`);
+  }
   const logLevel = get('log-level') as string;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -304,6 +312,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     agentSilenceTimeoutMs: seconds('agent-silence-timeout', 0.1, 86_400),
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
+    statsSerialisation,
     logLevel: logLevel as LogLevel,
     maxFrameBytes: positive('max-frame-bytes'),
     maxBatch: positive('max-batch'),
