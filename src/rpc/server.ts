@@ -12,7 +12,7 @@ import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
 import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
-import { replyText } from './jsonText.js';
+import { replyText, ReplyBuffers } from './jsonText.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -62,8 +62,13 @@ class Connection implements Session, EventSink {
   }
 
   send(reply: Reply): void {
-    // A text frame even when the reply was assembled as bytes (pre-serialised results).
-    if (reply !== null && this.ws.readyState === WebSocket.OPEN) this.ws.send(replyText(reply), { binary: false });
+    if (reply === null || this.ws.readyState !== WebSocket.OPEN) return;
+    const pool = this.server.replyBuffers;
+    const data = replyText(reply, pool.alloc);
+    // A text frame even when the reply was assembled as bytes; a pooled buffer returns once written.
+    if (typeof data === 'string') this.ws.send(data);
+    else if (pool.pooled(data)) this.ws.send(data, { binary: false }, () => pool.release(data));
+    else this.ws.send(data, { binary: false });
   }
 
   settled(n: number): void {
@@ -78,6 +83,7 @@ class Connection implements Session, EventSink {
 
 export class RpcServer {
   readonly hub: EventHub;
+  readonly replyBuffers = new ReplyBuffers();
   private readonly http: http.Server | https.Server;
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<Connection>();

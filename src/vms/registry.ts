@@ -62,15 +62,15 @@ export class VmRegistry {
     return e ? stampStats(e.base, e.firstSeenMs, this.clock()) : undefined;
   }
 
-  /** Host.getAllVmStats' result as JSON bytes, each VM serialised once per change (statsJson.ts). */
-  allJson(): Buffer {
-    return statsArrayJson([...this.vms.values()], this.clock());
+  /** Host.getAllVmStats' result as JSON bytes between `before` and `after`, each VM serialised once per change (statsJson.ts). */
+  allJson(before?: Buffer, after?: Buffer, alloc?: (size: number) => Buffer): Buffer {
+    return statsArrayJson([...this.vms.values()], this.clock(), before, after, alloc);
   }
 
   /** VM.getStats' result (a one-element array) as JSON bytes, or undefined for an unknown VM. */
-  getJson(vmId: string): Buffer | undefined {
+  getJson(vmId: string, before?: Buffer, after?: Buffer): Buffer | undefined {
     const e = this.vms.get(vmId.toLowerCase());
-    return e ? statsArrayJson([e], this.clock()) : undefined;
+    return e ? statsArrayJson([e], this.clock(), before, after) : undefined;
   }
 
   /** The benchmark's naive baseline: every VM's stats rebuilt from its channel state, as if nothing were cached. */

@@ -23,6 +23,7 @@ const chunks = new WeakMap<VmStatsBase, Chunk>();
 const OPEN = 0x5b;
 const COMMA = 0x2c;
 const CLOSE = 0x5d;
+const EMPTY = Buffer.alloc(0);
 
 function digitCount(n: number): number {
   let w = 1;
@@ -59,13 +60,20 @@ function writeDigits(out: Buffer, at: number, width: number, n: number): void {
 
 /**
  * The JSON array of the VMs' stats as stampStats would give them at `nowMs` (one-element for
- * VM.getStats), as UTF-8 bytes.
+ * VM.getStats), as UTF-8 bytes, with `before` and `after` around it in the same buffer (the
+ * response envelope: one buffer, from `alloc`, and one copy of each VM's bytes per call).
  */
-export function statsArrayJson(vms: readonly StatsSource[], nowMs: number): Buffer {
+export function statsArrayJson(
+  vms: readonly StatsSource[],
+  nowMs: number,
+  before: Buffer = EMPTY,
+  after: Buffer = EMPTY,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
   const timeWidth = digitCount(nowMs);
   const picked: Chunk[] = new Array(vms.length);
   const elapsed: number[] = new Array(vms.length);
-  let size = 2 + Math.max(0, vms.length - 1);
+  let size = before.length + 2 + Math.max(0, vms.length - 1) + after.length;
   for (let i = 0; i < vms.length; i++) {
     const v = vms[i]!;
     const e = Math.max(0, Math.floor((nowMs - v.firstSeenMs) / 1000));
@@ -74,8 +82,8 @@ export function statsArrayJson(vms: readonly StatsSource[], nowMs: number): Buff
     picked[i] = c;
     size += c.bytes.length;
   }
-  const out = Buffer.allocUnsafe(size);
-  let pos = 0;
+  const out = alloc(size);
+  let pos = before.copy(out, 0);
   out[pos++] = OPEN;
   for (let i = 0; i < picked.length; i++) {
     const c = picked[i]!;
@@ -85,6 +93,7 @@ export function statsArrayJson(vms: readonly StatsSource[], nowMs: number): Buff
     writeDigits(out, pos + c.elapsedAt, c.elapsedWidth, elapsed[i]!);
     pos += c.bytes.length;
   }
-  out[pos] = CLOSE;
+  out[pos++] = CLOSE;
+  after.copy(out, pos);
   return out;
 }

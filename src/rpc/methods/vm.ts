@@ -16,7 +16,7 @@ export function vmMethods(vms: VmRegistry, serialisation: StatsSerialisation = '
       name: 'Host.getAllVmStats',
       aliases: ['getAllVmStats'],
       params: [],
-      handler: () => (naive ? vms.allRebuilt() : new JsonText(vms.allJson())),
+      handler: () => (naive ? vms.allRebuilt() : new JsonText((before, after, alloc) => vms.allJson(before, after, alloc))),
     },
     {
       name: 'VM.getStats',
@@ -29,9 +29,9 @@ export function vmMethods(vms: VmRegistry, serialisation: StatsSerialisation = '
           if (!stats) throw noSuchVm(id);
           return [stats];
         }
-        const json = vms.getJson(id);
-        if (json === undefined) throw noSuchVm(id);
-        return new JsonText(json);
+        if (!vms.has(id)) throw noSuchVm(id);
+        // Rendered when the reply is written; a VM gone by then is shown as an empty list, never an error mid-write.
+        return new JsonText((before, after) => vms.getJson(id, before, after) ?? Buffer.concat([before, Buffer.from('[]'), after]));
       },
     },
   ];
