@@ -2,7 +2,9 @@
 // daemon started as a separate process, in one run:
 // - Host.getAllVmStats over one connection: calls/s, p50/p99, response size, side by side with
 //   the naive baseline (every VM's stats rebuilt and the whole reply re-serialised per call,
-//   selected with the diagnostic flag --stats-serialisation naive) -> measured ratio;
+//   selected with the diagnostic flag --stats-serialisation naive) -> measured ratio. Both
+//   daemons run at once on identical guests and are called in alternating blocks, so a busy
+//   machine weighs on both alike;
 // - VM.getStats calls/s;
 // - idle cost: daemon CPU seconds per minute of wall time (/proc) while guests only heartbeat
 //   and answer polls; RSS peak and steady; memory per VM (vs. the same daemon with no VMs);
@@ -78,10 +80,12 @@ interface CallFigures {
   p50: number;
   p99: number;
   bytes: number;
+  lat: number[];
+  seconds: number;
 }
 
 async function measureCalls(c: RawCaller, n: number, method: string, params: () => unknown): Promise<CallFigures> {
-  for (let i = 0; i < Math.min(50, n); i++) await c.call(method, params()); // warm-up
+  for (let i = 0; i < Math.min(10, n); i++) await c.call(method, params()); // warm-up
   const lat: number[] = [];
   let bytes = 0;
   const t0 = performance.now();
@@ -91,9 +95,9 @@ async function measureCalls(c: RawCaller, n: number, method: string, params: () 
     lat.push(performance.now() - s);
     bytes = reply.length;
   }
-  const rate = n / ((performance.now() - t0) / 1000);
-  lat.sort((a, b) => a - b);
-  return { rate, p50: pct(lat, 0.5), p99: pct(lat, 0.99), bytes };
+  const seconds = (performance.now() - t0) / 1000;
+  const sorted = [...lat].sort((a, b) => a - b);
+  return { rate: n / seconds, p50: pct(sorted, 0.5), p99: pct(sorted, 0.99), bytes, lat, seconds };
 }
 
 async function start(dir: string, extra: string[] = []): Promise<{ d: BenchDaemon; listeningMs: number }> {
@@ -154,14 +158,35 @@ function sameStats(a: Buffer, b: Buffer): boolean {
   return norm(a) === norm(b);
 }
 
+/** Calls `method` on both daemons in alternating blocks, so machine noise falls on both alike. */
+async function sideBySide(a: RawCaller, b: RawCaller, blocks: number, perBlock: number, method: string, params: () => unknown): Promise<[CallFigures, CallFigures]> {
+  const fa: CallFigures[] = [];
+  const fb: CallFigures[] = [];
+  for (let i = 0; i < blocks; i++) {
+    fa.push(await measureCalls(a, perBlock, method, params));
+    fb.push(await measureCalls(b, perBlock, method, params));
+  }
+  return [merge(fa), merge(fb)];
+}
+
+function merge(parts: CallFigures[]): CallFigures {
+  const lat = parts.flatMap((p) => p.lat).sort((x, y) => x - y);
+  const seconds = parts.reduce((s, p) => s + p.seconds, 0);
+  return { rate: lat.length / seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), bytes: parts[0]!.bytes, lat, seconds };
+}
+
 export async function run(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-'));
+  const naiveDir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-naive-'));
   const emptyDir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-empty-'));
   const sim = new GuestSimulator({ dir });
+  const naiveSim = new GuestSimulator({ dir: naiveDir });
   const daemons: BenchDaemon[] = [];
   try {
     const guests = generateGuests(VMS);
     await sim.addAll(guests);
+    // The baseline daemon gets its own, identical guests: a channel serves one client at a time.
+    await naiveSim.addAll(generateGuests(VMS));
     const ids = guests.map((g) => g.vmId);
 
     // A daemon with no VMs: the memory the VMs are measured against.
@@ -171,22 +196,29 @@ export async function run(): Promise<void> {
     const emptyRss = memMiB(empty.d.pid, 'VmRSS');
     await empty.d.stop();
 
-    // --- ours: cached serialisation ----------------------------------------------------------
     const t0 = performance.now();
     const ours = await start(dir);
     daemons.push(ours.d);
     const allReportedMs = await waitAllReported(ours.d.url, VMS, t0);
-    const c = await RawCaller.open(ours.d.url);
-    const oursAll = await measureCalls(c, 300, 'Host.getAllVmStats', () => undefined);
-    let k = 0;
-    const oursOne = await measureCalls(c, 3000, 'VM.getStats', () => ({ vmID: ids[(k = (k * 7919 + 13) % VMS)] }));
+    const naive = await start(naiveDir, ['--stats-serialisation', 'naive']);
+    daemons.push(naive.d);
+    await waitAllReported(naive.d.url, VMS, performance.now());
 
+    const c = await RawCaller.open(ours.d.url);
+    const cn = await RawCaller.open(naive.d.url);
+    const [oursAll, naiveAll] = await sideBySide(c, cn, 6, 50, 'Host.getAllVmStats', () => undefined);
+    let k = 0;
+    const nextId = (): unknown => ({ vmID: ids[(k = (k * 7919 + 13) % VMS)] });
+    const [oursOne, naiveOne] = await sideBySide(c, cn, 6, 500, 'VM.getStats', nextId);
+    const same = sameStats(await c.call('Host.getAllVmStats'), await cn.call('Host.getAllVmStats'));
+    c.close();
+    cn.close();
+    await naive.d.stop();
+    await naiveSim.close();
 
     const qemuGuests = guests.filter((g) => g.agents[0] === 'qemu').slice(0, 10);
     const ovirtGuests = guests.filter((g) => g.agents[0] === 'ovirt').slice(0, 10);
     const [qemuLat, ovirtLat] = await Promise.all([changeLatencies(ours.d.url, sim, qemuGuests), changeLatencies(ours.d.url, sim, ovirtGuests)]);
-    const oursSample = await c.call('Host.getAllVmStats');
-    c.close();
 
     // Idle: nobody calls; guests heartbeat and qemu-ga is polled every 5 s.
     await sleep(2000);
@@ -197,19 +229,6 @@ export async function run(): Promise<void> {
     const steadyRss = memMiB(ours.d.pid, 'VmRSS');
     const peakRss = memMiB(ours.d.pid, 'VmHWM');
     await ours.d.stop();
-
-    // --- naive baseline: rebuild and re-serialise everything per call ----------------------
-    const naive = await start(dir, ['--stats-serialisation', 'naive']);
-    daemons.push(naive.d);
-    await waitAllReported(naive.d.url, VMS, performance.now());
-    const cn = await RawCaller.open(naive.d.url);
-    const naiveAll = await measureCalls(cn, 300, 'Host.getAllVmStats', () => undefined);
-    k = 0;
-    const naiveOne = await measureCalls(cn, 3000, 'VM.getStats', () => ({ vmID: ids[(k = (k * 7919 + 13) % VMS)] }));
-    const naiveSample = await cn.call('Host.getAllVmStats');
-    cn.close();
-    await naive.d.stop();
-    const same = sameStats(oursSample, naiveSample);
 
     const ms = (v: number): string => v.toFixed(2);
     const sorted = (v: number[]): number[] => [...v].sort((a, b) => a - b);
@@ -226,7 +245,7 @@ export async function run(): Promise<void> {
       { what: 'idle CPU s per min (% of a core)', ours: `${idleCpuPerMin.toFixed(2)} (${((idleCpuPerMin / 60) * 100).toFixed(2)} %)`, naive: '', 'ours/naive': '', goal: '< 3 %' },
       { what: 'RSS MiB peak / steady', ours: `${peakRss.toFixed(0)} / ${steadyRss.toFixed(0)}`, naive: '', 'ours/naive': '', goal: '< 150 MiB' },
       { what: 'RSS MiB with no VMs; KiB per VM', ours: `${emptyRss.toFixed(0)}; ${(((steadyRss - emptyRss) * 1024) / VMS).toFixed(1)}`, naive: '', 'ours/naive': '', goal: '' },
-      { what: 'start -> listening, sockets known (ms)', ours: Math.round(ours.listeningMs), naive: Math.round(naive.listeningMs), 'ours/naive': '', goal: '' },
+      { what: 'start -> listening, sockets known (ms)', ours: Math.round(ours.listeningMs), naive: '', 'ours/naive': '', goal: '' },
       { what: 'start -> every VM has netIfaces (ms)', ours: Math.round(allReportedMs), naive: '', 'ours/naive': '', goal: '' },
       { what: 'change -> event, oVirt agent p50/max ms', ours: `${ms(pct(o, 0.5))} / ${ms(o[o.length - 1]!)}`, naive: '', 'ours/naive': '', goal: '< poll + 100 ms' },
       { what: 'change -> event, qemu-ga p50/max ms', ours: `${ms(pct(q, 0.5))} / ${ms(q[q.length - 1]!)}`, naive: '', 'ours/naive': '', goal: '< 5100 ms' },
@@ -235,7 +254,7 @@ export async function run(): Promise<void> {
   } finally {
     for (const d of daemons) await d.stop();
     await sim.close();
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(emptyDir, { recursive: true, force: true });
+    await naiveSim.close();
+    for (const d of [dir, naiveDir, emptyDir]) rmSync(d, { recursive: true, force: true });
   }
 }
