@@ -9,7 +9,7 @@ import { QgaReader, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../sr
 import { allFixtureBytes } from './helpers/guestFixtures.js';
 import { guestDataProblem, textProblem } from './helpers/sanitisedShape.js';
 
-const ITERATIONS = 6000;
+const ITERATIONS = 12_000;
 const SEED = 0x5eed2026;
 
 /** mulberry32: small, seeded, good enough to pick mutations. */

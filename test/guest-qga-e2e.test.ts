@@ -5,16 +5,15 @@
 // stale replies and agent errors.
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RpcClient } from '../src/client/rpcClient.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { GuestNetworkDeviceInfo, VmStats } from '../src/wire.js';
-import { channelPath, newVmId, tempDir } from './helpers/channelsDir.js';
-import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
+import { channelPath, newVmId } from './helpers/channelsDir.js';
 import { fixtureBytes } from './helpers/guestFixtures.js';
+import { useGuestDaemon } from './helpers/guestDaemon.js';
 import { createNetns, ipn } from './helpers/netns.js';
 import { missing } from './helpers/prereq.js';
 import { QEMU_GA, startQemuGa } from './helpers/qemuGa.js';
-import { ScriptedGuest, eventually } from './helpers/scriptedGuest.js';
+import { ScriptedGuest, actAsQemuGa, eventually } from './helpers/scriptedGuest.js';
 
 const QGA = 'org.qemu.guest_agent.0';
 
@@ -47,14 +46,12 @@ function daemonView(netIfaces: GuestNetworkDeviceInfo[] | null): Record<string, 
 const needs = missing({ root: true, commands: ['ip', QEMU_GA] });
 
 describe.skipIf(needs)('real qemu-ga in a network namespace', () => {
-  let dir: string;
-  let d: RunningDaemon;
-  let c: RpcClient;
+  const t = useGuestDaemon(['--qga-poll-interval', '0.2', '--qga-timeout', '2']);
   let ns: string;
   const vm = newVmId();
-  const stats = async (): Promise<VmStats> => (await c.call<VmStats[]>('VM.getStats', { vmID: vm }))[0]!;
+  const stats = (): Promise<VmStats> => t.stats(vm);
 
-  beforeAll(async () => {
+  beforeAll(() => {
     ns = createNetns('vgq');
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     ipn(ns, 'link', 'add', 'g0', 'address', '52:54:00:1a:2b:3c', 'type', 'veth', 'peer', 'name', 'g1', 'address', '52:54:00:1a:2b:3d');
@@ -64,17 +61,10 @@ describe.skipIf(needs)('real qemu-ga in a network namespace', () => {
     ipn(ns, 'addr', 'add', '198.51.100.1/30', 'dev', 'g1');
     ipn(ns, 'link', 'set', 'g0', 'up');
     ipn(ns, 'link', 'set', 'g1', 'up');
-    dir = tempDir();
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-poll-interval', '0.2', '--qga-timeout', '2']);
-    c = await RpcClient.connect(d.url);
-  });
-  afterAll(async () => {
-    await c?.close();
-    await d?.stop();
   });
 
   it('VM.getStats equals `ip -j addr` in the namespace: every interface, MAC and address', async () => {
-    await startQemuGa(ns, channelPath(dir, vm, QGA));
+    await startQemuGa(ns, channelPath(t.dir, vm, QGA));
     let expected: ReturnType<typeof ipView> = {};
     const s = await eventually(
       async () => {
@@ -101,7 +91,7 @@ describe.skipIf(needs)('real qemu-ga in a network namespace', () => {
   it('killed: unresponsive with the last data kept; restarted: recovers, no daemon restart', async () => {
     const before = await stats();
     expect(before.guestAgentStatus).toBe('responsive');
-    const pid = d.proc.pid;
+    const pid = t.d.proc.pid;
     // The agent is the listener; find it by its socket's VM and kill it as a crash would.
     const agents = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
     for (const p of agents) process.kill(Number(p), 'SIGKILL');
@@ -110,11 +100,11 @@ describe.skipIf(needs)('real qemu-ga in a network namespace', () => {
     expect(down.guestIPs).toBe(before.guestIPs);
     expect(down.guestName).toBe(before.guestName);
     ipn(ns, 'addr', 'add', '192.0.2.99/24', 'dev', 'g0'); // changed while the agent was away
-    await startQemuGa(ns, channelPath(dir, vm, QGA));
+    await startQemuGa(ns, channelPath(t.dir, vm, QGA));
     const up = await eventually(stats, (x) => x.guestAgentStatus === 'responsive' && x.guestIPs.includes('192.0.2.99'), 20_000, 'recovered');
     expect(daemonView(up.netIfaces)).toEqual(ipView(ns));
-    expect(d.proc.pid).toBe(pid);
-    expect(d.proc.exitCode).toBeNull();
+    expect(t.d.proc.pid).toBe(pid);
+    expect(t.d.proc.exitCode).toBeNull();
   });
 });
 
@@ -128,65 +118,42 @@ function isEqual(a: unknown, b: unknown): boolean {
 }
 
 describe('scripted qemu-ga on a real socket', () => {
-  let dir: string;
-  let d: RunningDaemon;
-  let c: RpcClient;
-  const stats = async (vm: string): Promise<VmStats> => (await c.call<VmStats[]>('VM.getStats', { vmID: vm }))[0]!;
-
-  beforeAll(async () => {
-    dir = tempDir();
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-poll-interval', '0.2', '--qga-timeout', '0.5']);
-    c = await RpcClient.connect(d.url);
-  });
-  afterAll(async () => {
-    await c?.close();
-    await d?.stop();
-  });
+  const t = useGuestDaemon(['--qga-poll-interval', '0.2', '--qga-timeout', '0.5']);
+  const fixtureReply = (command: string): Buffer =>
+    command === 'guest-network-get-interfaces' ? fixtureBytes('qga/alias-interfaces.json') : command === 'guest-get-host-name' ? fixtureBytes('qga/host-name.json') : fixtureBytes('qga/error-command-not-found.json');
 
   it('an agent that never answers stays unknown and is resynced with a new random id after each timeout', async () => {
     const vm = newVmId();
-    const g = await ScriptedGuest.listen(channelPath(dir, vm, QGA));
+    const g = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
     const syncs = await eventually(() => g.received.filter((l) => l.includes('guest-sync-delimited')), (l) => l.length >= 3, 15_000, 'repeated resyncs');
     expect(syncs.every((l) => l.charCodeAt(0) === 0xff)).toBe(true); // 0xFF-prefixed (latin1-decoded)
     const ids = syncs.map((l) => (JSON.parse(l.slice(1)) as { arguments: { id: number } }).arguments.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(g.received.some((l) => l.includes('guest-network-get-interfaces'))).toBe(false); // never polled unsynced
-    expect(await stats(vm)).toMatchObject({ guestAgentStatus: 'unknown', netIfaces: null });
+    expect(await t.stats(vm)).toMatchObject({ guestAgentStatus: 'unknown', netIfaces: null });
     await g.close();
   });
 
   it('a stalled agent turns unresponsive keeping its data; stale replies are skipped on resync', async () => {
     const vm = newVmId();
-    const g = await ScriptedGuest.listen(channelPath(dir, vm, QGA));
-    let answering = true;
-    let staleOnNextSync = false;
-    g.onLine = (line, guest) => {
-      if (!answering) return;
-      const req = JSON.parse(line.replace(/^\xff/, '')) as { execute: string; arguments?: { id: number } };
-      if (req.execute === 'guest-sync-delimited') {
-        // Stale replies both before the 0xFF and between it and the sync reply.
-        const [before, after] = staleOnNextSync ? ['{"return": {"host-name": "stale"}}\n', '{"return": [{"name": "stale0"}]}\n'] : ['', ''];
-        staleOnNextSync = false;
-        void guest.write(Buffer.concat([Buffer.from(before), Buffer.of(0xff), Buffer.from(`${after}{"return": ${req.arguments!.id}}\n`)]));
-      } else if (req.execute === 'guest-network-get-interfaces') void guest.write(fixtureBytes('qga/alias-interfaces.json'));
-      else if (req.execute === 'guest-get-host-name') void guest.write(fixtureBytes('qga/host-name.json'));
-      else void guest.write(fixtureBytes('qga/error-command-not-found.json'));
-    };
-    const s = await eventually(() => stats(vm), (x) => x.guestAgentStatus === 'responsive' && x.netIfaces !== null, 10_000, 'first poll');
+    const g = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
+    const agent = actAsQemuGa(g, fixtureReply);
+    const s = await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive' && x.netIfaces !== null, 10_000, 'first poll');
     expect(s.netIfaces!.map((i) => i.name)).toEqual(['lo', 'eth0', 'eth1']);
     expect(s.guestIPs).toBe('192.0.2.20 198.51.100.7');
     expect(s.guestName).toBe('vm');
     expect(s.guestOs).toBe(''); // CommandNotFound: the agent is alive, the field stays unknown
-    answering = false;
-    const stalled = await eventually(() => stats(vm), (x) => x.guestAgentStatus === 'unresponsive', 10_000, 'unresponsive');
+    agent.silent = true;
+    const stalled = await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'unresponsive', 10_000, 'unresponsive');
     expect(stalled.netIfaces).toEqual(s.netIfaces);
     expect(stalled.guestName).toBe('vm');
-    staleOnNextSync = true;
-    answering = true;
-    await eventually(() => stats(vm), (x) => x.guestAgentStatus === 'responsive', 10_000, 'responsive again');
+    // Stale replies both before the 0xFF and between it and the sync reply.
+    agent.stale('{"return": {"host-name": "stale"}}\n', '{"return": [{"name": "stale0"}]}\n');
+    agent.silent = false;
+    await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive', 10_000, 'responsive again');
     const names = new Set<string>();
     for (let i = 0; i < 5; i++) {
-      const x = await stats(vm);
+      const x = await t.stats(vm);
       names.add(x.guestName);
       for (const n of x.netIfaces!) names.add(n.name);
     }
@@ -194,6 +161,40 @@ describe('scripted qemu-ga on a real socket', () => {
     expect(names.has('stale0')).toBe(false);
     // CommandNotFound is not asked again on the same connection.
     expect(g.received.filter((l) => l.includes('guest-get-osinfo')).length).toBeLessThanOrEqual(2);
+    await g.close();
+  });
+
+  it('a VM with both agents: qemu-ga data wins, oVirt fills what qemu-ga lacks (FQDN)', async () => {
+    const vm = newVmId();
+    const ovirt = await ScriptedGuest.listen(channelPath(t.dir, vm, 'ovirt-guest-agent.0'));
+    await ovirt.send('network-interfaces', { interfaces: [{ name: 'eth0', hw: '52:54:00:00:00:aa', inet: ['10.9.9.9'], inet6: [] }] });
+    await ovirt.send('host-name', { name: 'ovirt-name' });
+    await ovirt.send('fqdn', { fqdn: 'vm.ovirt.example' });
+    await eventually(() => t.stats(vm), (x) => x.guestIPs === '10.9.9.9', 10_000, 'oVirt data first');
+    const qga = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
+    actAsQemuGa(qga, (command) =>
+      command === 'guest-network-get-interfaces' ? fixtureBytes('qga/linux-interfaces.json') : command === 'guest-get-host-name' ? fixtureBytes('qga/host-name.json') : fixtureBytes('qga/osinfo.json'),
+    );
+    const s = await eventually(() => t.stats(vm), (x) => x.guestIPs === '192.0.2.10', 10_000, 'qemu-ga data wins');
+    expect(s).toMatchObject({ guestName: 'vm', guestFQDN: 'vm.ovirt.example', guestOs: '6.1.0-18-amd64', guestAgentStatus: 'responsive' });
+    expect(s.netIfaces!.map((i) => i.name)).toEqual(['lo', 'vg0']);
+    await qga.close(); // its socket goes: the oVirt data is what is left
+    await eventually(() => t.stats(vm), (x) => x.guestIPs === '10.9.9.9' && x.guestName === 'ovirt-name', 10_000, 'oVirt data after qemu-ga left');
+    await ovirt.close();
+  });
+});
+
+describe('--qga-via libvirt without a libvirt transport', () => {
+  const t = useGuestDaemon(['--qga-via', 'libvirt', '--qga-poll-interval', '0.2']);
+
+  it('knows the VM from its socket but never connects to the qemu-ga socket (libvirtd owns it)', async () => {
+    const vm = newVmId();
+    const g = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
+    await eventually(() => t.stats(vm), (x) => x.status === 'Up');
+    await t.d.waitForLog((l) => l.code === 'GUEST_ERR_QGA_LIBVIRT_UNAVAILABLE');
+    await new Promise((r) => setTimeout(r, 500)); // several poll intervals
+    expect(g.connections).toBe(0);
+    expect((await t.stats(vm)).guestAgentStatus).toBe('unknown');
     await g.close();
   });
 });

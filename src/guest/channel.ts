@@ -29,6 +29,9 @@ export interface ChannelConnectionOptions {
   connectTimeoutMs?: number;
 }
 
+/** A connection up this long counts as healthy: the next drop retries from the shortest delay. */
+const STABLE_MS = 5000;
+
 /** Unsent bytes past which the agent is taken to be not reading (we send a few hundred bytes a poll). */
 const MAX_UNSENT_BYTES = 64 * 1024;
 
@@ -41,7 +44,6 @@ export class ChannelConnection {
   private failing = false;
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
-  connects = 0;
 
   constructor(private readonly opts: ChannelConnectionOptions) {
     this.now = opts.now ?? Date.now;
@@ -80,19 +82,19 @@ export class ChannelConnection {
     const socket = net.createConnection({ path });
     this.socket = socket;
     let up = false;
+    let upSince = 0;
     socket.setTimeout(this.opts.connectTimeoutMs ?? 5000, () => {
       if (!up) socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }));
     });
     socket.on('connect', () => {
       up = true;
+      upSince = this.now();
       socket.setTimeout(0);
-      this.connects++;
       this.failing = false;
       log.info({ path }, 'channel connected');
       this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
     });
     socket.on('data', (chunk: Buffer) => {
-      this.attempt = 0; // the agent talks: a later drop retries fast
       const waitMs = this.opts.bytes.charge(chunk.length, this.now());
       if (waitMs > 0 && !socket.isPaused()) {
         socket.pause();
@@ -116,6 +118,8 @@ export class ChannelConnection {
         this.guard(() => handler.disconnected());
       }
       if (this.stopped) return;
+      // A connection that held for a while earns a fast retry; one that keeps dropping backs off.
+      if (up && this.now() - upSince >= STABLE_MS) this.attempt = 0;
       const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt);
       this.attempt = Math.min(this.attempt + 1, 20);
       this.retryTimer = setTimeout(() => this.connect(), Math.round(base * (0.8 + Math.random() * 0.4)));

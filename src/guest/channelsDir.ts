@@ -34,13 +34,15 @@ export function parseChannelFileName(name: string): { vmId: string; channel: Cha
 }
 
 interface Known extends ChannelSocket {
-  ino: number;
+  /** Which file this is: ext4 hands a freed inode number straight to the next file, so the birth time too. */
+  identity: string;
 }
 
 export class ChannelsDirWatcher {
   private readonly known = new Map<string, Known>();
   private watcher: FSWatcher | null = null;
-  private watchedIno: number | null = null;
+  /** inode and birth time of the watched directory: a recreated one may reuse the inode number. */
+  private watchedId: string | null = null;
   private missingLogged = false;
   private timer: NodeJS.Timeout | null = null;
   private pending = new Set<string>();
@@ -68,18 +70,14 @@ export class ChannelsDirWatcher {
     this.closeWatcher();
   }
 
-  get socketCount(): number {
-    return this.known.size;
-  }
-
   /** Directory present -> watched and listed; missing -> every socket removed, said once. */
   private async checkDir(): Promise<void> {
     if (this.stopped) return;
-    let ino: number;
+    let id: string;
     try {
       const st = await stat(this.dir);
       if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-      ino = st.ino;
+      id = `${st.ino}/${st.birthtimeMs}`;
     } catch (err) {
       if (!this.missingLogged) {
         this.missingLogged = true;
@@ -89,7 +87,7 @@ export class ChannelsDirWatcher {
       this.schedule(null);
       return;
     }
-    if (this.watcher && this.watchedIno === ino) {
+    if (this.watcher && this.watchedId === id) {
       this.schedule(null); // periodic listing: catches events inotify dropped
       return;
     }
@@ -101,7 +99,7 @@ export class ChannelsDirWatcher {
         this.closeWatcher();
         void this.checkDir();
       });
-      this.watchedIno = ino;
+      this.watchedId = id;
     } catch (err) {
       this.log.debug({ err, dir: this.dir }, 'cannot watch channels directory yet');
       this.schedule(null);
@@ -116,7 +114,7 @@ export class ChannelsDirWatcher {
   private closeWatcher(): void {
     this.watcher?.close();
     this.watcher = null;
-    this.watchedIno = null;
+    this.watchedId = null;
   }
 
   /** Queues one name (or a full listing) and runs the queue unless it is running already. */
@@ -161,25 +159,25 @@ export class ChannelsDirWatcher {
       return;
     }
     const full = path.join(this.dir, name);
-    let ino: number | null = null;
+    let identity: string | null = null;
     try {
       const st = await lstat(full);
-      if (st.isSocket()) ino = st.ino;
+      if (st.isSocket()) identity = `${st.ino}/${st.birthtimeMs || st.ctimeMs}`;
     } catch {
       /* gone */
     }
     if (this.stopped) return;
     const k = this.known.get(name);
-    if (ino === null) {
+    if (identity === null) {
       if (k) this.forget(name, k);
       return;
     }
     if (!k) {
-      const socket: Known = { ...parsed, path: full, ino };
+      const socket: Known = { ...parsed, path: full, identity };
       this.known.set(name, socket);
       this.listener.added(socket);
-    } else if (k.ino !== ino) {
-      k.ino = ino;
+    } else if (k.identity !== identity) {
+      k.identity = identity;
       this.listener.replaced(k);
     }
   }

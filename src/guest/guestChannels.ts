@@ -13,6 +13,8 @@ import { OvirtChannelHandler } from './ovirtChannel.js';
 import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
 
+const QGA_CHANNEL: ChannelName = 'org.qemu.guest_agent.0';
+
 export interface GuestChannelsOptions {
   dir: string;
   registry: VmRegistry;
@@ -29,6 +31,7 @@ export interface GuestChannelsOptions {
 }
 
 interface OpenChannel {
+  socket: ChannelSocket;
   stop(): void;
   reconnectNow(): void;
 }
@@ -67,16 +70,22 @@ export class GuestChannels implements ChannelsDirListener {
       vm = { guard: new InputGuard(s.vmId, this.opts.log), open: new Map() };
       this.vms.set(s.vmId, vm);
     }
+    if (vm.open.has(s.channel)) {
+      // The same VM and channel under a second spelling of the UUID: the first socket serves.
+      this.opts.log.debug({ vmId: s.vmId, channel: s.channel, path: s.path }, 'duplicate guest channel socket ignored');
+      return;
+    }
     this.opts.log.info({ vmId: s.vmId, channel: s.channel }, 'guest channel appeared');
     this.opts.registry.channelAdded(s.vmId, s.channel);
-    const open = this.open(s, vm.guard);
-    if (open) vm.open.set(s.channel, open);
+    vm.open.set(s.channel, this.open(s, vm.guard));
   }
 
   removed(s: ChannelSocket): void {
     const vm = this.vms.get(s.vmId);
+    const open = vm?.open.get(s.channel);
+    if (open && open.socket.path !== s.path) return; // the duplicate went, not the one in use
     this.opts.log.info({ vmId: s.vmId, channel: s.channel }, 'guest channel removed');
-    vm?.open.get(s.channel)?.stop();
+    open?.stop();
     vm?.open.delete(s.channel);
     this.opts.registry.channelRemoved(s.vmId, s.channel);
     if (vm && !this.opts.registry.has(s.vmId)) {
@@ -86,16 +95,27 @@ export class GuestChannels implements ChannelsDirListener {
   }
 
   replaced(s: ChannelSocket): void {
-    this.vms.get(s.vmId)?.open.get(s.channel)?.reconnectNow();
+    const open = this.vms.get(s.vmId)?.open.get(s.channel);
+    if (open?.socket.path === s.path) open.reconnectNow();
   }
 
-  private open(s: ChannelSocket, guard: InputGuard): OpenChannel | null {
+  /** Re-decides how every VM's qemu-ga is reached (e.g. libvirtd appeared or went away). */
+  redecideQga(): void {
+    for (const vm of this.vms.values()) {
+      const current = vm.open.get(QGA_CHANNEL);
+      if (!current) continue;
+      current.stop();
+      vm.open.set(QGA_CHANNEL, this.open(current.socket, vm.guard));
+    }
+  }
+
+  private open(s: ChannelSocket, guard: InputGuard): OpenChannel {
     const { registry, log } = this.opts;
     const chLog = log.child({ vmId: s.vmId, channel: s.channel });
     if (channelProtocol(s.channel) === 'ovirt') {
       const handler = new OvirtChannelHandler(s.vmId, s.channel, registry, guard, this.opts.agentSilenceTimeoutMs);
       const conn = this.connect(s, handler, guard, chLog);
-      return { stop: () => (conn.stop(), handler.stop()), reconnectNow: () => conn.reconnectNow() };
+      return { socket: s, stop: () => (conn.stop(), handler.stop()), reconnectNow: () => conn.reconnectNow() };
     }
     const sink: QgaSink = {
       report: (r) => registry.report(s.vmId, s.channel, r),
@@ -107,20 +127,20 @@ export class GuestChannels implements ChannelsDirListener {
     if (other) {
       const poller = new QgaPoller(other, sink, pollOpts);
       poller.start();
-      return { stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
+      return { socket: s, stop: () => poller.stop(), reconnectNow: () => poller.linkReset() };
     }
     if (this.opts.qgaVia === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
       if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;
-      return null;
+      return { socket: s, stop: () => {}, reconnectNow: () => {} };
     }
     const link = new QgaSocketLink(s.channel, guard);
     const poller = new QgaPoller(link, sink, pollOpts);
     link.onLinkChange = () => poller.linkReset();
     const conn = this.connect(s, link, guard, chLog);
     poller.start();
-    return { stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+    return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
   }
 
   private connect(s: ChannelSocket, handler: ChannelHandler, guard: InputGuard, log: Logger): ChannelConnection {

@@ -62,10 +62,11 @@ export class InputGuard {
     if (s) this.summary(s);
   }
 
-  /** Says what was suppressed and not yet reported (the VM is going away). */
+  /** The VM is going away: what was suppressed, and every count, said once. */
   close(): void {
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
     this.summaryTimer = null;
     this.flush();
+    if (this.counts.size) this.log.info({ vmId: this.vmId, counts: Object.fromEntries(this.counts) }, 'guest input issues while the VM was known');
   }
 }

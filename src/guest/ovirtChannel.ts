@@ -14,7 +14,6 @@ export class OvirtChannelHandler implements ChannelHandler {
   private writer: ChannelWriter | null = null;
   private apiVersion = 0;
   private silence: NodeJS.Timeout | null = null;
-  messages = 0;
 
   constructor(
     private readonly vmId: string,
@@ -48,7 +47,6 @@ export class OvirtChannelHandler implements ChannelHandler {
     const msg = parseOvirtLine(line);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
-    this.messages++;
     this.heard();
     const agreed = negotiateApiVersion(this.apiVersion, msg.apiVersion);
     if (agreed !== null) {

@@ -52,7 +52,6 @@ export class QgaPoller {
   private needSync = true;
   /** Commands this agent said it does not have; not asked again until it reconnects. */
   private unsupported = new Set<string>();
-  rounds = 0;
   private spread = true;
 
   constructor(
@@ -97,7 +96,6 @@ export class QgaPoller {
       await this.poll();
     } finally {
       this.running = false;
-      this.rounds++;
       if (!this.stopped) {
         if (this.again) {
           this.again = false;

@@ -89,11 +89,6 @@ export class VmRegistry {
     return this.vms.has(vmId.toLowerCase());
   }
 
-  /** Channels whose socket exists for this VM. */
-  channelsOf(vmId: string): ChannelName[] {
-    return [...(this.vms.get(vmId.toLowerCase())?.channels.keys() ?? [])];
-  }
-
   onChange(listener: (change: VmChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -29,6 +29,10 @@ export async function startQemuGa(ns: string, socketPath: string): Promise<QemuG
       for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
     });
   }
+  const { lstat } = await import('node:fs/promises');
+  // A stale socket from an earlier run; the file system may give the new one the same inode number.
+  const old = await lstat(socketPath).catch(() => null);
+  const identity = (st: { ino: number; mtimeMs: number }): string => `${st.ino}/${st.mtimeMs}`;
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'vat-qga-'));
   stateDirs.push(stateDir);
   const proc = spawn('ip', ['netns', 'exec', ns, QEMU_GA, '-m', 'unix-listen', '-p', socketPath, '-t', stateDir, '-f', path.join(stateDir, 'qemu-ga.pid')], {
@@ -38,15 +42,13 @@ export async function startQemuGa(ns: string, socketPath: string): Promise<QemuG
   let stderr = '';
   proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => (running.delete(proc), resolve())));
-  // Listening once the socket file is there (qemu-ga unlinks and re-binds a stale one).
+  // Listening once its own socket file is there (qemu-ga unlinks a stale one and binds anew).
   await withTimeout(
     (async () => {
-      const { lstat } = await import('node:fs/promises');
-      const started = Date.now();
       for (;;) {
         if (proc.exitCode !== null) throw new Error(`qemu-ga exited: ${stderr}`);
         const st = await lstat(socketPath).catch(() => null);
-        if (st?.isSocket() && st.mtimeMs >= started - 1000) return;
+        if (st?.isSocket() && (!old || identity(st) !== identity(old))) return;
         await new Promise((r) => setTimeout(r, 20));
       }
     })(),

@@ -133,3 +133,29 @@ export async function eventually<T>(fn: () => Promise<T> | T, ok: (v: T) => bool
   }
   throw new Error(`${what} not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}${lastErr ? `; last error: ${String(lastErr)}` : ''}`);
 }
+
+/**
+ * Makes a ScriptedGuest answer as qemu-ga does: 0xFF + `{"return": id}` to guest-sync-delimited,
+ * `reply(command)` bytes to anything else (null: no answer). `beforeSync` / `afterDelimiter` are
+ * written around the 0xFF of the next sync only (stale replies a real agent may still send).
+ */
+export function actAsQemuGa(
+  guest: ScriptedGuest,
+  reply: (command: string) => Buffer | string | null,
+): { stale: (beforeSync: string, afterDelimiter: string) => void; silent: boolean } {
+  let stale: [string, string] | null = null;
+  const controls = { stale: (b: string, a: string) => void (stale = [b, a]), silent: false };
+  guest.onLine = (line, g) => {
+    if (controls.silent) return; // a stalled agent: reads, never answers
+    const req = JSON.parse(line.replace(/^\xff/, '')) as { execute: string; arguments?: { id: number } };
+    if (req.execute === 'guest-sync-delimited') {
+      const [before, after] = stale ?? ['', ''];
+      stale = null;
+      void g.write(Buffer.concat([Buffer.from(before), Buffer.of(0xff), Buffer.from(`${after}{"return": ${req.arguments!.id}}\n`)]));
+      return;
+    }
+    const bytes = reply(req.execute);
+    if (bytes !== null) void g.write(bytes);
+  };
+  return controls;
+}
