@@ -209,7 +209,7 @@ export async function run(): Promise<void> {
     const [oursAll, naiveAll] = await sideBySide(c, cn, 6, 50, 'Host.getAllVmStats', () => undefined);
     let k = 0;
     const nextId = (): unknown => ({ vmID: ids[(k = (k * 7919 + 13) % VMS)] });
-    const [oursOne, naiveOne] = await sideBySide(c, cn, 6, 500, 'VM.getStats', nextId);
+    const [oursOne, naiveOne] = await sideBySide(c, cn, 10, 300, 'VM.getStats', nextId);
     const same = sameStats(await c.call('Host.getAllVmStats'), await cn.call('Host.getAllVmStats'));
     c.close();
     cn.close();
