@@ -11,6 +11,8 @@ export class ConfigError extends Error {
 
 export type QgaVia = 'auto' | 'direct' | 'libvirt';
 export type RouteLookupMode = 'netlink' | 'ip';
+/** `naive` is the benchmark's baseline (every VM rebuilt and re-serialised per call), never for production. */
+export type StatsSerialisation = 'cached' | 'naive';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ListenAddress {
@@ -37,6 +39,7 @@ export interface Config {
   qgaVia: QgaVia;
   libvirtUri: string;
   routeLookup: RouteLookupMode;
+  statsSerialisation: StatsSerialisation;
   logLevel: LogLevel;
   maxFrameBytes: number;
   maxBatch: number;
@@ -74,6 +77,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
   { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
+  { flag: 'stats-serialisation', kind: 'string', default: 'cached', help: 'diagnostic: cached | naive (naive rebuilds and re-serialises every VM per call; the benchmark baseline)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
@@ -325,6 +329,10 @@ export function loadConfig(
   if (routeLookup !== 'netlink' && routeLookup !== 'ip') {
     throw new ConfigError(`--route-lookup: expected netlink or ip, got '${routeLookup}'`);
   }
+  const statsSerialisation = get('stats-serialisation') as string;
+  if (statsSerialisation !== 'cached' && statsSerialisation !== 'naive') {
+    throw new ConfigError(`--stats-serialisation: expected cached or naive, got '${statsSerialisation}'`);
+  }
   const logLevel = get('log-level') as string;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -353,6 +361,7 @@ export function loadConfig(
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
     routeLookup,
+    statsSerialisation,
     logLevel: logLevel as LogLevel,
     maxFrameBytes: positive('max-frame-bytes'),
     maxBatch: positive('max-batch'),

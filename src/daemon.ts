@@ -38,7 +38,7 @@ export class Daemon {
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
-    this.registry.add(vmMethods(this.vms));
+    this.registry.add(vmMethods(this.vms, config.statsSerialisation));
     this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
     this.guests = new GuestChannels({
       dir: config.channelsDir,

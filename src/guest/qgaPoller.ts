@@ -52,6 +52,7 @@ export class QgaPoller {
   private needSync = true;
   /** Commands this agent said it does not have; not asked again until it reconnects. */
   private unsupported = new Set<string>();
+  private spread = true;
 
   constructor(
     private readonly link: QgaLink,
@@ -73,6 +74,7 @@ export class QgaPoller {
   /** A new connection (or any reason to look now): resync and poll without waiting. */
   linkReset(): void {
     this.needSync = true;
+    this.spread = true;
     this.unsupported.clear();
     this.kick();
   }
@@ -99,7 +101,12 @@ export class QgaPoller {
           this.again = false;
           this.kick();
         } else {
-          this.timer = setTimeout(() => this.kick(), this.opts.intervalMs);
+          // The first wait after a (re)connection is a random part of the interval: VMs found
+          // together (a daemon start with a thousand sockets) are then polled spread over the
+          // interval, not in one burst.
+          const delay = this.spread ? Math.round(this.opts.intervalMs * Math.random()) : this.opts.intervalMs;
+          this.spread = false;
+          this.timer = setTimeout(() => this.kick(), delay);
         }
       }
     }

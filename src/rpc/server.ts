@@ -17,6 +17,7 @@ import { nextConnectionId } from './connectionId.js';
 import { PortListener } from './listener.js';
 import { StompServer } from '../stomp/server.js';
 import { STOMP_WS_PROTOCOL } from '../stomp/transport.js';
+import { replyText, ReplyBuffers } from './jsonText.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -67,12 +68,16 @@ class Connection implements Session, EventSink {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
-  /** Sends a reply; returns its text (for the debug log), or null when nothing was sent. */
-  send(reply: Reply): string | null {
+  /** Sends a reply; returns what went out (for the debug log), or null when nothing was sent. */
+  send(reply: Reply): string | Buffer | null {
     if (reply === null || this.ws.readyState !== WebSocket.OPEN) return null;
-    const json = JSON.stringify(reply);
-    this.ws.send(json);
-    return json;
+    const pool = this.server.replyBuffers;
+    const data = replyText(reply, pool.alloc);
+    // A text frame even when the reply was assembled as bytes; a pooled buffer returns once written.
+    if (typeof data === 'string') this.ws.send(data);
+    else if (pool.pooled(data)) this.ws.send(data, { binary: false }, () => pool.release(data));
+    else this.ws.send(data, { binary: false });
+    return data;
   }
 
   settled(n: number): void {
@@ -87,6 +92,7 @@ class Connection implements Session, EventSink {
 
 export class RpcServer {
   readonly hub: EventHub;
+  readonly replyBuffers = new ReplyBuffers();
   private readonly http: http.Server;
   private readonly listener: PortListener;
   private readonly stomp: StompServer;
@@ -236,7 +242,7 @@ export class RpcServer {
 
   private reply(conn: Connection, reply: Reply, debug: boolean): void {
     const sent = conn.send(reply);
-    if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent) }, sent === null ? 'no reply' : 'reply');
+    if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent.toString()) }, sent === null ? 'no reply' : 'reply');
   }
 
   /**

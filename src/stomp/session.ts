@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { EventHub, EventSink } from '../events/hub.js';
 import { nextConnectionId } from '../rpc/connectionId.js';
 import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
+import { replyText } from '../rpc/jsonText.js';
 import { ErrorCode } from '../wire.js';
 import { encodeFrame, FrameParser, type StompFrame } from './frame.js';
 
@@ -291,7 +292,8 @@ export class StompSession implements Session, EventSink {
   /** A response goes to this connection's subscriptions of reply-to; none (or no reply-to): dropped, as VDSM. */
   private reply(replyTo: string | null, reply: Reply): void {
     if (reply === null || replyTo === null || this.isClosed) return;
-    const json = JSON.stringify(reply);
+    // Pre-serialised results (Host.getAllVmStats) are written into the envelope as they are.
+    const json = replyText(reply);
     let sent = false;
     for (const sub of this.subs.values()) {
       if (sub.destination !== replyTo) continue;

@@ -16,6 +16,7 @@ import {
   type VmStatsBase,
   type WatchedField,
 } from './stats.js';
+import { statsArrayJson } from './statsJson.js';
 
 export interface VmChange {
   vmId: string;
@@ -59,6 +60,29 @@ export class VmRegistry {
   get(vmId: string): VmStats | undefined {
     const e = this.vms.get(vmId.toLowerCase());
     return e ? stampStats(e.base, e.firstSeenMs, this.clock()) : undefined;
+  }
+
+  /** Host.getAllVmStats' result as JSON bytes between `before` and `after`, each VM serialised once per change (statsJson.ts). */
+  allJson(before?: Buffer, after?: Buffer, alloc?: (size: number) => Buffer): Buffer {
+    return statsArrayJson([...this.vms.values()], this.clock(), before, after, alloc);
+  }
+
+  /** VM.getStats' result (a one-element array) as JSON bytes, or undefined for an unknown VM. */
+  getJson(vmId: string, before?: Buffer, after?: Buffer): Buffer | undefined {
+    const e = this.vms.get(vmId.toLowerCase());
+    return e ? statsArrayJson([e], this.clock(), before, after) : undefined;
+  }
+
+  /** The benchmark's naive baseline: every VM's stats rebuilt from its channel state, as if nothing were cached. */
+  allRebuilt(): VmStats[] {
+    const now = this.clock();
+    return [...this.vms.values()].map((e) => stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, now));
+  }
+
+  /** One VM rebuilt from its channel state (the naive baseline of VM.getStats). */
+  getRebuilt(vmId: string): VmStats | undefined {
+    const e = this.vms.get(vmId.toLowerCase());
+    return e ? stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, this.clock()) : undefined;
   }
 
   has(vmId: string): boolean {

@@ -1,0 +1,76 @@
+// A method result that is already JSON (Host.getAllVmStats' reply, assembled from cached per-VM
+// bytes). The transport has it written straight into the response envelope, in one buffer from
+// its pool of reply buffers, instead of serialising a value; a serialiser that does not know
+// about it still gets the right output through toJSON, only slower.
+import type { JSONRPCResponse } from 'json-rpc-2.0';
+import type { Reply } from './registry.js';
+
+export type BufferAlloc = (size: number) => Buffer;
+
+/** Writes the JSON value's UTF-8 bytes between `before` and `after`, into one buffer from `alloc`. */
+export type JsonRender = (before: Buffer, after: Buffer, alloc: BufferAlloc) => Buffer;
+
+const EMPTY = Buffer.alloc(0);
+const CLOSE_BRACE = Buffer.from('}');
+const plainAlloc: BufferAlloc = (size) => Buffer.allocUnsafe(size);
+
+export class JsonText {
+  constructor(readonly render: JsonRender) {}
+
+  toJSON(): unknown {
+    return JSON.parse(this.render(EMPTY, EMPTY, plainAlloc).toString('utf8'));
+  }
+}
+
+/**
+ * Large reply buffers, reused once the socket has written them: a client polling
+ * Host.getAllVmStats for a thousand VMs then allocates nothing per call, and the garbage
+ * collector is not driven by megabytes of short-lived buffers. Bounded: at most `maxFree` idle
+ * buffers are kept; small replies are not pooled.
+ */
+export class ReplyBuffers {
+  private readonly free: ArrayBuffer[] = [];
+
+  constructor(
+    private readonly maxFree = 4,
+    private readonly minSize = 64 * 1024,
+  ) {}
+
+  readonly alloc: BufferAlloc = (size) => {
+    if (size < this.minSize) return Buffer.allocUnsafe(size);
+    const i = this.free.findIndex((b) => b.byteLength >= size);
+    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(Math.ceil(size * 1.25));
+    return Buffer.from(ab, 0, size);
+  };
+
+  /** Whether `buf` is one of ours (then release it once written). */
+  pooled(buf: Buffer): boolean {
+    return buf.length >= this.minSize && buf.byteOffset === 0;
+  }
+
+  /** Call once the bytes were written (or the write failed): the buffer may be handed out again. */
+  release(buf: Buffer): void {
+    if (!this.pooled(buf) || this.free.length >= this.maxFree) return;
+    const ab = buf.buffer as ArrayBuffer;
+    if (!this.free.includes(ab)) this.free.push(ab);
+  }
+}
+
+function hasJsonText(r: JSONRPCResponse): r is JSONRPCResponse & { result: JsonText } {
+  return 'result' in r && r.result instanceof JsonText;
+}
+
+function responseBytes(r: JSONRPCResponse, alloc: BufferAlloc): Buffer {
+  if (!hasJsonText(r)) return Buffer.from(JSON.stringify(r));
+  return r.result.render(Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(r.id)},"result":`), CLOSE_BRACE, alloc);
+}
+
+/** The UTF-8 text of a reply (a response or a batch of them); plain JSON.stringify when nothing is pre-serialised. */
+export function replyText(reply: NonNullable<Reply>, alloc: BufferAlloc = plainAlloc): string | Buffer {
+  if (!Array.isArray(reply)) return hasJsonText(reply) ? responseBytes(reply, alloc) : JSON.stringify(reply);
+  if (!reply.some(hasJsonText)) return JSON.stringify(reply);
+  const parts: Buffer[] = [Buffer.from('[')];
+  reply.forEach((r, i) => parts.push(...(i ? [Buffer.from(',')] : []), responseBytes(r, plainAlloc)));
+  parts.push(Buffer.from(']'));
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,99 @@
+// VmStats as JSON bytes, serialised once per change. A VM's cached stats object (VmStatsBase) is
+// replaced, never mutated, whenever something in it changes, so its serialisation is cached by
+// object identity and dropped with it. A call copies each VM's cached bytes into the reply and
+// writes the two per-call numbers (statusTime, elapsedTime) into the places kept for them:
+// Host.getAllVmStats for a thousand VMs stringifies nothing and builds no large string.
+import type { VmStatsBase } from './stats.js';
+
+interface Chunk {
+  /** `{"vmId":…,"status":…,"statusTime":"<T>","elapsedTime":"<E>",…}` with digit slots T and E. */
+  bytes: Buffer;
+  timeAt: number;
+  timeWidth: number;
+  elapsedAt: number;
+  elapsedWidth: number;
+}
+
+export interface StatsSource {
+  base: VmStatsBase;
+  firstSeenMs: number;
+}
+
+const chunks = new WeakMap<VmStatsBase, Chunk>();
+const OPEN = 0x5b;
+const COMMA = 0x2c;
+const CLOSE = 0x5d;
+const EMPTY = Buffer.alloc(0);
+
+function digitCount(n: number): number {
+  let w = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    w++;
+  }
+  return w;
+}
+
+/** The VM's cached bytes with slots of the given widths, (re)built when missing or of other widths. */
+function chunkOf(base: VmStatsBase, timeWidth: number, elapsedWidth: number): Chunk {
+  const cached = chunks.get(base);
+  if (cached && cached.timeWidth === timeWidth && cached.elapsedWidth === elapsedWidth) return cached;
+  // Member order as stampStats builds VmStats: vmId, status, statusTime, elapsedTime, then the rest.
+  const { vmId, status, ...rest } = base;
+  const restJson = JSON.stringify(rest);
+  const head = `{"vmId":${JSON.stringify(vmId)},"status":${JSON.stringify(status)},"statusTime":"`;
+  const middle = '","elapsedTime":"';
+  const tail = restJson === '{}' ? '"}' : '",' + restJson.slice(1);
+  const bytes = Buffer.from(head + '0'.repeat(timeWidth) + middle + '0'.repeat(elapsedWidth) + tail);
+  const timeAt = Buffer.byteLength(head);
+  const chunk = { bytes, timeAt, timeWidth, elapsedAt: timeAt + timeWidth + middle.length, elapsedWidth };
+  chunks.set(base, chunk);
+  return chunk;
+}
+
+function writeDigits(out: Buffer, at: number, width: number, n: number): void {
+  for (let i = at + width - 1; i >= at; i--) {
+    out[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+}
+
+/**
+ * The JSON array of the VMs' stats as stampStats would give them at `nowMs` (one-element for
+ * VM.getStats), as UTF-8 bytes, with `before` and `after` around it in the same buffer (the
+ * response envelope: one buffer, from `alloc`, and one copy of each VM's bytes per call).
+ */
+export function statsArrayJson(
+  vms: readonly StatsSource[],
+  nowMs: number,
+  before: Buffer = EMPTY,
+  after: Buffer = EMPTY,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
+  const timeWidth = digitCount(nowMs);
+  const picked: Chunk[] = new Array(vms.length);
+  const elapsed: number[] = new Array(vms.length);
+  let size = before.length + 2 + Math.max(0, vms.length - 1) + after.length;
+  for (let i = 0; i < vms.length; i++) {
+    const v = vms[i]!;
+    const e = Math.max(0, Math.floor((nowMs - v.firstSeenMs) / 1000));
+    elapsed[i] = e;
+    const c = chunkOf(v.base, timeWidth, digitCount(e));
+    picked[i] = c;
+    size += c.bytes.length;
+  }
+  const out = alloc(size);
+  let pos = before.copy(out, 0);
+  out[pos++] = OPEN;
+  for (let i = 0; i < picked.length; i++) {
+    const c = picked[i]!;
+    if (i) out[pos++] = COMMA;
+    c.bytes.copy(out, pos);
+    writeDigits(out, pos + c.timeAt, c.timeWidth, nowMs);
+    writeDigits(out, pos + c.elapsedAt, c.elapsedWidth, elapsed[i]!);
+    pos += c.bytes.length;
+  }
+  out[pos++] = CLOSE;
+  after.copy(out, pos);
+  return out;
+}

@@ -1,0 +1,84 @@
+// The serialise-once path must say exactly what serialising the stats afresh says: same VMs,
+// same members in the same order, same time stamps, whatever the names contain; and the
+// transport must put it into the envelope unchanged (also in batches, and through toJSON).
+import { describe, expect, it } from 'vitest';
+import { statsArrayJson } from '../src/vms/statsJson.js';
+import { stampStats, type VmStatsBase } from '../src/vms/stats.js';
+import { JsonText, ReplyBuffers, replyText } from '../src/rpc/jsonText.js';
+import { VmRegistry } from '../src/vms/registry.js';
+
+function base(i: number, name: string): VmStatsBase {
+  return {
+    vmId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    status: 'Up',
+    netIfaces: [{ name, hw: '52:54:00:00:00:01', inet: ['192.0.2.1'], inet6: ['fe80::1'] }],
+    guestIPs: '192.0.2.1',
+    guestName: `vm-${i}`,
+    guestFQDN: '',
+    guestOs: '',
+    guestAgentStatus: 'responsive',
+  };
+}
+
+describe('stats serialised once per change', () => {
+  it('equals JSON.stringify of the stamped stats, with multi-byte names, across digit-width changes', () => {
+    const names = ['eth0', 'Ethernet 2', '以太网', 'Red Hat VirtIO Ethernet Adapter #2', 'e\u0301th"\\0', '😀'];
+    const vms = names.map((n, i) => ({ base: base(i, n), firstSeenMs: 1000 * i }));
+    for (const now of [5000, 9999, 10_000, 99_999, 123_456_789, 1_000_000_000_000]) {
+      const bytes = statsArrayJson(vms, now);
+      expect(bytes.toString('utf8')).toBe(JSON.stringify(vms.map((v) => stampStats(v.base, v.firstSeenMs, now))));
+    }
+    expect(statsArrayJson([], 5).toString()).toBe('[]');
+  });
+
+  it('follows a change: a new stats object is serialised anew', () => {
+    const r = new VmRegistry({ clock: () => 42_000 });
+    r.channelAdded('00000000-0000-4000-8000-000000000001', 'ovirt-guest-agent.0');
+    const before = JSON.parse(r.allJson().toString()) as { netIfaces: unknown }[];
+    expect(before[0]!.netIfaces).toBeNull();
+    r.report('00000000-0000-4000-8000-000000000001', 'ovirt-guest-agent.0', { netIfaces: [{ name: 'eth0', hw: '', inet: ['10.0.0.1'], inet6: [] }] });
+    expect(r.allJson().toString()).toBe(JSON.stringify(r.all()));
+    expect(r.getJson('00000000-0000-4000-8000-000000000001')!.toString()).toBe(JSON.stringify([r.get('00000000-0000-4000-8000-000000000001')]));
+  });
+});
+
+describe('pre-serialised results in the transport', () => {
+  const text = new JsonText((before, after, alloc) => {
+    const body = Buffer.from('[{"a":"ü"}]');
+    const out = alloc(before.length + body.length + after.length);
+    before.copy(out, 0);
+    body.copy(out, before.length);
+    after.copy(out, before.length + body.length);
+    return out;
+  });
+
+  it('splices the bytes into the response, alone and in a batch, and stays right through JSON.stringify', () => {
+    const one = replyText({ jsonrpc: '2.0', id: 7, result: text });
+    expect(JSON.parse(one.toString())).toEqual({ jsonrpc: '2.0', id: 7, result: [{ a: 'ü' }] });
+    const batch = replyText([
+      { jsonrpc: '2.0', id: 'x', result: text },
+      { jsonrpc: '2.0', id: 8, error: { code: 1, message: 'Virtual machine does not exist' } },
+    ]);
+    expect(JSON.parse(batch.toString())).toEqual([
+      { jsonrpc: '2.0', id: 'x', result: [{ a: 'ü' }] },
+      { jsonrpc: '2.0', id: 8, error: { code: 1, message: 'Virtual machine does not exist' } },
+    ]);
+    expect(JSON.parse(JSON.stringify({ result: text }))).toEqual({ result: [{ a: 'ü' }] });
+  });
+
+  it('reuses a released reply buffer and keeps at most the bound idle', () => {
+    const pool = new ReplyBuffers(1, 16);
+    const a = pool.alloc(100);
+    expect(pool.pooled(a)).toBe(true);
+    pool.release(a);
+    const b = pool.alloc(90);
+    expect(b.buffer).toBe(a.buffer);
+    const c = pool.alloc(100);
+    expect(c.buffer).not.toBe(a.buffer);
+    pool.release(b);
+    pool.release(c); // over the bound: dropped
+    expect(pool.alloc(100).buffer).toBe(a.buffer);
+    expect(pool.alloc(100).buffer).not.toBe(c.buffer);
+    expect(pool.pooled(pool.alloc(8))).toBe(false);
+  });
+});
