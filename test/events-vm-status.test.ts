@@ -238,6 +238,14 @@ describe.skipIf(noQga)('VM_status events from the real qemu-ga', () => {
     await d?.stop();
   });
 
+  it('a qemu-ga found at start-up goes from unknown straight to responsive (no unresponsive flicker)', async () => {
+    const c = await RpcClient.connect(d.url);
+    await eventually(() => c.call<VmStats[]>('VM.getStats', [vmId]), (s) => s[0]!.guestAgentStatus === 'responsive', 15_000, 'responsive');
+    const changes = d.logs().filter((l) => l.msg === 'guest agent status changed' && l.vmId === vmId).map((l) => l.guestAgentStatus);
+    expect(changes).toEqual(['responsive']);
+    await c.close();
+  });
+
   it('sends one event within one poll interval when `ip addr add` gives the guest a new address', async () => {
     const c = await RpcClient.connect(d.url);
     await eventually(() => c.call<VmStats[]>('VM.getStats', [vmId]), (s) => s[0]!.guestIPs.includes('192.0.2.10'), 15_000, 'first poll');

@@ -6,7 +6,8 @@ import type { GuestReport } from './sanitize.js';
 import { GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from './qemuAgent.js';
 
-export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy';
+/** `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news. */
+export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy' | 'notYet';
 
 export class QgaCommandError extends Error {
   constructor(
@@ -173,6 +174,8 @@ export class QgaPoller {
   private failed(err: unknown): void {
     this.needSync = true;
     const e = err instanceof QgaCommandError ? err : new QgaCommandError('disconnected', String(err));
+    // The link calls linkReset() when it comes up; until then the agent's status stays as it is.
+    if (e.kind === 'notYet') return;
     if (e.code) this.sink.issues(new Map([[e.code, 1]]), { reason: e.message });
     this.sink.status('unresponsive');
   }

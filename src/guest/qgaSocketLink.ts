@@ -19,6 +19,7 @@ interface Pending {
 export class QgaSocketLink implements QgaLink, ChannelHandler {
   private readonly reader = new QgaReader();
   private writer: ChannelWriter | null = null;
+  private everConnected = false;
   private pending: Pending | null = null;
   /** Called when the connection comes or goes (the poller resyncs and polls at once). */
   onLinkChange: () => void = () => {};
@@ -30,6 +31,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
 
   connected(writer: ChannelWriter): void {
     this.writer = writer;
+    this.everConnected = true;
     this.reader.reset();
     this.onLinkChange();
   }
@@ -84,6 +86,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
 
   private send(bytes: Buffer, sync: boolean, timeoutMs: number, what: string): Promise<unknown> {
     if (this.pending) return Promise.reject(new QgaCommandError('busy', 'a command is already in flight'));
+    if (!this.writer && !this.everConnected) return Promise.reject(new QgaCommandError('notYet', 'channel not connected yet'));
     if (!this.writer || !this.writer.write(bytes)) return Promise.reject(new QgaCommandError('disconnected', 'channel not connected'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.settle(null, new QgaCommandError('timeout', `${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
