@@ -8,21 +8,10 @@ import { parseOvirtLine } from '../src/guest/ovirtAgent.js';
 import { QgaReader, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../src/guest/qemuAgent.js';
 import { allFixtureBytes } from './helpers/guestFixtures.js';
 import { guestDataProblem, textProblem } from './helpers/sanitisedShape.js';
+import { rng } from './helpers/seededRandom.js';
 
 const ITERATIONS = 12_000;
 const SEED = 0x5eed2026;
-
-/** mulberry32: small, seeded, good enough to pick mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SPECIAL = [0x00, 0x0a, 0x0d, 0x7f, 0x80, 0xc0, 0xed, 0xef, 0xfe, 0xff, 0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x3a, 0x25];
 const NASTY_VALUES: unknown[] = [
