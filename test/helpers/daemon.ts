@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { afterAll } from 'vitest';
+import { atFileEnd } from './fileCleanup.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DAEMON = path.join(ROOT, 'dist/main.js');
@@ -25,7 +25,7 @@ export interface RunningDaemon {
 const running = new Set<ChildProcess>();
 // Registered when a test file imports this module: vitest ignores hooks added later (e.g. from
 // inside beforeAll), and cleanup must run even when the file's set-up fails.
-afterAll(() => {
+atFileEnd(() => {
   for (const p of running) p.kill('SIGKILL');
 });
 

@@ -2,12 +2,12 @@
 // takes them, so the test's own event loop stays free to measure the daemon. Killed after the
 // test file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { afterAll } from 'vitest';
+import { atFileEnd } from './fileCleanup.js';
 
 const procs = new Set<ChildProcess>();
 // Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
 // must run even when a file's set-up fails.
-afterAll(() => {
+atFileEnd(() => {
   for (const p of procs) p.kill('SIGKILL');
 });
 

@@ -11,9 +11,9 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll } from 'vitest';
 import { tempDir } from './channelsDir.js';
 import { defaultNics, testGuestImage, OVIRT_CHANNEL, QGA_CHANNEL, type NicSpec } from './qemuGuest.js';
+import { atFileEnd } from './fileCleanup.js';
 
 const run = promisify(execFile);
 
@@ -245,12 +245,10 @@ export async function startLibvirtd(): Promise<Libvirtd> {
 }
 
 const afterAllStop = new Set<Libvirtd>();
-if (process.env.VITEST) {
-  afterAll(async () => {
-    for (const l of afterAllStop) await l.stop();
-    afterAllStop.clear();
-  });
-}
+atFileEnd(async () => {
+  for (const l of afterAllStop) await l.stop();
+  afterAllStop.clear();
+});
 
 /**
  * The processes whose connection a listening UNIX socket (QEMU's channel) has accepted, from

@@ -3,13 +3,13 @@
 import { execFileSync, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { afterAll } from 'vitest';
+import { atFileEnd } from './fileCleanup.js';
 
 const run = promisify(execFile);
 const created = new Set<string>();
 // Registered at import: vitest ignores hooks added from inside beforeAll, and the namespaces
 // must go even when the file's set-up fails.
-afterAll(() => {
+atFileEnd(() => {
   for (const ns of created) deleteNetns(ns);
 });
 

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll } from 'vitest';
+import { atFileEnd } from './fileCleanup.js';
 
 const RELAY = `
 const net = require('node:net');
@@ -21,7 +21,7 @@ net.createServer((c) => {
 
 const dirs: string[] = [];
 // Registered at import, during collection: a hook added later from inside beforeAll does not run.
-afterAll(() => {
+atFileEnd(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 

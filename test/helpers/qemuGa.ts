@@ -5,8 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll } from 'vitest';
 import { withTimeout } from './scriptedGuest.js';
+import { atFileEnd } from './fileCleanup.js';
 
 export const QEMU_GA = '/usr/sbin/qemu-ga';
 
@@ -14,7 +14,7 @@ const running = new Set<ChildProcess>();
 const stateDirs: string[] = [];
 // Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
 // must run even when a file's set-up fails.
-afterAll(() => {
+atFileEnd(() => {
   for (const p of running) p.kill('SIGKILL');
   for (const d of stateDirs) rmSync(d, { recursive: true, force: true });
 });

@@ -9,9 +9,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll } from 'vitest';
 import { ROOT } from './daemon.js';
 import { tempDir } from './channelsDir.js';
+import { atFileEnd } from './fileCleanup.js';
 
 const run = promisify(execFile);
 
@@ -69,11 +69,9 @@ const runByte = randomBytes(1)[0]!;
 
 // Registered when a test file imports this module (collection time), so it runs after that
 // file's tests whatever they did. (Benchmarks import it outside vitest and clean up themselves.)
-if (process.env.VITEST) {
-  afterAll(async () => {
-    await Promise.all([...guests].map((g) => g.kill()));
-  });
-}
+atFileEnd(async () => {
+  await Promise.all([...guests].map((g) => g.kill()));
+});
 // A worker that dies without running afterAll must not leave emulators behind.
 process.on('exit', () => {
   for (const g of guests) g.proc.kill('SIGKILL');

@@ -4,12 +4,12 @@
 // test file, even on failure.
 import net from 'node:net';
 import { rmSync } from 'node:fs';
-import { afterAll } from 'vitest';
+import { atFileEnd } from './fileCleanup.js';
 
 const open = new Set<ScriptedGuest>();
 // Registered at import: vitest ignores hooks added later (from inside beforeAll), and cleanup
 // must run even when a file's set-up fails.
-afterAll(async () => {
+atFileEnd(async () => {
   for (const g of [...open]) await g.close();
 });
 

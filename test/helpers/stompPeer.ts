@@ -2,9 +2,9 @@
 // client nobody here wrote. Every peer still running when the test file ends is killed.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { afterAll } from 'vitest';
 import { ROOT } from './daemon.js';
 import { IN_CI, missing } from './prereq.js';
+import { atFileEnd } from './fileCleanup.js';
 
 export const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(ROOT, 'test/helpers/stomp_peer.py');
@@ -69,7 +69,7 @@ export interface RunningPeer {
 
 const running = new Set<ChildProcess>();
 // Registered at import: vitest ignores hooks added from inside a test or beforeAll.
-afterAll(() => {
+atFileEnd(() => {
   for (const p of running) p.kill('SIGKILL');
 });
 
