@@ -28,8 +28,16 @@ export const QGA = {
 /** The commands polled every interval, in order. */
 export const QGA_POLLED = [QGA.interfaces, QGA.hostName, QGA.osInfo] as const;
 
+/** Argument-less requests are the same bytes every poll: built once (never mutated; writes only read them). */
+const plainCommands = new Map<string, Buffer>();
+
 export function encodeCommand(execute: string, args?: Record<string, unknown>): Buffer {
-  return Buffer.from(JSON.stringify(args === undefined ? { execute } : { execute, arguments: args }) + '\n', 'utf8');
+  if (args === undefined) {
+    let bytes = plainCommands.get(execute);
+    if (!bytes) plainCommands.set(execute, (bytes = Buffer.from(JSON.stringify({ execute }) + '\n', 'utf8')));
+    return bytes;
+  }
+  return Buffer.from(JSON.stringify({ execute, arguments: args }) + '\n', 'utf8');
 }
 
 /** The resync request, prefixed with 0xFF so the agent throws away any half-read input. */
