@@ -36,6 +36,7 @@ function startDaemon(dist: string, dir: string): Promise<ChildProcess> {
       buf += c.toString();
       if (/"url":"/.test(buf)) {
         proc.stdout!.off('data', onData);
+        if (process.env.QGA_IDLE_STDOUT) proc.stdout!.on('data', (d: Buffer) => process.stdout.write(d));
         proc.stdout!.resume();
         resolve(proc);
       }
