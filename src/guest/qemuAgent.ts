@@ -28,8 +28,16 @@ export const QGA = {
 /** The commands polled every interval, in order. */
 export const QGA_POLLED = [QGA.interfaces, QGA.hostName, QGA.osInfo] as const;
 
+/** Argument-less requests are the same bytes every poll: built once (never mutated; writes only read them). */
+const plainCommands = new Map<string, Buffer>();
+
 export function encodeCommand(execute: string, args?: Record<string, unknown>): Buffer {
-  return Buffer.from(JSON.stringify(args === undefined ? { execute } : { execute, arguments: args }) + '\n', 'utf8');
+  if (args === undefined) {
+    let bytes = plainCommands.get(execute);
+    if (!bytes) plainCommands.set(execute, (bytes = Buffer.from(JSON.stringify({ execute }) + '\n', 'utf8')));
+    return bytes;
+  }
+  return Buffer.from(JSON.stringify({ execute, arguments: args }) + '\n', 'utf8');
 }
 
 /** The resync request, prefixed with 0xFF so the agent throws away any half-read input. */
@@ -63,6 +71,113 @@ export function parseQgaReply(line: Uint8Array, issues: IssueCounts): QgaReply {
   return { kind: 'invalid' };
 }
 
+// A poll asks the same three questions every few seconds and the answers rarely change, except
+// for the interface statistics counters, which the daemon never reads. A reply line equal to a
+// recent one, counters aside, is not decoded, parsed or mapped again: the reader hands back the
+// earlier reply object (its `statistics` stale) and the poller its earlier mapping. With a
+// thousand VMs that work was the bulk of the daemon's idle CPU.
+const WS = (c: number | undefined): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+const COUNTERS_KEY = Buffer.from('"statistics"');
+/** Replies longer than this are not remembered, so a hostile agent cannot make us hold much. */
+const MAX_REMEMBERED_BYTES = 32 * 1024;
+const REMEMBERED_REPLIES = 3;
+
+/**
+ * Where a counters object starting at `at` (its "{") ends (exclusive), or -1 unless it is
+ * exactly `{"name": integer, ...}` as qemu-ga writes it: keys [a-z0-9_-], integers without sign
+ * or leading zeros. Any other content is compared byte by byte like the rest of the line.
+ */
+function countersEnd(b: Uint8Array, at: number): number {
+  let i = at + 1;
+  while (WS(b[i])) i++;
+  if (b[i] === 0x7d) return i + 1;
+  for (;;) {
+    if (b[i++] !== 0x22) return -1;
+    const keyStart = i;
+    for (let c = b[i]; c !== undefined && ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f); c = b[++i]);
+    if (i === keyStart || b[i++] !== 0x22) return -1;
+    while (WS(b[i])) i++;
+    if (b[i++] !== 0x3a) return -1;
+    while (WS(b[i])) i++;
+    const c0 = b[i];
+    if (c0 === 0x30) i++;
+    else if (c0 !== undefined && c0 >= 0x31 && c0 <= 0x39) for (i++; b[i] !== undefined && b[i]! >= 0x30 && b[i]! <= 0x39; i++);
+    else return -1;
+    while (WS(b[i])) i++;
+    const sep = b[i++];
+    if (sep === 0x7d) return i;
+    if (sep !== 0x2c) return -1;
+    while (WS(b[i])) i++;
+  }
+}
+
+/**
+ * The counter objects of a reply line that parsed: [start, end) pairs, each a `{…}` that is the
+ * value of a `"statistics"` member and passes countersEnd. Strings are tracked (with their
+ * escapes) so a key is only taken for a key.
+ */
+export function counterHoles(line: Uint8Array): number[] {
+  const holes: number[] = [];
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c !== 0x22) continue;
+    if (startsWith(line, i, COUNTERS_KEY)) {
+      let p = i + COUNTERS_KEY.length;
+      while (WS(line[p])) p++;
+      if (line[p] === 0x3a) {
+        p++;
+        while (WS(line[p])) p++;
+        const end = line[p] === 0x7b ? countersEnd(line, p) : -1;
+        if (end !== -1) {
+          holes.push(p, end);
+          i = end - 1;
+          continue;
+        }
+      }
+    }
+    inString = true;
+  }
+  return holes;
+}
+
+/**
+ * True when `line` is `known` (a line that parsed, whose counterHoles are `holes`) with other
+ * counter objects in those places: it then parses to the same value but for the counters.
+ */
+export function sameReplyButCounters(known: Buffer, holes: readonly number[], line: Buffer): boolean {
+  let a = 0;
+  let b = 0;
+  for (let h = 0; h < holes.length; h += 2) {
+    const len = holes[h]! - a;
+    if (b + len > line.length || known.compare(line, b, b + len, a, a + len) !== 0) return false;
+    b += len;
+    if (line[b] !== 0x7b) return false;
+    b = countersEnd(line, b);
+    if (b === -1) return false;
+    a = holes[h + 1]!;
+  }
+  return line.length - b === known.length - a && known.compare(line, b, line.length, a, known.length) === 0;
+}
+
+function startsWith(b: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (at + prefix.length > b.length) return false;
+  for (let k = 0; k < prefix.length; k++) if (b[at + k] !== prefix[k]) return false;
+  return true;
+}
+
+interface RememberedReply {
+  line: Buffer;
+  holes: number[];
+  reply: QgaReply;
+  issues: IssueCounts;
+}
+
 export type QgaEvent =
   | { type: 'synced' }
   | { type: 'reply'; reply: QgaReply; issues: IssueCounts }
@@ -77,6 +192,8 @@ export class QgaReader {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes, QGA_DELIMITER);
   private syncId: number | null = null;
   private sawDelimiter = false;
+  /** Recent successful replies, newest first. */
+  private remembered: RememberedReply[] = [];
 
   get syncing(): boolean {
     return this.syncId !== null;
@@ -90,6 +207,7 @@ export class QgaReader {
   /** A new connection: nothing half-read survives it. */
   reset(): void {
     this.framer.reset();
+    this.remembered = [];
     this.syncId = null;
     this.sawDelimiter = false;
   }
@@ -119,10 +237,21 @@ export class QgaReader {
         }
         continue;
       }
-      const issues: IssueCounts = new Map();
-      events.push({ type: 'reply', reply: parseQgaReply(frame.bytes, issues), issues });
+      events.push(this.reply(frame.bytes));
     }
     return events;
+  }
+
+  private reply(line: Buffer): QgaEvent {
+    const known = this.remembered.find((r) => sameReplyButCounters(r.line, r.holes, line));
+    if (known) return { type: 'reply', reply: known.reply, issues: new Map(known.issues) };
+    const issues: IssueCounts = new Map();
+    const reply = parseQgaReply(line, issues);
+    if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES) {
+      this.remembered.unshift({ line, holes: counterHoles(line), reply, issues: new Map(issues) });
+      if (this.remembered.length > REMEMBERED_REPLIES) this.remembered.pop();
+    }
+    return { type: 'reply', reply, issues };
   }
 
   private isSyncReply(line: Buffer, id: number): boolean {

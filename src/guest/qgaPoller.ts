@@ -3,7 +3,7 @@
 // timeout or a lost link marks the agent unresponsive (its last data is kept) and forces a
 // resync; an agent error such as CommandNotFound still proves the agent alive.
 import type { GuestReport } from './sanitize.js';
-import { GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
+import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from './qemuAgent.js';
 
 /** `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news. */
@@ -54,6 +54,8 @@ export class QgaPoller {
   /** Commands this agent said it does not have; not asked again until it reconnects. */
   private unsupported = new Set<string>();
   private spread = true;
+  /** Per command, the last value mapped: a link that hands back the same value object (an unchanged reply) is not mapped again. */
+  private mapped = new Map<string, { value: unknown; report: GuestReport; issues: IssueCounts }>();
 
   constructor(
     private readonly link: QgaLink,
@@ -153,6 +155,17 @@ export class QgaPoller {
   }
 
   private apply(command: string, value: unknown, report: GuestReport, issues: IssueCounts): void {
+    let m = this.mapped.get(command);
+    if (!m || m.value !== value) {
+      m = { value, report: {}, issues: new Map() };
+      this.map(command, value, m.report, m.issues);
+      this.mapped.set(command, m);
+    }
+    Object.assign(report, m.report);
+    for (const [code, n] of m.issues) noteIssue(issues, code, n);
+  }
+
+  private map(command: string, value: unknown, report: GuestReport, issues: IssueCounts): void {
     if (command === QGA.interfaces) {
       const ifaces = mapQgaInterfaces(value, issues);
       if (ifaces) report.netIfaces = ifaces;
