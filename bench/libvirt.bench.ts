@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { LibvirtClient } from '../src/guest/libvirtClient.js';
+import { LibvirtClient } from '../src/libvirt/client.js';
 import { Libvirtd, LIBVIRT_URI, virsh } from '../test/helpers/libvirtd.js';
 
 const exec = promisify(execFile);

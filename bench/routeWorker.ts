@@ -3,7 +3,7 @@
 // lookups without the daemon. Prints one JSON line of figures for the orchestrator's table.
 import { createRtNetlink } from 'netlink';
 import { RpcClient } from '../src/client/rpcClient.js';
-import { parseRouteTarget, type RouteTarget } from '../src/net/ipLiteral.js';
+import { parseRouteTarget, type RouteTarget } from '../src/route/ipLiteral.js';
 
 export interface Figures {
   what: string;

@@ -4,16 +4,15 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
+import type { QgaVia } from './channels/guestChannels.js';
+import type { LogLevel } from './log.js';
+import type { RouteLookupMode } from './route/routeLookup.js';
+import type { StatsSerialisation } from './vms/statsJson.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export type QgaVia = 'auto' | 'direct' | 'libvirt';
-export type RouteLookupMode = 'netlink' | 'ip';
-/** `naive` is the benchmark's baseline (every VM rebuilt and re-serialised per call), never for production. */
-export type StatsSerialisation = 'cached' | 'naive';
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface ListenAddress {
   host: string;

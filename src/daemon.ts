@@ -4,16 +4,16 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { EventHub } from './events/hub.js';
 import { MethodRegistry } from './rpc/registry.js';
-import { RpcServer } from './rpc/server.js';
+import { RpcServer } from './websocket/server.js';
 import { hostMethods } from './rpc/methods/host.js';
 import { vmMethods } from './rpc/methods/vm.js';
 import { VmRegistry } from './vms/registry.js';
-import { GuestChannels } from './guest/guestChannels.js';
+import { GuestChannels } from './channels/guestChannels.js';
 import { publishVmChanges } from './events/vmEvents.js';
 import { routeMethods } from './rpc/methods/route.js';
-import { RouteLookup } from './net/routeLookup.js';
-import { LibvirtClient } from './guest/libvirtClient.js';
-import { LibvirtQgaLink, LibvirtRouteDecider } from './guest/libvirtAgent.js';
+import { RouteLookup } from './route/routeLookup.js';
+import { LibvirtClient } from './libvirt/client.js';
+import { LibvirtQgaLink, LibvirtRouteDecider } from './libvirt/agentLink.js';
 
 /** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
 const LIBVIRT_HOLD_MS = 30_000;

@@ -1,6 +1,7 @@
 // pino on stdout (journald collects it under systemd). One place decides the logger's shape.
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from './config.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export function createLogger(level: LogLevel): Logger {
   // Synchronous writes: each line is out when the call returns, so nothing is left to flush at

@@ -2,7 +2,8 @@
 // here, libvirt's agent-command later) relies on. Resync before polling, the polled commands in
 // order, one report per round, timeouts -> unresponsive + resync, agent errors -> still alive.
 import { afterEach, describe, expect, it } from 'vitest';
-import { QgaCommandError, QgaPoller, type QgaLink, type QgaSink } from '../src/guest/qgaPoller.js';
+import { QgaCommandError, type QgaLink } from '../src/guest/qgaLink.js';
+import { QgaPoller, type QgaSink } from '../src/channels/qgaPoller.js';
 import type { GuestReport } from '../src/guest/sanitize.js';
 import { qgaReturn } from './helpers/guestFixtures.js';
 import { eventually } from './helpers/scriptedGuest.js';

@@ -5,9 +5,9 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseRouteTarget, type RouteTarget } from '../src/net/ipLiteral.js';
-import { NetlinkRoute } from '../src/net/netlinkRoute.js';
-import { LookupFailed } from '../src/net/routeAnswer.js';
+import { parseRouteTarget, type RouteTarget } from '../src/route/ipLiteral.js';
+import { NetlinkRoute } from '../src/route/netlinkRoute.js';
+import { LookupFailed } from '../src/route/routeAnswer.js';
 import { missing } from './helpers/prereq.js';
 
 const skip = missing({ commands: ['ip'] });
@@ -56,7 +56,7 @@ describe.skipIf(skip)('netlink route lookups, in-process', () => {
   });
 
   it('sends the lookups caught by a socket failure to ip, logs the switch once, and returns to netlink', async () => {
-    const { RouteLookup } = await import('../src/net/routeLookup.js');
+    const { RouteLookup } = await import('../src/route/routeLookup.js');
     const { log, lines } = capturingLogger();
     const lookup = new RouteLookup('netlink', log);
     try {
@@ -83,7 +83,7 @@ describe.skipIf(skip)('netlink route lookups, in-process', () => {
     vi.doMock('netlink', () => {
       throw new Error('cannot open shared object file');
     });
-    const { RouteLookup } = await import('../src/net/routeLookup.js');
+    const { RouteLookup } = await import('../src/route/routeLookup.js');
     const { log, lines } = capturingLogger();
     const lookup = new RouteLookup('netlink', log);
     try {

@@ -3,9 +3,9 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyLimit } from '../src/net/concurrencyLimit.js';
-import { formatIPv6, parseIPv6, parseRouteTarget } from '../src/net/ipLiteral.js';
-import { ipRouteGetArgs, parseIpRouteError, parseIpRouteGet } from '../src/net/ipRoute.js';
+import { ConcurrencyLimit } from '../src/route/concurrencyLimit.js';
+import { formatIPv6, parseIPv6, parseRouteTarget } from '../src/route/ipLiteral.js';
+import { ipRouteGetArgs, parseIpRouteError, parseIpRouteGet } from '../src/route/ipRoute.js';
 
 function target(text: string) {
   const r = parseRouteTarget(text);

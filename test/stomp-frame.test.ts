@@ -3,7 +3,7 @@
 // it never throws, and every failure has one of the stable codes.
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, escapeHeader, FrameParser, unescapeHeader, type ParsedItem } from '../src/stomp/frame.js';
-import { detectProtocol } from '../src/rpc/detect.js';
+import { detectProtocol } from '../src/transport/detect.js';
 import { isRequestDestination, negotiateHeartBeat, offersVersion12 } from '../src/stomp/session.js';
 import { rng } from './helpers/seededRandom.js';
 

@@ -5,10 +5,10 @@ import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LibvirtCallError, LibvirtClient, LibvirtUnavailableError, libvirtTarget } from '../src/guest/libvirtClient.js';
+import { LibvirtCallError, LibvirtClient, LibvirtUnavailableError, libvirtTarget } from '../src/libvirt/client.js';
 import { EventEmitter } from 'node:events';
-import { LibvirtQgaLink, LibvirtRouteDecider, classifyLibvirtFailure } from '../src/guest/libvirtAgent.js';
-import { QgaCommandError } from '../src/guest/qgaPoller.js';
+import { LibvirtQgaLink, LibvirtRouteDecider, classifyLibvirtFailure } from '../src/libvirt/agentLink.js';
+import { QgaCommandError } from '../src/guest/qgaLink.js';
 import {
   LIBVIRT,
   MessageFramer,
@@ -24,7 +24,7 @@ import {
   encodeLookupByUuid,
   encodeMessage,
   type Message,
-} from '../src/guest/libvirtWire.js';
+} from '../src/libvirt/wire.js';
 import { tempDir } from './helpers/channelsDir.js';
 import { eventually } from './helpers/scriptedGuest.js';
 

@@ -9,7 +9,7 @@
 // texts are VDSM's and leave the connection open, and an unknown command closes it.
 import type { Logger } from 'pino';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { nextConnectionId } from '../rpc/connectionId.js';
+import { nextConnectionId } from '../transport/connectionId.js';
 import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
 import { replyText } from '../rpc/jsonText.js';
 import { ErrorCode } from '../wire.js';

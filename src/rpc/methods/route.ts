@@ -1,9 +1,9 @@
 // Host.getRoute (alias getRoute): which host device the kernel routes an address through
 // (SPEC sections 3 and 5). The address is validated here, before either lookup path sees it.
 import type { Logger } from 'pino';
-import { parseRouteTarget, type RouteTarget } from '../../net/ipLiteral.js';
-import { RouteRefused, UnknownZone } from '../../net/routeAnswer.js';
-import type { RouteLookup } from '../../net/routeLookup.js';
+import { parseRouteTarget, type RouteTarget } from '../../route/ipLiteral.js';
+import { RouteRefused, UnknownZone } from '../../route/routeAnswer.js';
+import type { RouteLookup } from '../../route/routeLookup.js';
 import { ErrorCode } from '../../wire.js';
 import { RpcError, invalidParams } from '../errors.js';
 import { describe, fail, type Check } from '../params.js';

@@ -7,7 +7,7 @@ import { noSuchVm } from '../errors.js';
 import { uuid } from '../params.js';
 import type { MethodDef } from '../registry.js';
 import { JsonText } from '../jsonText.js';
-import type { StatsSerialisation } from '../../config.js';
+import type { StatsSerialisation } from '../../vms/statsJson.js';
 
 export function vmMethods(vms: VmRegistry, serialisation: StatsSerialisation = 'cached'): MethodDef[] {
   const naive = serialisation === 'naive';

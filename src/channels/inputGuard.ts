@@ -2,9 +2,9 @@
 // issue code, and warnings that are rate-limited so one hostile guest cannot flood the log.
 import type { Logger } from 'pino';
 import type { ChannelName } from '../wire.js';
-import { ChannelLogCode, GuestIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
-import { VmRateBudget } from './rateBudget.js';
-import { WarnLimiter } from './warnLimiter.js';
+import { ChannelLogCode, GuestIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
+import { VmRateBudget } from '../guest/rateBudget.js';
+import { WarnLimiter } from '../guest/warnLimiter.js';
 
 /** Codes that are normal traffic, counted but never warned about. */
 const QUIET: ReadonlySet<string> = new Set([GuestIssue.unknownMessage, GuestIssue.qgaUnexpectedReply]);

@@ -2,16 +2,19 @@
 // handler for its protocol, every VM an InputGuard its channels share, and the VmRegistry hears
 // about sockets coming and going. One place decides how qemu-ga is reached (--qga-via).
 import type { Logger } from 'pino';
-import type { QgaVia } from '../config.js';
 import { channelProtocol, type ChannelName } from '../wire.js';
 import type { VmRegistry } from '../vms/registry.js';
 import { ChannelConnection, type ChannelHandler } from './channel.js';
 import { ChannelsDirWatcher, type ChannelSocket, type ChannelsDirListener } from './channelsDir.js';
 import { InputGuard } from './inputGuard.js';
-import { ChannelLogCode, type IssueCounts } from './issues.js';
+import { ChannelLogCode, type IssueCounts } from '../guest/issues.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
-import { QgaPoller, type QgaLink, type QgaSink } from './qgaPoller.js';
+import type { QgaLink } from '../guest/qgaLink.js';
+import { QgaPoller, type QgaSink } from './qgaPoller.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
+
+/** How qemu-ga is reached: its channel socket, libvirt's agent-command call, or per VM. */
+export type QgaVia = 'auto' | 'direct' | 'libvirt';
 
 const QGA_CHANNEL: ChannelName = 'org.qemu.guest_agent.0';
 

@@ -4,8 +4,8 @@
 // operation is event-driven, so a stuck channel holds up nobody else.
 import net from 'node:net';
 import type { Logger } from 'pino';
-import { ChannelLogCode } from './issues.js';
-import type { TokenBucket } from './rateBudget.js';
+import { ChannelLogCode } from '../guest/issues.js';
+import type { TokenBucket } from '../guest/rateBudget.js';
 
 export interface ChannelWriter {
   /** Queues bytes for the agent; false (and nothing queued) when the agent is not reading. */

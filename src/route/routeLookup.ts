@@ -2,12 +2,13 @@
 // routing answer (no route, unknown zone) is final on either path; only failures of the mechanism
 // itself (module not loadable, socket error, timeout) move a lookup to the fallback.
 import type { Logger } from 'pino';
-import type { RouteLookupMode } from '../config.js';
 import type { Route } from '../wire.js';
 import type { RouteTarget } from './ipLiteral.js';
 import { IpRoute, type IpRouteOptions } from './ipRoute.js';
 import { NetlinkRoute, type NetlinkRouteOptions } from './netlinkRoute.js';
 import { RouteRefused, UnknownZone } from './routeAnswer.js';
+
+export type RouteLookupMode = 'netlink' | 'ip';
 
 
 export interface RouteLookupOptions {

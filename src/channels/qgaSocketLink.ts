@@ -5,9 +5,9 @@ import { randomInt } from 'node:crypto';
 import type { ChannelName } from '../wire.js';
 import type { ChannelHandler, ChannelWriter } from './channel.js';
 import type { InputGuard } from './inputGuard.js';
-import { GuestIssue } from './issues.js';
-import { QgaReader, encodeCommand, encodeSync, type QgaReply } from './qemuAgent.js';
-import { QgaCommandError, type QgaLink } from './qgaPoller.js';
+import { GuestIssue } from '../guest/issues.js';
+import { QgaReader, encodeCommand, encodeSync, type QgaReply } from '../guest/qemuAgent.js';
+import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 
 interface Pending {
   resolve: (value: unknown) => void;

@@ -4,10 +4,10 @@
 import type { ChannelName } from '../wire.js';
 import type { VmRegistry } from '../vms/registry.js';
 import type { ChannelHandler, ChannelWriter } from './channel.js';
-import { LineFramer, isBlank } from './framing.js';
+import { LineFramer, isBlank } from '../guest/framing.js';
 import type { InputGuard } from './inputGuard.js';
-import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from './ovirtAgent.js';
-import { GUEST_LIMITS } from './sanitize.js';
+import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from '../guest/ovirtAgent.js';
+import { GUEST_LIMITS } from '../guest/sanitize.js';
 
 export class OvirtChannelHandler implements ChannelHandler {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes);

@@ -3,12 +3,12 @@
 // the shared qemu-ga protocol code. libvirt's failures become the poller's failure kinds (so they
 // show as guestAgentStatus) and one warning per change of cause, never an exception that escapes.
 import type { Logger } from 'pino';
-import { GuestIssue, type IssueCounts } from './issues.js';
-import { GUEST_LIMITS } from './sanitize.js';
-import { parseQgaReply } from './qemuAgent.js';
-import { QgaCommandError, type QgaFailureKind, type QgaLink } from './qgaPoller.js';
-import { LibvirtCallError, LibvirtUnavailableError, type LibvirtClient } from './libvirtClient.js';
-import { VirErr } from './libvirtWire.js';
+import { GuestIssue, type IssueCounts } from '../guest/issues.js';
+import { GUEST_LIMITS } from '../guest/sanitize.js';
+import { parseQgaReply } from '../guest/qemuAgent.js';
+import { QgaCommandError, type QgaFailureKind, type QgaLink } from '../guest/qgaLink.js';
+import { LibvirtCallError, LibvirtUnavailableError, type LibvirtClient } from './client.js';
+import { VirErr } from './wire.js';
 
 export interface LibvirtFailure {
   kind: QgaFailureKind;

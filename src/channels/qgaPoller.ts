@@ -2,36 +2,10 @@
 // agent-command call elsewhere): resync first, then each polled command with a timeout. A
 // timeout or a lost link marks the agent unresponsive (its last data is kept) and forces a
 // resync; an agent error such as CommandNotFound still proves the agent alive.
-import type { GuestReport } from './sanitize.js';
-import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
-import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from './qemuAgent.js';
-
-/** `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news. */
-export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy' | 'notYet';
-
-export class QgaCommandError extends Error {
-  constructor(
-    readonly kind: QgaFailureKind,
-    message: string,
-    /** For 'agent': qemu-ga's error class (sanitised), e.g. CommandNotFound. */
-    readonly errorClass: string | null = null,
-  ) {
-    super(message);
-    this.name = 'QgaCommandError';
-  }
-
-  get code(): GuestIssueCode | null {
-    return this.kind === 'timeout' ? GuestIssue.qgaTimeout : this.kind === 'agent' ? GuestIssue.qgaError : null;
-  }
-}
-
-/** How a poller reaches qemu-ga. Failures reject with QgaCommandError. */
-export interface QgaLink {
-  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it). */
-  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown>;
-  /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
-  resync(timeoutMs: number): Promise<void>;
-}
+import type { GuestReport } from '../guest/sanitize.js';
+import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
+import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
+import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
 
 /** Where a poller's results go. */
 export interface QgaSink {

@@ -23,7 +23,7 @@ import {
   encodeMessage,
   type DomainRef,
   type LibvirtErrorInfo,
-} from './libvirtWire.js';
+} from './wire.js';
 
 /** libvirtd answered the call with an error. */
 export class LibvirtCallError extends Error {

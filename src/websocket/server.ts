@@ -12,12 +12,12 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
-import { nextConnectionId } from './connectionId.js';
-import { PortListener } from './listener.js';
+import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
+import { nextConnectionId } from '../transport/connectionId.js';
+import { PortListener } from '../transport/listener.js';
 import { StompServer } from '../stomp/server.js';
 import { STOMP_WS_PROTOCOL } from '../stomp/transport.js';
-import { replyText, ReplyBuffers } from './jsonText.js';
+import { replyText, ReplyBuffers } from '../rpc/jsonText.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 

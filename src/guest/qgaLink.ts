@@ -1,0 +1,31 @@
+// How a qemu-ga poller reaches the agent, whatever carries the bytes (the channel socket, or
+// libvirt's agent-command call): the link interface and its one failure type.
+import { GuestIssue, type GuestIssueCode } from './issues.js';
+
+/** `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news. */
+export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy' | 'notYet';
+
+export class QgaCommandError extends Error {
+  constructor(
+    readonly kind: QgaFailureKind,
+    message: string,
+    /** For 'agent': qemu-ga's error class (sanitised), e.g. CommandNotFound. */
+    readonly errorClass: string | null = null,
+  ) {
+    super(message);
+    this.name = 'QgaCommandError';
+  }
+
+  get code(): GuestIssueCode | null {
+    return this.kind === 'timeout' ? GuestIssue.qgaTimeout : this.kind === 'agent' ? GuestIssue.qgaError : null;
+  }
+}
+
+/** How a poller reaches qemu-ga. Failures reject with QgaCommandError. */
+export interface QgaLink {
+  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it). */
+  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown>;
+  /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
+  resync(timeoutMs: number): Promise<void>;
+}
+
