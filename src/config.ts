@@ -63,7 +63,7 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 
 /** The option table. The README's flags table is generated from the same entries (`--help`). */
 export const OPTIONS: readonly OptionDef[] = [
-  { flag: 'listen', kind: 'string', default: '127.0.0.1:54322', help: 'listen address HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port)' },
+  { flag: 'listen', kind: 'string', default: '127.0.0.1:54325', help: 'listen address HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port)' },
   { flag: 'channels-dir', kind: 'string', default: '/var/lib/libvirt/qemu/channels', help: "directory of the VMs' guest-agent channel sockets" },
   { flag: 'config', kind: 'string', default: null, help: `JSON config file (default ${DEFAULT_CONFIG_FILE} if present)` },
   { flag: 'tls-cert', kind: 'string', default: null, help: 'server certificate (PEM); with --tls-key and --tls-ca serves wss:// with mutual TLS' },

@@ -23,7 +23,7 @@ describe('loadConfig', () => {
   it('uses the SPEC defaults when nothing is given', () => {
     const c = loadConfig([], {}, NO_DEFAULT_FILE);
     expect(c).toMatchObject({
-      listen: { host: '127.0.0.1', port: 54322 },
+      listen: { host: '127.0.0.1', port: 54325 },
       channelsDir: '/var/lib/libvirt/qemu/channels',
       configFile: null,
       tls: null,

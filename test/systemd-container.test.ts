@@ -135,7 +135,7 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
 
   it('is ready (Type=notify) with the status the daemon reported once it listened', () => {
     const s = show('ActiveState', 'SubState', 'StatusText', 'Type', 'NotifyAccess');
-    expect(s).toEqual({ ActiveState: 'active', SubState: 'running', StatusText: 'listening on ws://127.0.0.1:54322', Type: 'notify', NotifyAccess: 'all' });
+    expect(s).toEqual({ ActiveState: 'active', SubState: 'running', StatusText: 'listening on ws://127.0.0.1:54325', Type: 'notify', NotifyAccess: 'all' });
     expect(inside('node', '/opt/vdsm-agentd/dist/client/cli.js', 'Host', 'ping2')).toBe('true\n');
   });
 

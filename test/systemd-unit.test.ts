@@ -124,7 +124,7 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
         env[text.slice(0, text.indexOf('='))] = text.slice(text.indexOf('=') + 1);
       }
     }
-    // Its own network namespace, so the default listen address 127.0.0.1:54322 of the unit is
+    // Its own network namespace, so the default listen address 127.0.0.1:54325 of the unit is
     // free whatever else runs on this host; an unprivileged user without new privileges, like
     // User= and NoNewPrivileges= (the vdsm-agentd user does not exist on a test machine).
     const ns = createNetns('vasd');
@@ -140,7 +140,7 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     try {
       const ready = await notify.waitFor((m) => m.split('\n').includes('READY=1'), 15_000);
-      expect(ready).toMatch(/STATUS=listening on ws:\/\/127\.0\.0\.1:54322/);
+      expect(ready).toMatch(/STATUS=listening on ws:\/\/127\.0\.0\.1:54325/);
 
       const client = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLIENT, 'Host', 'ping2'], { encoding: 'utf8', timeout: 20_000 });
       expect(client.stderr).toBe('');
@@ -150,7 +150,7 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
       proc.kill('SIGTERM');
       expect(await exited).toBe(0);
       const msgs = out.trim().split('\n').map((l) => (JSON.parse(l) as { msg: string }).msg);
-      expect(msgs).toEqual(expect.arrayContaining(['listening on ws://127.0.0.1:54322', 'told systemd the daemon is ready', 'connection opened', 'stopped']));
+      expect(msgs).toEqual(expect.arrayContaining(['listening on ws://127.0.0.1:54325', 'told systemd the daemon is ready', 'connection opened', 'stopped']));
       expect(err).toBe('');
     } finally {
       proc.kill('SIGKILL');

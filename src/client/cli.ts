@@ -8,7 +8,7 @@ import { RpcCallError, RpcClient, type ClientTls } from './rpcClient.js';
 const USAGE = `usage: vdsm-agent-client [--url URL] [--tls-cert F --tls-key F --tls-ca F] [--timeout S] NAMESPACE METHOD [name=value ...]
   NAMESPACE METHOD    e.g. Host ping2, Host getAllVmStats, VM getStats vmID=UUID, Host getRoute ip=ADDR
   name=value          a named param; a value that parses as JSON (a list, a number) is passed as JSON
-  --url URL           default ws://127.0.0.1:54322 (env VDSM_AGENT_URL)`;
+  --url URL           default ws://127.0.0.1:54325 (env VDSM_AGENT_URL)`;
 
 function fail(code: number, message: string): never {
   process.stderr.write(`vdsm-agent-client: ${message}\n`);
@@ -28,7 +28,7 @@ function parseValue(text: string): unknown {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  let url = process.env.VDSM_AGENT_URL ?? 'ws://127.0.0.1:54322';
+  let url = process.env.VDSM_AGENT_URL ?? 'ws://127.0.0.1:54325';
   const tls: Partial<ClientTls> = {};
   let timeoutSeconds = 60;
   const positional: string[] = [];
