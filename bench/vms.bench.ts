@@ -113,7 +113,7 @@ async function waitAllReported(url: string, count: number, t0: number): Promise<
   try {
     for (;;) {
       const all = await c.call<VmStats[]>('Host.getAllVmStats');
-      if (all.length === count && all.every((v) => v.netIfaces !== null && v.guestAgentStatus === 'responsive')) return performance.now() - t0;
+      if (all.length === count && all.every((v) => v.netIfaces.length > 0 && v.guestAgentStatus === 'responsive')) return performance.now() - t0;
       await sleep(20);
     }
   } finally {

@@ -14,13 +14,41 @@ export interface GuestNetworkDeviceInfo {
 
 export type GuestAgentStatus = 'responsive' | 'unresponsive' | 'unknown';
 
-/** VDSM's RunningVmStats, the guest-related subset; numbers that VDSM sends as strings stay strings. */
+/**
+ * One host-side vNIC in VDSM's `network` map (SPEC section 3): counters are strings, as VDSM
+ * sends them; `sampleTime` monotonic seconds; `model`, `bridge`, `alias` are extensions.
+ */
+export interface VmNetworkStats {
+  name: string;
+  macAddr: string;
+  speed: string;
+  state: string;
+  rx: string;
+  tx: string;
+  rxErrors: string;
+  rxDropped: string;
+  txErrors: string;
+  txDropped: string;
+  sampleTime: number;
+  model: string;
+  bridge: string;
+  alias: string;
+}
+
+/**
+ * VDSM's RunningVmStats, the guest-related subset; numbers that VDSM sends as strings stay strings.
+ * The engine casts these without checks (docs/engine-compatibility.md): lists are never null.
+ */
 export interface VmStats {
   vmId: string;
   status: 'Up' | 'Down';
+  /** VDSM's event clock (2147483647 + monotonic ms), as a string. */
   statusTime: string;
   elapsedTime: string;
-  netIfaces: GuestNetworkDeviceInfo[] | null;
+  /** `[]` until an agent reports, never null. */
+  netIfaces: GuestNetworkDeviceInfo[];
+  /** Host-side vNICs keyed by host device; `{}` when unknown. */
+  network: Record<string, VmNetworkStats>;
   guestIPs: string;
   guestName: string;
   guestFQDN: string;

@@ -34,9 +34,9 @@ describe('oVirt guest agent, end to end', () => {
     await g.connected();
     expect(JSON.parse(await g.waitForLine((l) => l.includes('refresh')))).toEqual({ __name__: 'refresh', apiVersion: 3 });
     const before = await t.stats(vm);
-    expect(before).toMatchObject({ vmId: vm, status: 'Up', netIfaces: null, guestIPs: '', guestAgentStatus: 'unknown' });
+    expect(before).toMatchObject({ vmId: vm, status: 'Up', netIfaces: [], network: {}, guestIPs: '', guestAgentStatus: 'unknown' });
     for (const line of ovirtSession('linux-session')) await g.write(line);
-    const s = await eventually(() => t.stats(vm), (x) => x.netIfaces !== null && x.guestAgentStatus === 'responsive', 10_000, 'interfaces reported');
+    const s = await eventually(() => t.stats(vm), (x) => x.netIfaces.length > 0 && x.guestAgentStatus === 'responsive', 10_000, 'interfaces reported');
     expect(s).toEqual({
       vmId: vm,
       status: 'Up',
@@ -46,12 +46,14 @@ describe('oVirt guest agent, end to end', () => {
         { name: 'eth0', hw: '00:21:cc:68:d7:38', inet: ['9.115.122.77'], inet6: ['fe80::221:ccff:fe68:d738'] },
         { name: 'virbr0', hw: '52:54:00:5b:3f:e1', inet: ['192.168.122.1'], inet6: [] },
       ],
+      network: {},
       guestIPs: '9.115.122.77 192.168.122.1',
       guestName: 'web01',
       guestFQDN: 'web01.example.com',
       guestOs: '4.18.0-348.el8.x86_64',
       guestAgentStatus: 'responsive',
     });
+    expect(Number(s.statusTime)).toBeGreaterThan(2147483647); // VDSM's event clock
     // The first heartbeat said 0 (nothing to agree), the last 3: exactly one api-version 3.
     await g.waitForLine((l) => l.includes('api-version'));
     expect(g.received.filter((l) => l.includes('api-version')).map((l) => JSON.parse(l))).toEqual([{ __name__: 'api-version', apiVersion: 3 }]);
@@ -67,9 +69,9 @@ describe('oVirt guest agent, end to end', () => {
     const vm = newVmId();
     const g = await ScriptedGuest.listen(channelPath(t.dir, vm, OVIRT));
     for (const line of ovirtSession('windows-session')) await g.write(line);
-    await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive' && x.netIfaces !== null);
+    await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive' && x.netIfaces.length > 0);
     const quiet = await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'unresponsive', 10_000, 'unresponsive after silence');
-    expect(quiet.netIfaces![0]!.name).toBe('Red Hat VirtIO Ethernet Adapter #2');
+    expect(quiet.netIfaces[0]!.name).toBe('Red Hat VirtIO Ethernet Adapter #2');
     expect(quiet.guestIPs).toBe('10.35.1.21 169.254.10.9');
     expect(quiet.guestFQDN).toBe('WIN-7QK3G2M1.corp.example');
     await g.send('heartbeat', { 'free-ram': '100', apiVersion: 3 });

@@ -22,7 +22,7 @@ const eth0 = (...inet: string[]): GuestNetworkDeviceInfo[] => [
 ];
 
 describe('VmRegistry', () => {
-  it('a VM is Up from its first socket, with VDSM types and null netIfaces until reported', () => {
+  it('a VM is Up from its first socket, with VDSM types, [] netIfaces until reported, statusTime on the event clock', () => {
     const { reg, changes, clock } = setup();
     reg.channelAdded(VM.toUpperCase(), QGA);
     expect(reg.size).toBe(1);
@@ -30,9 +30,10 @@ describe('VmRegistry', () => {
     expect(reg.get(VM)).toEqual({
       vmId: VM,
       status: 'Up',
-      statusTime: String(clock.now),
+      statusTime: String(2147483647 + clock.now),
       elapsedTime: '2',
-      netIfaces: null,
+      netIfaces: [],
+      network: {},
       guestIPs: '',
       guestName: '',
       guestFQDN: '',
@@ -128,7 +129,7 @@ describe('VmRegistry', () => {
     reg.channelAdded(VM, QGA);
     reg.report(VM, QGA, { netIfaces: eth0('192.0.2.1') });
     const s = reg.get(VM)!;
-    expect(() => s.netIfaces![1]!.inet.push('6.6.6.6')).toThrow();
+    expect(() => s.netIfaces[1]!.inet.push('6.6.6.6')).toThrow();
     expect(reg.all()).toHaveLength(1);
   });
 });

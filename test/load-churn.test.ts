@@ -18,7 +18,7 @@ const VMS = 200;
 const CLIENTS = 50;
 const REQUESTS_PER_CLIENT = 40;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STATS_KEYS = ['elapsedTime', 'guestAgentStatus', 'guestFQDN', 'guestIPs', 'guestName', 'guestOs', 'netIfaces', 'status', 'statusTime', 'vmId'];
+const STATS_KEYS = ['elapsedTime', 'guestAgentStatus', 'guestFQDN', 'guestIPs', 'guestName', 'guestOs', 'netIfaces', 'network', 'status', 'statusTime', 'vmId'];
 
 /** What the daemon must show as netIfaces for the guest's current model, per agent. */
 function expectedNetIfaces(g: SimGuest): GuestNetworkDeviceInfo[] {
@@ -37,23 +37,25 @@ function shapeProblems(s: VmStats): string[] {
   if (JSON.stringify(Object.keys(s).sort()) !== JSON.stringify(STATS_KEYS)) p.push(`keys ${Object.keys(s).join(',')}`);
   if (!UUID.test(s.vmId)) p.push('vmId');
   if (s.status !== 'Up') p.push(`status ${s.status}`);
-  if (!/^\d+$/.test(s.statusTime) || !/^\d+$/.test(s.elapsedTime)) p.push('time stamps');
+  if (!/^\d+$/.test(s.statusTime) || Number(s.statusTime) <= 2147483647 || !/^\d+$/.test(s.elapsedTime)) p.push('time stamps');
   for (const k of ['guestIPs', 'guestName', 'guestFQDN', 'guestOs'] as const) if (typeof s[k] !== 'string') p.push(k);
   if (!['responsive', 'unresponsive', 'unknown'].includes(s.guestAgentStatus)) p.push('guestAgentStatus');
-  if (s.netIfaces !== null) {
-    if (!Array.isArray(s.netIfaces)) p.push('netIfaces');
-    else
-      for (const i of s.netIfaces) {
-        const ok =
-          JSON.stringify(Object.keys(i).sort()) === '["hw","inet","inet6","name"]' &&
-          typeof i.name === 'string' &&
-          typeof i.hw === 'string' &&
-          i.inet.every((a) => typeof a === 'string') &&
-          i.inet6.every((a) => typeof a === 'string');
-        if (!ok) p.push(`interface ${JSON.stringify(i)}`);
-      }
-  }
-  const ips = (s.netIfaces ?? []).flatMap((i) => i.inet).filter((a) => !a.startsWith('127.')).join(' ');
+  const network: unknown = s.network; // as received: the type says what it should be, not what it is
+  if (typeof network !== 'object' || network === null || Array.isArray(network)) p.push('network');
+  if (!Array.isArray(s.netIfaces)) p.push('netIfaces');
+  else
+    for (const i of s.netIfaces) {
+      const ok =
+        JSON.stringify(Object.keys(i).sort()) === '["hw","inet","inet6","name"]' &&
+        typeof i.name === 'string' &&
+        typeof i.hw === 'string' &&
+        Array.isArray(i.inet) &&
+        Array.isArray(i.inet6) &&
+        i.inet.every((a) => typeof a === 'string') &&
+        i.inet6.every((a) => typeof a === 'string');
+      if (!ok) p.push(`interface ${JSON.stringify(i)}`);
+    }
+  const ips = (Array.isArray(s.netIfaces) ? s.netIfaces : []).flatMap((i) => i.inet).filter((a) => !a.startsWith('127.')).join(' ');
   if (s.guestIPs !== ips) p.push(`guestIPs '${s.guestIPs}' vs netIfaces '${ips}'`);
   return p;
 }
@@ -94,7 +96,7 @@ describe('200 VMs, 50 clients, churning guests', () => {
   async function allReported(c: RpcClient): Promise<void> {
     await eventually(
       () => c.call<VmStats[]>('Host.getAllVmStats'),
-      (all) => all.length === VMS && all.every((s) => s.netIfaces !== null && s.guestAgentStatus === 'responsive'),
+      (all) => all.length === VMS && all.every((s) => s.netIfaces.length > 0 && s.guestAgentStatus === 'responsive'),
       30_000,
       'every VM reported by its agent',
     );
@@ -115,7 +117,7 @@ describe('200 VMs, 50 clients, churning guests', () => {
       if (stable.includes(g)) {
         if (JSON.stringify(s.netIfaces) !== JSON.stringify(expectedNetIfaces(g))) problems.push(`${where} ${s.vmId}: netIfaces ${JSON.stringify(s.netIfaces)}`);
         if (s.guestName !== g.hostName) problems.push(`${where} ${s.vmId}: guestName ${s.guestName}`);
-      } else if (s.netIfaces !== null && !history.get(g.vmId)!.has(JSON.stringify(s.netIfaces))) {
+      } else if (s.netIfaces.length > 0 && !history.get(g.vmId)!.has(JSON.stringify(s.netIfaces))) {
         problems.push(`${where} ${s.vmId}: netIfaces never reported by the guest ${JSON.stringify(s.netIfaces)}`);
       }
     };

@@ -107,7 +107,7 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
       const c = await RpcClient.connect(d.url);
       try {
         const s = await eventually(() => stats(c, h.uuid), (x) => x.guestAgentStatus === 'unresponsive', 20_000, 'unresponsive');
-        expect(s).toMatchObject({ status: 'Up', netIfaces: null, guestName: '' });
+        expect(s).toMatchObject({ status: 'Up', netIfaces: [], guestName: '' });
         await d.waitForLog((l) => l.vmId === h.uuid && l.code === 'GUEST_ERR_QGA_TIMEOUT');
         expect(await c.call('Host.ping2')).toBe(true);
       } finally {
@@ -214,7 +214,7 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
     const c = await RpcClient.connect(d.url);
     try {
       for (const [g, name] of [[dom, 'lv-auto'], [plain, 'plain-auto']] as const) {
-        const s = await eventually(() => stats(c, g.uuid), (x) => x.guestName === name && x.netIfaces !== null && JSON.stringify(sortedAddresses(x.netIfaces)) === JSON.stringify(expectedNetIfaces(g)), 40_000, `${name} reported`);
+        const s = await eventually(() => stats(c, g.uuid), (x) => x.guestName === name && JSON.stringify(sortedAddresses(x.netIfaces)) === JSON.stringify(expectedNetIfaces(g)), 40_000, `${name} reported`);
         expect(s.guestAgentStatus).toBe('responsive');
       }
       const routes = d.logs().filter((l) => l.msg === 'qemu-ga route').map((l) => [l.vmId, l.route]);

@@ -2,7 +2,7 @@
 // decided that something changed (once per update, on sanitised values); this only shapes the
 // notification, and the hub serialises it once for every subscriber.
 import type { VmStats } from '../wire.js';
-import { monotonicMs } from '../vms/stats.js';
+import { eventTime } from '../vms/stats.js';
 import type { EventHub } from './hub.js';
 
 export interface VmChangeLike {
@@ -17,10 +17,11 @@ export function vmStatusEvent(change: VmChangeLike): { method: string; params: R
   const { vmId, stats } = change;
   const body =
     stats.status === 'Down'
-      ? { vmId, status: 'Down' }
+      ? { vmId, status: 'Down', statusTime: stats.statusTime }
       : {
           vmId,
           status: stats.status,
+          statusTime: stats.statusTime,
           netIfaces: stats.netIfaces,
           guestIPs: stats.guestIPs,
           guestName: stats.guestName,
@@ -28,7 +29,7 @@ export function vmStatusEvent(change: VmChangeLike): { method: string; params: R
           guestOs: stats.guestOs,
           guestAgentStatus: stats.guestAgentStatus,
         };
-  return { method: VM_STATUS_PREFIX + vmId, params: { [vmId]: body, notify_time: monotonicMs() } };
+  return { method: VM_STATUS_PREFIX + vmId, params: { [vmId]: body, notify_time: eventTime() } };
 }
 
 /** Publishes every registry change; returns the function that stops it. */

@@ -1,7 +1,7 @@
 // VmStats from per-channel guest state, pure. The registry keeps the result cached per VM and
 // calls these only when something changed; statusTime/elapsedTime are stamped per call.
 import { isIP } from 'node:net';
-import { CHANNEL_NAMES, type ChannelName, type GuestAgentStatus, type GuestNetworkDeviceInfo, type VmStats } from '../wire.js';
+import { CHANNEL_NAMES, type ChannelName, type GuestAgentStatus, type GuestNetworkDeviceInfo, type VmNetworkStats, type VmStats } from '../wire.js';
 
 /** What one channel has told us, already sanitised. null = never reported. */
 export interface ChannelGuestState {
@@ -44,17 +44,22 @@ export function mergeAgentStatus(states: Iterable<ChannelGuestState>): GuestAgen
   return result;
 }
 
+/** What a VM reports before any agent has: empty, never null (the engine's casts throw on null). */
+const NO_INTERFACES = Object.freeze([]) as readonly GuestNetworkDeviceInfo[] as GuestNetworkDeviceInfo[];
+const NO_NETWORK = Object.freeze({}) as Record<string, VmNetworkStats>;
+
 export function buildStats(vmId: string, status: 'Up' | 'Down', channels: ReadonlyMap<ChannelName, ChannelGuestState>): VmStatsBase {
   const ordered = CHANNEL_PRIORITY.map((c) => channels.get(c)).filter((s): s is ChannelGuestState => s !== undefined);
   const pick = <K extends 'netIfaces' | 'guestName' | 'guestFQDN' | 'guestOs'>(k: K): ChannelGuestState[K] | null => {
     for (const s of ordered) if (s[k] !== null) return s[k];
     return null;
   };
-  const netIfaces = pick('netIfaces');
+  const netIfaces = pick('netIfaces') ?? NO_INTERFACES;
   return {
     vmId,
     status,
     netIfaces,
+    network: NO_NETWORK,
     guestIPs: guestIPsOf(netIfaces),
     guestName: pick('guestName') ?? '',
     guestFQDN: pick('guestFQDN') ?? '',
@@ -84,18 +89,30 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** Monotonic milliseconds (CLOCK_MONOTONIC, as VDSM's statusTime). */
+/** Monotonic milliseconds (CLOCK_MONOTONIC, as VDSM's monotonic_time). */
 export function monotonicMs(): number {
   return Number(process.hrtime.bigint() / 1_000_000n);
+}
+
+/** 2**31 - 1: engines before 4.4 reject event times not above INT_MAX. */
+export const EVENT_CLOCK_BASE = 2147483647;
+
+/**
+ * VDSM's event clock (vdsm/common/time.py event_time): INT_MAX + monotonic ms, an integer. Used
+ * for statusTime and notify_time alike, so the engine can order polls against events.
+ */
+export function eventTime(monoMs: number = monotonicMs()): number {
+  return EVENT_CLOCK_BASE + monoMs;
 }
 
 export function stampStats(base: VmStatsBase, firstSeenMs: number, nowMs: number): VmStats {
   return {
     vmId: base.vmId,
     status: base.status,
-    statusTime: String(nowMs),
+    statusTime: String(eventTime(nowMs)),
     elapsedTime: String(Math.max(0, Math.floor((nowMs - firstSeenMs) / 1000))),
     netIfaces: base.netIfaces,
+    network: base.network,
     guestIPs: base.guestIPs,
     guestName: base.guestName,
     guestFQDN: base.guestFQDN,

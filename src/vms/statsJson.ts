@@ -1,9 +1,10 @@
 // VmStats as JSON bytes, serialised once per change. A VM's cached stats object (VmStatsBase) is
 // replaced, never mutated, whenever something in it changes, so its serialisation is cached by
 // object identity and dropped with it. A call copies each VM's cached bytes into the reply and
-// writes the two per-call numbers (statusTime, elapsedTime) into the places kept for them:
-// Host.getAllVmStats for a thousand VMs stringifies nothing and builds no large string.
-import type { VmStatsBase } from './stats.js';
+// writes the two per-call numbers (statusTime, on VDSM's event clock, and elapsedTime) into the
+// places kept for them: Host.getAllVmStats for a thousand VMs stringifies nothing and builds no
+// large string.
+import { eventTime, type VmStatsBase } from './stats.js';
 
 /** `naive` is the benchmark's baseline (every VM rebuilt and re-serialised per call), never for production. */
 export type StatsSerialisation = 'cached' | 'naive';
@@ -73,7 +74,8 @@ export function statsArrayJson(
   after: Buffer = EMPTY,
   alloc: (size: number) => Buffer = Buffer.allocUnsafe,
 ): Buffer {
-  const timeWidth = digitCount(nowMs);
+  const statusTime = eventTime(nowMs);
+  const timeWidth = digitCount(statusTime);
   const picked: Chunk[] = new Array(vms.length);
   const elapsed: number[] = new Array(vms.length);
   let size = before.length + 2 + Math.max(0, vms.length - 1) + after.length;
@@ -92,7 +94,7 @@ export function statsArrayJson(
     const c = picked[i]!;
     if (i) out[pos++] = COMMA;
     c.bytes.copy(out, pos);
-    writeDigits(out, pos + c.timeAt, c.timeWidth, nowMs);
+    writeDigits(out, pos + c.timeAt, c.timeWidth, statusTime);
     writeDigits(out, pos + c.elapsedAt, c.elapsedWidth, elapsed[i]!);
     pos += c.bytes.length;
   }

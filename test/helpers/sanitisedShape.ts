@@ -15,7 +15,6 @@ export function textProblem(value: unknown, maxChars: number): string | null {
 }
 
 export function interfacesProblem(list: unknown): string | null {
-  if (list === null) return null;
   if (!Array.isArray(list)) return 'netIfaces is not an array';
   if (list.length > 128) return `${list.length} interfaces`;
   for (const i of list as GuestNetworkDeviceInfo[]) {
