@@ -1,0 +1,60 @@
+// The method table as data, for help texts (vdsm-agent-client -h): names, aliases and params,
+// built from the same factories the daemon registers, so help cannot drift from what is served.
+// The factories only close over their dependencies, so none is needed to read their declarations.
+import { hostMethods } from './methods/host.js';
+import { LOG_LEVEL_NAMES, logLevel, logLevelMethods } from './methods/logLevel.js';
+import { routeMethods, routeTarget } from './methods/route.js';
+import { vmMethods } from './methods/vm.js';
+import { string, stringArray, uuid, type Check } from './params.js';
+import type { MethodDef } from './registry.js';
+
+export interface ParamInfo {
+  name: string;
+  required: boolean;
+  /** What the value must be, in words. */
+  type: string;
+}
+
+export interface MethodInfo {
+  name: string;
+  aliases: readonly string[];
+  params: readonly ParamInfo[];
+  summary: string;
+}
+
+const TYPE_OF_CHECK = new Map<Check<unknown>, string>([
+  [uuid, 'UUID'],
+  [string, 'string'],
+  [stringArray, 'list of strings, e.g. ["|virt|"]'],
+  [routeTarget, 'IPv4 or IPv6 address (fe80::1%eth0 for a zone)'],
+  [logLevel, LOG_LEVEL_NAMES],
+]);
+
+const SUMMARIES: Readonly<Record<string, string>> = {
+  'Host.ping2': 'answers true: the daemon is up',
+  'Host.subscribeEvents': 'sends events (e.g. |virt|VM_status|<vmId>) on this connection; all when prefixes is absent',
+  'Host.unsubscribeEvents': 'stops the events of Host.subscribeEvents',
+  'Host.setLogLevel': "changes the daemon's log level until it restarts",
+  'Host.getAllVmStats': 'stats of every known VM: status, guest agent status, interfaces, names',
+  'VM.getStats': "one VM's stats (a list of one); error 1 when the VM is not known",
+  'Host.getRoute': 'which host device, gateway and source the kernel routes an address through',
+};
+
+/** Every method the daemon serves, in registration order. */
+export function methodDefs(): MethodDef[] {
+  const unused = undefined as never;
+  return [...hostMethods(), ...logLevelMethods(unused), ...vmMethods(unused), ...routeMethods(unused, unused)];
+}
+
+export function methodTable(): MethodInfo[] {
+  return methodDefs().map((d) => ({
+    name: d.name,
+    aliases: d.aliases ?? [],
+    params: d.params.map((p) => ({
+      name: p.name,
+      required: p.required,
+      type: TYPE_OF_CHECK.get(p.check) ?? 'JSON value',
+    })),
+    summary: SUMMARIES[d.name] ?? '',
+  }));
+}
