@@ -13,6 +13,8 @@ export interface ParamInfo {
   required: boolean;
   /** What the value must be, in words. */
   type: string;
+  /** A short stand-in for the value in a synopsis: UUID, ADDR, LEVEL, ... */
+  placeholder: string;
 }
 
 export interface MethodInfo {
@@ -22,22 +24,22 @@ export interface MethodInfo {
   summary: string;
 }
 
-const TYPE_OF_CHECK = new Map<Check<unknown>, string>([
-  [uuid, 'UUID'],
-  [string, 'string'],
-  [stringArray, 'list of strings, e.g. ["|virt|"]'],
-  [routeTarget, 'IPv4 or IPv6 address (fe80::1%eth0 for a zone)'],
-  [logLevel, LOG_LEVEL_NAMES],
+const TYPE_OF_CHECK = new Map<Check<unknown>, { type: string; placeholder: string }>([
+  [uuid, { type: 'UUID', placeholder: 'UUID' }],
+  [string, { type: 'string', placeholder: 'TEXT' }],
+  [stringArray, { type: 'list of strings, e.g. ["|virt|"]', placeholder: 'LIST' }],
+  [routeTarget, { type: 'IPv4 or IPv6 address (fe80::1%eth0 for a zone)', placeholder: 'ADDR' }],
+  [logLevel, { type: LOG_LEVEL_NAMES, placeholder: 'LEVEL' }],
 ]);
 
 const SUMMARIES: Readonly<Record<string, string>> = {
   'Host.ping2': 'answers true: the daemon is up',
-  'Host.subscribeEvents': 'sends events (e.g. |virt|VM_status|<vmId>) on this connection; all when prefixes is absent',
+  'Host.subscribeEvents': 'sends events (|virt|VM_status|...) here; all of them without prefixes',
   'Host.unsubscribeEvents': 'stops the events of Host.subscribeEvents',
   'Host.setLogLevel': "changes the daemon's log level until it restarts",
   'Host.getAllVmStats': 'stats of every known VM: status, guest agent status, interfaces, names',
   'VM.getStats': "one VM's stats (a list of one); error 1 when the VM is not known",
-  'Host.getRoute': 'which host device, gateway and source the kernel routes an address through',
+  'Host.getRoute': 'the host device, gateway and source the kernel routes an address through',
 };
 
 /** Every method the daemon serves, in registration order. */
@@ -53,7 +55,7 @@ export function methodTable(): MethodInfo[] {
     params: d.params.map((p) => ({
       name: p.name,
       required: p.required,
-      type: TYPE_OF_CHECK.get(p.check) ?? 'JSON value',
+      ...(TYPE_OF_CHECK.get(p.check) ?? { type: 'JSON value', placeholder: 'VALUE' }),
     })),
     summary: SUMMARIES[d.name] ?? '',
   }));
