@@ -34,7 +34,7 @@ function parseCommandLine(argv: string[]): ReturnType<typeof parse> {
     return parse(argv);
   } catch (err) {
     // util.parseArgs' messages name the option; the hint says where the list is.
-    fail(EXIT.usage, `${(err as Error).message.split(/\.( |$)/)[0]!} (see ${NAME} --help)`);
+    fail(EXIT.usage, `${(err as Error).message.split(/\.( |$)/)[0] ?? ''} (see ${NAME} --help)`);
   }
 }
 
@@ -77,34 +77,48 @@ async function main(): Promise<void> {
     process.stdout.write(helpFor(first, second));
     return;
   }
-  if (first === undefined) fail(EXIT.usage, `expected a view (${Object.keys(VIEWS).join(', ')}) or NAMESPACE METHOD (see ${NAME} --help)`);
+  if (first === undefined)
+    fail(EXIT.usage, `expected a view (${Object.keys(VIEWS).join(', ')}) or NAMESPACE METHOD (see ${NAME} --help)`);
   if (values.json && values.table) fail(EXIT.usage, '--json and --table exclude each other');
   const timeoutSeconds = values.timeout === undefined ? 60 : Number(values.timeout);
-  if (!(timeoutSeconds > 0)) fail(EXIT.usage, `--timeout needs a number of seconds above 0, got '${values.timeout ?? ''}'`);
+  if (!(timeoutSeconds > 0))
+    fail(EXIT.usage, `--timeout needs a number of seconds above 0, got '${values.timeout ?? ''}'`);
   const url = values.url ?? process.env.VDSM_AGENT_URL ?? 'ws://127.0.0.1:54325';
   const tls = { cert: values['tls-cert'], key: values['tls-key'], ca: values['tls-ca'] };
   const run: Run = {
     url,
     timeoutMs: timeoutSeconds * 1000,
     json: values.json ?? (values.table ? false : !process.stdout.isTTY),
-    connect: () => connectClient({ url, tls, timeoutMs: Math.min(timeoutSeconds * 1000, 30_000), pkiDir: process.env.VDSM_AGENT_PKI_DIR ?? DEFAULT_PKI_DIR }),
+    connect: () =>
+      connectClient({
+        url,
+        tls,
+        timeoutMs: Math.min(timeoutSeconds * 1000, 30_000),
+        pkiDir: process.env.VDSM_AGENT_PKI_DIR ?? DEFAULT_PKI_DIR,
+      }),
   };
   const rest = positionals.slice(1);
   if (values.prefix && first !== 'events') fail(EXIT.usage, '--prefix goes with the events view');
   switch (first) {
     case 'vms':
-      return expectArgs(first, rest, 0, () => callView(run, 'Host.getAllVmStats', {}, (r) => vmsTable(r as VmStatsView[])));
+      return expectArgs(first, rest, 0, () =>
+        callView(run, 'Host.getAllVmStats', {}, (r) => vmsTable(r as VmStatsView[])),
+      );
     case 'nics':
-      return expectArgs(first, rest, 1, () => nics(run, rest[0]!));
+      return expectArgs(first, rest, 1, () => nics(run, rest[0] ?? ''));
     case 'route':
-      return expectArgs(first, rest, 1, () => callView(run, 'Host.getRoute', { ip: rest[0] }, (r) => routeText(rest[0]!, r as Route)));
+      return expectArgs(first, rest, 1, () =>
+        callView(run, 'Host.getRoute', { ip: rest[0] }, (r) => routeText(rest[0] ?? '', r as Route)),
+      );
     case 'events':
       return expectArgs(first, rest, 0, () => events(run, values.prefix ?? null));
     default:
       break;
   }
   if (second === undefined) {
-    const hint = knownNamespaces().includes(first) ? `${first} -h lists its methods` : `views are ${Object.keys(VIEWS).join(', ')}`;
+    const hint = knownNamespaces().includes(first)
+      ? `${first} -h lists its methods`
+      : `views are ${Object.keys(VIEWS).join(', ')}`;
     fail(EXIT.usage, `expected NAMESPACE METHOD after '${first}' (${hint})`);
   }
   const params: Record<string, unknown> = {};
@@ -121,13 +135,23 @@ function helpFor(first: string | undefined, second: string | undefined): string 
   if (first === undefined) return usage();
   if (Object.prototype.hasOwnProperty.call(VIEWS, first)) return viewHelp(first);
   if (second === undefined) {
-    return namespaceHelp(first) ?? fail(EXIT.usage, `no view or namespace '${first}': views are ${Object.keys(VIEWS).join(', ')}; namespaces ${knownNamespaces().join(', ')}`);
+    return (
+      namespaceHelp(first) ??
+      fail(
+        EXIT.usage,
+        `no view or namespace '${first}': views are ${Object.keys(VIEWS).join(', ')}; namespaces ${knownNamespaces().join(', ')}`,
+      )
+    );
   }
   return methodHelp(first, second) ?? fail(EXIT.usage, `no method ${first}.${second} (${first} -h lists them)`);
 }
 
 async function expectArgs(view: string, rest: string[], n: number, go: () => Promise<void>): Promise<void> {
-  if (rest.length !== n) fail(EXIT.usage, `${view} takes ${n === 0 ? 'no arguments' : VIEWS[view]!.args}, got ${rest.length ? rest.map((a) => `'${a}'`).join(' ') : 'none'}`);
+  if (rest.length !== n)
+    fail(
+      EXIT.usage,
+      `${view} takes ${n === 0 ? 'no arguments' : (VIEWS[view]?.args ?? '')}, got ${rest.length ? rest.map((a) => `'${a}'`).join(' ') : 'none'}`,
+    );
   await go();
 }
 
@@ -142,7 +166,10 @@ async function connectOrExit(run: Run): Promise<RpcClient> {
 }
 
 async function call(run: Run, client: RpcClient, method: string, params: unknown): Promise<unknown> {
-  const timer = setTimeout(() => fail(EXIT.unreachable, `no answer from ${run.url} within ${run.timeoutMs / 1000} s`), run.timeoutMs);
+  const timer = setTimeout(
+    () => fail(EXIT.unreachable, `no answer from ${run.url} within ${run.timeoutMs / 1000} s`),
+    run.timeoutMs,
+  );
   try {
     return await client.call(method, params);
   } catch (err) {
@@ -158,7 +185,13 @@ async function call(run: Run, client: RpcClient, method: string, params: unknown
   }
 }
 
-async function callView(run: Run, method: string, params: unknown, render: (result: unknown) => string, alwaysJson = false): Promise<void> {
+async function callView(
+  run: Run,
+  method: string,
+  params: unknown,
+  render: (result: unknown) => string,
+  alwaysJson = false,
+): Promise<void> {
   const client = await connectOrExit(run);
   const result = await call(run, client, method, params);
   process.stdout.write(run.json || alwaysJson ? JSON.stringify(result, null, 4) + '\n' : render(result));
@@ -173,10 +206,13 @@ async function nics(run: Run, idOrPrefix: string): Promise<void> {
   const matches = all.filter((v) => v.vmId.startsWith(wanted));
   if (matches.length !== 1) {
     await client.close();
-    const why = matches.length === 0 ? 'no VM known to the daemon' : `${matches.length} VMs (${matches.map((v) => v.vmId).join(', ')})`;
+    const why =
+      matches.length === 0
+        ? 'no VM known to the daemon'
+        : `${matches.length} VMs (${matches.map((v) => v.vmId).join(', ')})`;
     fail(EXIT.rpcError, `'${idOrPrefix}' matches ${why}`);
   }
-  const stats = matches[0]!;
+  const [stats] = matches as [VmStatsView];
   process.stdout.write(run.json ? JSON.stringify(stats, null, 4) + '\n' : nicsTable(stats));
   await client.close();
   process.exit(EXIT.ok);
@@ -190,7 +226,9 @@ async function events(run: Run, prefixes: string[] | null): Promise<never> {
     connect: run.connect,
     prefixes,
     onEvent: (method, params) => {
-      process.stdout.write(run.json ? JSON.stringify({ method, params }) + '\n' : eventLine(method, params, new Date()));
+      process.stdout.write(
+        run.json ? JSON.stringify({ method, params }) + '\n' : eventLine(method, params, new Date()),
+      );
     },
     onStatus: (text) => process.stderr.write(`${NAME}: ${text}\n`),
     onFirstFailure: (err) => {

@@ -35,9 +35,9 @@ export function chooseTlsFiles(given: Partial<ClientTlsFiles>, pkiDir: string): 
   const files: ClientTlsFiles = { ...given };
   const looked: string[] = [];
   if (!files.cert && !files.key) {
-    for (let i = 0; i < DEFAULT_TLS_FILES.cert.length; i++) {
-      const cert = path.join(pkiDir, DEFAULT_TLS_FILES.cert[i]!);
-      const key = path.join(pkiDir, DEFAULT_TLS_FILES.key[i]!);
+    for (const [i, certFile] of DEFAULT_TLS_FILES.cert.entries()) {
+      const cert = path.join(pkiDir, certFile);
+      const key = path.join(pkiDir, DEFAULT_TLS_FILES.key[i] ?? '');
       looked.push(cert);
       if (existsSync(cert) && existsSync(key)) {
         files.cert = cert;
@@ -68,12 +68,18 @@ const SERVER_NOT_TRUSTED = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
-const CLIENT_CERT_REFUSED = /ALERT_CERTIFICATE_REQUIRED|ALERT_BAD_CERTIFICATE|ALERT_UNKNOWN_CA|ALERT_CERTIFICATE_UNKNOWN|ALERT_DECRYPT_ERROR|ALERT_ACCESS_DENIED|ALERT_CERTIFICATE_EXPIRED|ALERT_UNSUPPORTED_CERTIFICATE/;
+const CLIENT_CERT_REFUSED =
+  /ALERT_CERTIFICATE_REQUIRED|ALERT_BAD_CERTIFICATE|ALERT_UNKNOWN_CA|ALERT_CERTIFICATE_UNKNOWN|ALERT_DECRYPT_ERROR|ALERT_ACCESS_DENIED|ALERT_CERTIFICATE_EXPIRED|ALERT_UNSUPPORTED_CERTIFICATE/;
 
 /** Does something speaking TLS listen at host:port? (A TLS ServerHello, or a TLS alert, says yes.) */
 export function speaksTls(host: string, port: number, timeoutMs = 3000): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = tls.connect({ host, port, rejectUnauthorized: false, servername: net_isIp(host) ? undefined : host });
+    const socket = tls.connect({
+      host,
+      port,
+      rejectUnauthorized: false,
+      servername: net_isIp(host) ? undefined : host,
+    });
     const done = (yes: boolean): void => {
       socket.destroy();
       resolve(yes);
@@ -95,7 +101,11 @@ function hostPort(url: URL): { host: string; port: number } {
 }
 
 /** Turns a failed connection into one line that says what is wrong and what to do. */
-export async function explainConnectFailure(urlText: string, err: Error & { code?: string }, tlsChoice: TlsChoice | null): Promise<string> {
+export async function explainConnectFailure(
+  urlText: string,
+  err: Error & { code?: string },
+  tlsChoice: TlsChoice | null,
+): Promise<string> {
   const code = err.code ?? '';
   const why = err.message;
   let url: URL;
@@ -108,21 +118,33 @@ export async function explainConnectFailure(urlText: string, err: Error & { code
   const at = `cannot connect to ${urlText}`;
   if (url.protocol === 'wss:') {
     if (SERVER_NOT_TRUSTED.has(code)) {
-      const ca = tlsChoice?.files.ca ? `the CA in ${tlsChoice.files.ca}` : 'the system CAs (no --tls-ca, none found by default)';
+      const ca = tlsChoice?.files.ca
+        ? `the CA in ${tlsChoice.files.ca}`
+        : 'the system CAs (no --tls-ca, none found by default)';
       return `${at}: the daemon's certificate is not trusted (${code}): it was not signed by ${ca}; give --tls-ca with the CA that signed it`;
     }
-    if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || /wrong version number|packet length too long/i.test(why)) {
+    if (
+      code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+      code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+      /wrong version number|packet length too long/i.test(why)
+    ) {
       return `${at}: the daemon at ${host}:${port} does not speak TLS: use ws://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
     }
     if (CLIENT_CERT_REFUSED.test(code) || /socket hang up|ECONNRESET/.test(why) || code === 'ECONNRESET') {
       if (!tlsChoice?.files.cert) {
-        const looked = tlsChoice ? ` (looked for ${tlsChoice.looked.filter((f) => !f.endsWith('ca.pem')).join(', ')})` : '';
+        const looked = tlsChoice
+          ? ` (looked for ${tlsChoice.looked.filter((f) => !f.endsWith('ca.pem')).join(', ')})`
+          : '';
         return `${at}: the daemon requires a client certificate and none was given: use --tls-cert and --tls-key${looked}`;
       }
       return `${at}: the daemon refused the client certificate ${tlsChoice.files.cert}${code ? ` (${code})` : ''}: it must be signed by the CA the daemon trusts (its --tls-ca)`;
     }
-  } else if (url.protocol === 'ws:' && (/socket hang up|ECONNRESET|Unexpected server response|Invalid WebSocket frame/i.test(why) || code === 'ECONNRESET')) {
-    if (await speaksTls(host, port)) return `${at}: the daemon at ${host}:${port} speaks TLS: use wss://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+  } else if (
+    url.protocol === 'ws:' &&
+    (/socket hang up|ECONNRESET|Unexpected server response|Invalid WebSocket frame/i.test(why) || code === 'ECONNRESET')
+  ) {
+    if (await speaksTls(host, port))
+      return `${at}: the daemon at ${host}:${port} speaks TLS: use wss://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
   }
   return `${at}: ${why}`;
 }
@@ -138,7 +160,8 @@ export interface ConnectOptions {
 export async function connectClient(opts: ConnectOptions): Promise<RpcClient> {
   let choice: TlsChoice | null = null;
   if (opts.url.startsWith('wss:')) choice = chooseTlsFiles(opts.tls, opts.pkiDir);
-  else if (opts.tls.cert || opts.tls.key || opts.tls.ca) throw new UsageError(`--tls-* files are for wss:// URLs; ${opts.url} is plain ws://`);
+  else if (opts.tls.cert || opts.tls.key || opts.tls.ca)
+    throw new UsageError(`--tls-* files are for wss:// URLs; ${opts.url} is plain ws://`);
   try {
     return await RpcClient.connect(opts.url, { tlsFiles: choice?.files, timeoutMs: opts.timeoutMs });
   } catch (err) {

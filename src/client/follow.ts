@@ -33,7 +33,9 @@ export async function followEvents(opts: FollowOptions): Promise<void> {
       delayMs = Math.min(BACKOFF_MAX_MS, delayMs * 2);
       continue;
     }
-    const closed = new Promise<string>((resolve) => client.ws.once('close', (code, reason) => resolve(`${code}${reason.length ? ` ${reason.toString()}` : ''}`)));
+    const closed = new Promise<string>((resolve) =>
+      client.ws.once('close', (code, reason) => resolve(`${code}${reason.length ? ` ${reason.toString()}` : ''}`)),
+    );
     client.onNotification = (n) => opts.onEvent(n.method, n.params);
     try {
       await client.call('Host.subscribeEvents', opts.prefixes ? { prefixes: opts.prefixes } : {});

@@ -41,7 +41,7 @@ Connection changes are said on stderr; the exit status is 0 after Ctrl-C.`,
 };
 
 function namespaces(table: readonly MethodInfo[]): string[] {
-  return [...new Set(table.map((m) => m.name.split('.')[0]!))];
+  return [...new Set(table.map((m) => m.name.split('.')[0] ?? ''))];
 }
 
 function paramsSynopsis(m: MethodInfo): string {
@@ -59,7 +59,7 @@ export function usage(): string {
 Views (tables for people on a terminal; JSON when stdout is not a terminal):
 ${views}
 
-Methods, as VDSM's vdsm-client: NAMESPACE is ${namespaces(table).join(' or ')}; prints the result as JSON.
+Methods, as VDSM's vdsm-client (NAMESPACE: ${namespaces(table).join(' or ')}); prints JSON.
   A value that looks like JSON (a list, an object, a number, true) goes as JSON.
   vdsm-agent-client Host -h            the methods of Host
   vdsm-agent-client Host getRoute -h   one method's params
@@ -90,7 +90,8 @@ Exit status:
 }
 
 export function viewHelp(name: string): string {
-  const v = VIEWS[name]!;
+  const v = VIEWS[name];
+  if (!v) return usage();
   return `usage: vdsm-agent-client [OPTIONS] ${`${name} ${v.args}`.trimEnd()}\n  ${v.summary}\n\n${v.detail}\n`;
 }
 

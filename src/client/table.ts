@@ -1,5 +1,6 @@
 // Plain-text tables for a terminal: columns sized to their content, the flexible ones shrunk
-// (cut with "…") until a line fits the width. Pure: rows in, text out.
+// (cut with "…") until a line fits the width. Pure: rows in, text out. Widths count UTF-16 code
+// units, which is right for what these tables hold (names, addresses, MACs).
 
 export interface Column {
   header: string;
@@ -9,35 +10,40 @@ export interface Column {
   min?: number;
 }
 
-/** Display width: one per code point (what these tables hold: ASCII, addresses, guest names). */
-const width = (text: string): number => [...text].length;
-
-function cut(text: string, to: number): string {
-  const chars = [...text];
-  return chars.length <= to ? text : `${chars.slice(0, Math.max(0, to - 1)).join('')}…`;
+export interface Row {
+  cells: readonly string[];
+  /** Lines printed indented under the row (addresses, marks). */
+  detail?: readonly string[];
 }
 
-/**
- * Renders `rows` under `columns`, two spaces apart, at most `maxWidth` columns wide when the
- * fixed columns allow it. A row may carry `detail` lines, printed indented under it.
- */
-export function renderTable(columns: readonly Column[], rows: readonly { cells: readonly string[]; detail?: readonly string[] }[], maxWidth = 80): string {
-  const widths = columns.map((c, i) => Math.max(width(c.header), ...rows.map((r) => width(r.cells[i] ?? ''))));
+function cut(text: string, to: number): string {
+  return text.length <= to ? text : `${text.slice(0, Math.max(0, to - 1))}…`;
+}
+
+/** Renders `rows` under `columns`, two spaces apart, at most `maxWidth` wide when the fixed columns allow. */
+export function renderTable(columns: readonly Column[], rows: readonly Row[], maxWidth = 80): string {
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r.cells[i] ?? '').length)));
   const total = (): number => widths.reduce((a, b) => a + b, 0) + 2 * (columns.length - 1);
   // Shrink the widest flexible column, one character at a time, until the table fits.
   while (total() > maxWidth) {
     let widest = -1;
+    let widestWidth = 0;
     columns.forEach((c, i) => {
-      if (c.flex && widths[i]! > (c.min ?? 4) && (widest === -1 || widths[i]! > widths[widest]!)) widest = i;
+      const w = widths[i] ?? 0;
+      if (c.flex && w > (c.min ?? 4) && w > widestWidth) {
+        widest = i;
+        widestWidth = w;
+      }
     });
     if (widest === -1) break;
-    widths[widest]!--;
+    widths[widest] = widestWidth - 1;
   }
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, i) => {
-        const text = cut(cell, widths[i]!);
-        return i === cells.length - 1 ? text : text + ' '.repeat(widths[i]! - width(text));
+        const w = widths[i] ?? 0;
+        const text = cut(cell, w);
+        return i === cells.length - 1 ? text : text.padEnd(w);
       })
       .join('  ')
       .trimEnd();

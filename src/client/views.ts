@@ -33,7 +33,13 @@ export function vmsTable(vms: readonly VmStatsView[]): string {
       extra: ips.slice(1),
     };
   });
-  const columns = [{ header: 'ID' }, { header: 'NAME', flex: true, min: 8 }, { header: 'STATUS' }, { header: 'AGENT' }, { header: 'IPV4' }];
+  const columns = [
+    { header: 'ID' },
+    { header: 'NAME', flex: true, min: 8 },
+    { header: 'STATUS' },
+    { header: 'AGENT' },
+    { header: 'IPV4' },
+  ];
   return renderTable(
     columns,
     rows.flatMap((r) => [{ cells: r.cells }, ...r.extra.map((ip) => ({ cells: ['', '', '', '', ip] }))]),
@@ -59,9 +65,9 @@ export interface NicRow {
  * is unknown and nothing is marked.
  */
 export function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boolean } {
-  const hostKnown = stats.network !== undefined && stats.network !== null;
+  const hostKnown = stats.network !== undefined;
   const vnics = Object.entries(stats.network ?? {}).map(([device, v]) => ({ ...v, device: v.name ?? device }));
-  const byMac = new Map(vnics.filter((v) => v.macAddr).map((v) => [v.macAddr!.toLowerCase(), v]));
+  const byMac = new Map(vnics.flatMap((v) => (v.macAddr ? [[v.macAddr.toLowerCase(), v] as const] : [])));
   const used = new Set<string>();
   const rows: NicRow[] = [];
   for (const g of stats.netIfaces ?? []) {
@@ -69,7 +75,12 @@ export function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boole
     const host = mac ? (byMac.get(mac) ?? null) : null;
     if (host) used.add(mac);
     const expectsVnic = mac !== '' && !ZERO_MAC.test(mac) && g.name !== 'lo';
-    rows.push({ mac, guest: g, host, problem: hostKnown && expectsVnic && !host ? 'guest MAC matches no vNIC of this VM' : null });
+    rows.push({
+      mac,
+      guest: g,
+      host,
+      problem: hostKnown && expectsVnic && !host ? 'guest MAC matches no vNIC of this VM' : null,
+    });
   }
   for (const v of vnics) {
     const mac = (v.macAddr ?? '').toLowerCase();
@@ -125,7 +136,7 @@ export function nicsTable(stats: VmStatsView): string {
     { header: 'TX' },
   ];
   const table = rows.map((r) => {
-    const addrs = r.guest ? [...(r.guest.inet ?? []), ...(r.guest.inet6 ?? [])] : [];
+    const addrs = r.guest ? [...r.guest.inet, ...r.guest.inet6] : [];
     const detail = pack(addrs, WIDTH - 2);
     if (r.problem) detail.push(`! ${r.problem}`);
     return {
@@ -158,7 +169,10 @@ export function routeText(address: string, r: Route): string {
 /** `events`: one line per event: local time, the event's name, its params as compact JSON. */
 export function eventLine(method: string, params: unknown, at: Date): string {
   const time = at.toISOString().slice(11, 23);
-  const shown = params && typeof params === 'object' && !Array.isArray(params) ? omitNotifyTime(params as Record<string, unknown>) : params;
+  const shown =
+    params && typeof params === 'object' && !Array.isArray(params)
+      ? omitNotifyTime(params as Record<string, unknown>)
+      : params;
   return `${time} ${method} ${JSON.stringify(shown)}\n`;
 }
 
