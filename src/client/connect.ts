@@ -130,7 +130,12 @@ export async function explainConnectFailure(
     ) {
       return `${at}: the daemon at ${host}:${port} does not speak TLS: use ws://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
     }
-    if (CLIENT_CERT_REFUSED.test(code) || /socket hang up|ECONNRESET/.test(why) || code === 'ECONNRESET') {
+    const hungUp = /socket hang up|ECONNRESET/.test(why) || code === 'ECONNRESET';
+    // A plain port closes on our ClientHello: probe before blaming the certificate.
+    if (hungUp && !CLIENT_CERT_REFUSED.test(code) && !(await speaksTls(host, port))) {
+      return `${at}: the daemon at ${host}:${port} does not speak TLS: use ws://${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+    }
+    if (CLIENT_CERT_REFUSED.test(code) || hungUp) {
       if (!tlsChoice?.files.cert) {
         const looked = tlsChoice
           ? ` (looked for ${tlsChoice.looked.filter((f) => !f.endsWith('ca.pem')).join(', ')})`
@@ -166,7 +171,8 @@ export async function connectClient(opts: ConnectOptions): Promise<RpcClient> {
     return await RpcClient.connect(opts.url, { tlsFiles: choice?.files, timeoutMs: opts.timeoutMs });
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
-    if (/^cannot read /.test(e.message)) throw new ConnectError(e.message);
+    // A TLS file the flags (or defaults) name that cannot be read: fix the command line.
+    if (/^cannot read /.test(e.message)) throw new UsageError(e.message);
     throw new ConnectError(await explainConnectFailure(opts.url, e, choice));
   }
 }

@@ -84,7 +84,7 @@ Exit status:
   ${EXIT.ok}  success
   ${EXIT.rpcError}  the daemon answered with an error ("error CODE: MESSAGE" on stderr),
      or nics: no single VM matches VMID
-  ${EXIT.usage}  usage error (unknown option, missing argument, unknown name after -h)
+  ${EXIT.usage}  usage error (unknown option, missing argument, unreadable TLS file)
   ${EXIT.unreachable}  no answer: cannot connect, TLS refused, connection lost, --timeout passed
 `;
 }
