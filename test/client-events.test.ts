@@ -87,7 +87,7 @@ describe('vdsm-agent-client events', () => {
     await g1.connected();
     await g1.send('host-name', { name: 'before-restart' });
     await f.waitFor("the first VM's name", () =>
-      f.out.some((l) => l.includes(`|virt|VM_status|${vm1}`) && l.includes('"guestName":"before-restart"')),
+      f.out.some((l) => l.includes(`|virt|VM_status|${vm1} {`) && l.includes('"guestName":"before-restart"')),
     );
 
     // The daemon restarts on the same port.
@@ -110,8 +110,10 @@ describe('vdsm-agent-client events', () => {
     for (const line of f.out) {
       const m = /^(\d\d:\d\d:\d\d\.\d\d\d) (\|virt\|VM_status\|[0-9a-f-]{36}) (\{.*\})$/.exec(line);
       expect(m, line).not.toBeNull();
+      // The VM's fields, not nested under the id the name already shows; no notify_time.
       const params = JSON.parse(m![3]!) as Record<string, unknown>;
       expect(Object.keys(params)).not.toContain('notify_time');
+      expect(params.status).toBe('Up');
     }
     f.proc.kill('SIGINT');
     expect(await f.exited).toBe(0);

@@ -166,18 +166,28 @@ export function routeText(address: string, r: Route): string {
   return parts.join(' ') + '\n';
 }
 
-/** `events`: one line per event: local time, the event's name, its params as compact JSON. */
+/**
+ * `events`: one line per event: local time, the event's name, its params as compact JSON. VDSM's
+ * per-VM events (`|virt|VM_status|<vmId>`) nest the fields under the id the name already shows,
+ * so that level (and `notify_time`) is left out.
+ */
 export function eventLine(method: string, params: unknown, at: Date): string {
   const time = at.toISOString().slice(11, 23);
-  const shown =
-    params && typeof params === 'object' && !Array.isArray(params)
-      ? omitNotifyTime(params as Record<string, unknown>)
-      : params;
+  let shown = params;
+  if (params && typeof params === 'object' && !Array.isArray(params)) {
+    const p = params as Record<string, unknown>;
+    const id = method.slice(method.lastIndexOf('|') + 1);
+    const inner = id ? p[id] : undefined;
+    shown =
+      inner && typeof inner === 'object' && !Array.isArray(inner)
+        ? omit(inner as Record<string, unknown>, 'vmId')
+        : omit(p, 'notify_time');
+  }
   return `${time} ${method} ${JSON.stringify(shown)}\n`;
 }
 
-function omitNotifyTime(params: Record<string, unknown>): Record<string, unknown> {
+function omit(params: Record<string, unknown>, key: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(params)) if (k !== 'notify_time') out[k] = v;
+  for (const [k, v] of Object.entries(params)) if (k !== key) out[k] = v;
   return out;
 }
