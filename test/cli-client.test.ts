@@ -86,6 +86,15 @@ describe('vdsm-agent-client', () => {
     expect(await client(['Host', 'ping2', '--url', d.url, '--timeout=5'])).toEqual({ code: 0, stdout: 'true\n', stderr: '' });
   });
 
+  it('the man page lists the same exit codes as --help', async () => {
+    const help = (await client(['--help'])).stdout;
+    const codes = [...help.slice(help.indexOf('Exit status:')).matchAll(/^ {2}(\d) {2}(.+)$/gm)].map((m) => [m[1], m[2]]);
+    expect(codes.map((c) => c[0])).toEqual(['0', '1', '2', '3']);
+    const man = readFileSync(path.join(ROOT, 'man/vdsm-agent-client.1'), 'utf8');
+    const manCodes = [...man.slice(man.indexOf('.SH EXIT STATUS')).matchAll(/^\.B (\d)\n(.+)$/gm)].map((m) => m[1]);
+    expect(manCodes).toEqual(['0', '1', '2', '3']);
+  });
+
   it('prints its version with --version and -V', async () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(await client(['--version'])).toEqual({ code: 0, stdout: `vdsm-agent-client ${pkg.version}\n`, stderr: '' });
