@@ -21,7 +21,7 @@ export class ConnectError extends Error {}
 /** A mistake in the flags, found before connecting. */
 export class UsageError extends Error {}
 
-export interface TlsChoice {
+interface TlsChoice {
   files: ClientTlsFiles;
   /** Where each file came from, for messages: 'flag' or 'default'. */
   looked: string[];
@@ -31,7 +31,7 @@ export interface TlsChoice {
  * The TLS files for a wss:// URL: each flag given wins; the others are looked up under the PKI
  * dir. The certificate and key are taken as a pair (never client.pem with server.key).
  */
-export function chooseTlsFiles(given: Partial<ClientTlsFiles>, pkiDir: string): TlsChoice {
+function chooseTlsFiles(given: Partial<ClientTlsFiles>, pkiDir: string): TlsChoice {
   const files: ClientTlsFiles = { ...given };
   const looked: string[] = [];
   if (!files.cert && !files.key) {
@@ -72,7 +72,7 @@ const CLIENT_CERT_REFUSED =
   /ALERT_CERTIFICATE_REQUIRED|ALERT_BAD_CERTIFICATE|ALERT_UNKNOWN_CA|ALERT_CERTIFICATE_UNKNOWN|ALERT_DECRYPT_ERROR|ALERT_ACCESS_DENIED|ALERT_CERTIFICATE_EXPIRED|ALERT_UNSUPPORTED_CERTIFICATE/;
 
 /** Does something speaking TLS listen at host:port? (A TLS ServerHello, or a TLS alert, says yes.) */
-export function speaksTls(host: string, port: number, timeoutMs = 3000): Promise<boolean> {
+function speaksTls(host: string, port: number, timeoutMs = 3000): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = tls.connect({
       host,
@@ -101,7 +101,7 @@ function hostPort(url: URL): { host: string; port: number } {
 }
 
 /** Turns a failed connection into one line that says what is wrong and what to do. */
-export async function explainConnectFailure(
+async function explainConnectFailure(
   urlText: string,
   err: Error & { code?: string },
   tlsChoice: TlsChoice | null,

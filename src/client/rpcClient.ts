@@ -8,7 +8,7 @@ function readTlsFile(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }
 }
 
@@ -45,7 +45,9 @@ export class RpcClient {
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.onMessage(data.toString()));
+    ws.on('message', (data) =>
+      this.onMessage((Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)).toString('utf8')),
+    );
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
       for (const p of this.pending.values()) p.reject(new Error(this.closedText()));

@@ -4,7 +4,7 @@ import type { GuestNetworkDeviceInfo, Route, VmStats } from '../wire.js';
 import { renderTable } from './table.js';
 
 /** A host vNIC as VDSM's VmStats `network` field reports it (keyed by device name). */
-export interface HostVnic {
+interface HostVnic {
   name?: string;
   macAddr?: string;
   model?: string;
@@ -19,7 +19,7 @@ export type VmStatsView = VmStats & { network?: Record<string, HostVnic> };
 const WIDTH = 80;
 
 /** IDs in the `vms` table are cut to this many characters (as git and docker do); `nics` takes any unique prefix. */
-export const SHORT_ID = 8;
+const SHORT_ID = 8;
 
 /** `vms`: one line per VM (IPv4s one per line, so a table of many addresses still fits). */
 export function vmsTable(vms: readonly VmStatsView[]): string {
@@ -50,7 +50,7 @@ export function vmsTable(vms: readonly VmStatsView[]): string {
 const ZERO_MAC = /^(00:)+00$/;
 
 /** One row of `nics`: a guest interface, a host vNIC, or both joined by MAC. */
-export interface NicRow {
+interface NicRow {
   mac: string;
   guest: GuestNetworkDeviceInfo | null;
   host: (HostVnic & { device: string }) | null;
@@ -64,7 +64,7 @@ export interface NicRow {
  * without a MAC are not (no vNIC is expected for them). Without a `network` field the host side
  * is unknown and nothing is marked.
  */
-export function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boolean } {
+function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boolean } {
   const hostKnown = stats.network !== undefined;
   const vnics = Object.entries(stats.network ?? {}).map(([device, v]) => ({ ...v, device: v.name ?? device }));
   const byMac = new Map(vnics.flatMap((v) => (v.macAddr ? [[v.macAddr.toLowerCase(), v] as const] : [])));
@@ -91,7 +91,7 @@ export function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boole
 }
 
 /** Bytes for people: 0 B, 1.5 KiB, 12 MiB. */
-export function humanBytes(value: number | string | undefined): string {
+function humanBytes(value: number | string | undefined): string {
   const n = typeof value === 'string' ? Number(value) : value;
   if (n === undefined || !Number.isFinite(n) || n < 0) return '-';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];

@@ -8,7 +8,7 @@ import { vmMethods } from './methods/vm.js';
 import { string, stringArray, uuid, type Check } from './params.js';
 import type { MethodDef } from './registry.js';
 
-export interface ParamInfo {
+interface ParamInfo {
   name: string;
   required: boolean;
   /** What the value must be, in words. */
@@ -43,7 +43,7 @@ const SUMMARIES: Readonly<Record<string, string>> = {
 };
 
 /** Every method the daemon serves, in registration order. */
-export function methodDefs(): MethodDef[] {
+function methodDefs(): MethodDef[] {
   const unused = undefined as never;
   return [...hostMethods(), ...logLevelMethods(unused), ...vmMethods(unused), ...routeMethods(unused, unused)];
 }
