@@ -276,3 +276,75 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+describe('events published and subscribers cut off', () => {
+  it('counts each event once and the subscriber that stopped reading once', async () => {
+    const dir = tempDir('vat-metrics-ev-');
+    const vmId = newVmId();
+    const g = await ScriptedGuest.listen(channelPath(dir, vmId, 'ovirt-guest-agent.0'));
+    const d = await startDaemon([
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      dir,
+      '--max-subscriber-buffer-bytes',
+      '1',
+    ]);
+    try {
+      await g.connected();
+      const reader = await RpcClient.connect(d.url);
+      let received = 0;
+      const arrived: (() => void)[] = [];
+      reader.onNotification = () => {
+        received++;
+        for (const w of arrived.splice(0)) w();
+      };
+      await reader.call('Host.subscribeEvents');
+      const next = (): Promise<void> => new Promise((resolve) => arrived.push(resolve));
+      let event = next();
+      await g.send('heartbeat', { apiVersion: 3 }); // the agent turns responsive: one event
+      await event;
+      // A subscriber whose socket stops reading: the daemon's writes to it pile up.
+      const stalled = await RpcClient.connect(d.url);
+      await stalled.call('Host.subscribeEvents');
+      (stalled.ws as unknown as { _socket: net.Socket })._socket.pause();
+      const before = await scrape(d.url);
+      received = 0;
+      // Large events (128 interfaces), one at a time, each once the reader has it, until the
+      // daemon cuts the stalled subscriber off (the kernel's socket buffers fill within a few MB).
+      const big = (k: number): unknown[] =>
+        Array.from({ length: 128 }, (_, i) => ({
+          name: `eth${i}`,
+          hw: `52:54:00:00:${(i + 16).toString(16)}:01`,
+          inet: [1, 2, 3, 4].map((a) => `10.${k % 250}.${i}.${a}`),
+          inet6: [1, 2, 3, 4, 5, 6, 7, 8].map((a) => `fd0${a}::${i}:${k}`),
+        }));
+      const seen = { cut: false };
+      d.waitForLog((l) => l.msg === 'event subscriber too slow, disconnecting', 300_000).then(
+        () => (seen.cut = true),
+        () => undefined,
+      );
+      for (let k = 0; !seen.cut && k < 190; k++) {
+        event = next();
+        await g.send('network-interfaces', { interfaces: big(k) });
+        await event;
+      }
+      expect(seen.cut).toBe(true);
+      const after = await scrape(d.url);
+      expect(
+        (after.get('vdsm_agentd_events_published_total') ?? 0) -
+          (before.get('vdsm_agentd_events_published_total') ?? 0),
+      ).toBe(received);
+      expect(
+        (after.get('vdsm_agentd_event_subscribers_cut_off_total') ?? 0) -
+          (before.get('vdsm_agentd_event_subscribers_cut_off_total') ?? 0),
+      ).toBe(1);
+      expect(after.get('vdsm_agentd_event_subscribers')).toBe(1);
+      stalled.ws.terminate();
+      await reader.close();
+    } finally {
+      expect(await d.stop()).toBe(0);
+      await g.close();
+    }
+  });
+});
