@@ -249,6 +249,8 @@ describe('GET /health through start-up and shutdown', () => {
     for (const s of held) s.destroy(); // libvirt "fails": start-up goes on without it
     const d = await starting;
     expect((await get(url, '/health')).status).toBe(200);
+    // libvirt did not answer: the daemon serves without it and says so.
+    expect((await scrape(url)).get('vdsm_agentd_libvirt_up')).toBe(0);
 
     // A WebSocket client that never answers the close handshake keeps shutdown going. The port
     // closes at once on SIGTERM (as before), so a health check made then cannot succeed; a
