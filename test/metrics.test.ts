@@ -115,7 +115,7 @@ describe('GET /metrics after a known sequence', () => {
     // qemu-ga has been polled: its interfaces are known.
     await eventually(
       () => ws.call<VmStats[]>('VM.getStats', { vmID: qgaGuest!.vmId }),
-      (s) => s[0]?.netIfaces !== null,
+      (s) => (s[0]?.netIfaces ?? []).length > 0,
       10_000,
       'qemu-ga interfaces',
     );

@@ -13,8 +13,14 @@ interface HostVnic {
   tx?: number | string;
 }
 
-/** VmStats as this client reads it: `network` comes from the libvirt side, when the daemon has it. */
-export type VmStatsView = VmStats & { network?: Record<string, HostVnic> };
+/**
+ * VmStats as this client reads it, from this daemon or an older one: `netIfaces` may be null (not
+ * reported yet) and `network` (the host's vNICs, from libvirt) absent or `{}` when not known.
+ */
+export type VmStatsView = Omit<VmStats, 'netIfaces' | 'network'> & {
+  netIfaces: GuestNetworkDeviceInfo[] | null;
+  network?: Record<string, HostVnic>;
+};
 
 const WIDTH = 80;
 
@@ -65,7 +71,8 @@ interface NicRow {
  * is unknown and nothing is marked.
  */
 function joinNics(stats: VmStatsView): { rows: NicRow[]; hostKnown: boolean } {
-  const hostKnown = stats.network !== undefined;
+  // `{}` is what the daemon sends when it has no libvirt data for the VM: unknown, not "no vNICs".
+  const hostKnown = Object.keys(stats.network ?? {}).length > 0;
   const vnics = Object.entries(stats.network ?? {}).map(([device, v]) => ({ ...v, device: v.name ?? device }));
   const byMac = new Map(vnics.flatMap((v) => (v.macAddr ? [[v.macAddr.toLowerCase(), v] as const] : [])));
   const used = new Set<string>();
@@ -123,8 +130,8 @@ export function nicsTable(stats: VmStatsView): string {
   const { rows, hostKnown } = joinNics(stats);
   const head = `VM ${stats.vmId}${stats.guestName ? ` (${stats.guestName})` : ''}, guest agent ${stats.guestAgentStatus}\n`;
   if (rows.length === 0) {
-    const why = stats.netIfaces === null ? 'the guest agent has not reported interfaces yet' : 'no interfaces';
-    return `${head}${why}${hostKnown ? '' : '; host vNICs not reported by the daemon'}\n`;
+    const why = stats.netIfaces?.length ? 'no interfaces' : 'the guest agent has not reported interfaces';
+    return `${head}${why}${hostKnown ? '' : '; host vNICs not known'}\n`;
   }
   const columns = [
     { header: 'MAC' },
@@ -152,7 +159,7 @@ export function nicsTable(stats: VmStatsView): string {
       detail,
     };
   });
-  const foot = hostKnown ? '' : 'host vNICs: not reported by this daemon (VmStats has no "network" field)\n';
+  const foot = hostKnown ? '' : 'host vNICs: not known (no "network" data for this VM; is it run by libvirt?)\n';
   return head + renderTable(columns, table, WIDTH) + foot;
 }
 
