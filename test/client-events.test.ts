@@ -121,6 +121,31 @@ describe('vdsm-agent-client events', () => {
     await g2.close();
   });
 
+  it('--json: one {"method", "params"} object per line, params as the daemon sent them', async () => {
+    const dir = tempDir('vat-events-json-');
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct']);
+    daemons.push(d);
+    const f = new Follower(
+      spawn(process.execPath, [CLIENT, '--url', d.url, '--json', 'events'], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
+    procs.push(f.proc);
+    await f.waitFor('following', () => f.err.some((l) => l.includes('following events')));
+    const vm = newVmId();
+    const g = await ScriptedGuest.listen(channelPath(dir, vm, 'ovirt-guest-agent.0'));
+    await g.connected();
+    await g.send('host-name', { name: 'as-json' });
+    await f.waitFor('the event', () => f.out.some((l) => l.includes('"as-json"')));
+    const events = f.out.map(
+      (l) => JSON.parse(l) as { method: string; params: Record<string, { guestName?: string }> },
+    );
+    const named = events.find((e) => e.params[vm]?.guestName === 'as-json');
+    expect(named?.method).toBe(`|virt|VM_status|${vm}`);
+    expect(Object.keys(named?.params ?? {})).toContain('notify_time');
+    f.proc.kill('SIGINT');
+    expect(await f.exited).toBe(0);
+    await g.close();
+  });
+
   it('exits 3 at once when the daemon cannot be reached at the start', async () => {
     const port = await freePort();
     const f = new Follower(
