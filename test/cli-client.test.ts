@@ -126,6 +126,12 @@ describe('vdsm-agent-client', () => {
         '',
       ].join('\n'),
     });
+    for (const m of methods) {
+      const [ns = '', verb = ''] = m.name.split('.');
+      const text = (await client([ns, verb, '-h'])).stdout;
+      expect(text.split('\n').every((l) => l.length <= 80), text).toBe(true);
+      for (const p of m.params) expect(text).not.toMatch(new RegExp(`${p.name} +(required|optional) +JSON value`));
+    }
     expect(await client(['events', '-h'])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^usage: vdsm-agent-client \[OPTIONS\] events \[--prefix P\]/) });
     expect(await client(['Host', 'getRoutez', '-h'])).toEqual({ code: 2, stdout: '', stderr: 'vdsm-agent-client: no method Host.getRoutez (Host -h lists them)\n' });
   });

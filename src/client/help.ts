@@ -111,10 +111,26 @@ export function methodHelp(namespace: string, verb: string): string | null {
   const m = methodTable().find((x) => x.name === `${namespace}.${verb}`);
   if (!m) return null;
   const params = m.params.length
-    ? m.params.map((p) => `  ${p.name.padEnd(10)} ${p.required ? 'required' : 'optional'}  ${p.type}`).join('\n')
+    ? m.params
+        .map((p) => wrap(`  ${p.name.padEnd(10)} ${p.required ? 'required' : 'optional'}  ${p.type}`, 23))
+        .join('\n')
     : '  (none)';
   const aliases = m.aliases.length ? `\nAlso known to the daemon as: ${m.aliases.join(', ')}\n` : '';
   return `usage: vdsm-agent-client [OPTIONS] ${`${namespace} ${verb} ${paramsSynopsis(m)}`.trimEnd()}\n  ${m.summary}\n\nParams:\n${params}\n${aliases}`;
+}
+
+/** Wraps a line at spaces to 80 columns, continuation lines indented by `indent`. */
+function wrap(line: string, indent: number): string {
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > 80) {
+    const at = rest.lastIndexOf(' ', 80);
+    if (at <= indent) break;
+    out.push(rest.slice(0, at));
+    rest = ' '.repeat(indent) + rest.slice(at + 1);
+  }
+  out.push(rest);
+  return out.join('\n');
 }
 
 export function knownNamespaces(): string[] {

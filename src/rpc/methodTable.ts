@@ -2,7 +2,7 @@
 // built from the same factories the daemon registers, so help cannot drift from what is served.
 // The factories only close over their dependencies, so none is needed to read their declarations.
 import { hostMethods } from './methods/host.js';
-import { LOG_LEVEL_NAMES, logLevel, logLevelMethods } from './methods/logLevel.js';
+import { LOG_LEVEL_NAMES, logLevel, logLevelMethods, rootLoggerName } from './methods/logLevel.js';
 import { routeMethods, routeTarget } from './methods/route.js';
 import { vmMethods } from './methods/vm.js';
 import { string, stringArray, uuid, type Check } from './params.js';
@@ -30,6 +30,7 @@ const TYPE_OF_CHECK = new Map<Check<unknown>, { type: string; placeholder: strin
   [stringArray, { type: 'list of strings, e.g. ["|virt|"]', placeholder: 'LIST' }],
   [routeTarget, { type: 'IPv4 or IPv6 address (fe80::1%eth0 for a zone)', placeholder: 'ADDR' }],
   [logLevel, { type: LOG_LEVEL_NAMES, placeholder: 'LEVEL' }],
+  [rootLoggerName, { type: "'' or 'root' (VDSM's logger name; the daemon has one logger)", placeholder: 'NAME' }],
 ]);
 
 const SUMMARIES: Readonly<Record<string, string>> = {

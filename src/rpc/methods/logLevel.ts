@@ -29,7 +29,7 @@ export const logLevel: Check<string> = (value, name) => {
 };
 
 /** `name` is VDSM's logger name; this daemon has one logger, so only '' or 'root' is accepted. */
-const rootLoggerName: Check<string> = (value, name) => {
+export const rootLoggerName: Check<string> = (value, name) => {
   const text = string(value, name);
   return text === '' || text === 'root'
     ? text
