@@ -14,6 +14,8 @@ import { routeMethods } from './rpc/methods/route.js';
 import { RouteLookup } from './route/routeLookup.js';
 import { LibvirtClient } from './libvirt/client.js';
 import { LibvirtQgaLink, LibvirtRouteDecider } from './libvirt/agentLink.js';
+import { logLevelMethods } from './rpc/methods/logLevel.js';
+import { metrics } from './metrics/metrics.js';
 
 /** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
 const LIBVIRT_HOLD_MS = 30_000;
@@ -37,6 +39,7 @@ export class Daemon {
     this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
+    this.registry.add(logLevelMethods(log));
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
     this.registry.add(vmMethods(this.vms, config.statsSerialisation));
     this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
@@ -54,6 +57,11 @@ export class Daemon {
     this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
     this.stoppers.push(() => this.routes.close());
+    metrics.attach(
+      { vms: () => this.vms.all(), eventsPublished: () => this.hub.published, eventSubscribers: () => this.hub.subscriberCount() },
+      this.registry.methodNames(),
+    );
+    this.registry.observe((method, code, seconds) => metrics.rpcRequest(method, code, seconds));
     this.server = new RpcServer({
       listen: config.listen,
       tls: config.tls,
@@ -77,6 +85,7 @@ export class Daemon {
       guestsKnown.resolve();
     }
     this.stoppers.push(() => this.guests.stop());
+    metrics.setState('serving');
     const url = this.server.url();
     this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);
     return url;
@@ -98,11 +107,14 @@ export class Daemon {
       if (ch.stats.status === 'Down') (routes ? routes.forget(ch.vmId) : libvirt.forget(ch.vmId));
     });
     libvirt.on('state', () => this.guests.redecideQga());
+    metrics.libvirtState(libvirt.state);
+    libvirt.on('state', (state: 'up' | 'down') => metrics.libvirtState(state));
     this.stoppers.push(() => (routes?.stop(), libvirt.stop()));
     await libvirt.start(); // one attempt; it keeps retrying in the background
   }
 
   async stop(): Promise<void> {
+    metrics.setState('stopping');
     await this.server.stop(this.config.shutdownTimeoutMs);
     for (const stop of this.stoppers.reverse()) await stop();
   }

@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import { ChannelLogCode } from '../guest/issues.js';
 import type { TokenBucket } from '../guest/rateBudget.js';
+import { metrics } from '../metrics/metrics.js';
 
 export interface ChannelWriter {
   /** Queues bytes for the agent; false (and nothing queued) when the agent is not reading. */
@@ -116,6 +117,7 @@ export class ChannelConnection {
         this.guard(() => handler.disconnected());
       }
       if (this.stopped) return;
+      if (up) metrics.channelReconnect(path);
       // A connection that held for a while earns a fast retry; one that keeps dropping backs off.
       if (up && this.now() - upSince >= STABLE_MS) this.attempt = 0;
       const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt);

@@ -5,6 +5,7 @@ import type { ChannelName } from '../wire.js';
 import { ChannelLogCode, GuestIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
 import { VmRateBudget } from '../guest/rateBudget.js';
 import { WarnLimiter } from '../guest/warnLimiter.js';
+import { metrics } from '../metrics/metrics.js';
 
 /** Codes that are normal traffic, counted but never warned about. */
 const QUIET: ReadonlySet<string> = new Set([GuestIssue.unknownMessage, GuestIssue.qgaUnexpectedReply]);
@@ -34,6 +35,7 @@ export class InputGuard {
 
   /** Counts every issue; warns (rate-limited) about those that are not routine. */
   note(channel: ChannelName, issues: IssueCounts, detail?: Record<string, unknown>): void {
+    metrics.guestIssues(issues);
     for (const [code, n] of issues) {
       this.counts.set(code, (this.counts.get(code) ?? 0) + n);
       if (QUIET.has(code)) {

@@ -6,6 +6,7 @@ import type { GuestReport } from '../guest/sanitize.js';
 import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
 import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
+import { metrics } from '../metrics/metrics.js';
 
 /** Where a poller's results go. */
 export interface QgaSink {
@@ -107,7 +108,7 @@ export class QgaPoller {
         if (this.unsupported.has(command)) continue;
         let value: unknown;
         try {
-          value = await this.link.execute(command, undefined, timeoutMs);
+          value = await metrics.timeQgaCommand(command, this.link.execute(command, undefined, timeoutMs));
         } catch (err) {
           if (err instanceof QgaCommandError && err.kind === 'agent') {
             // The agent answered: it is alive, it just cannot do this one.

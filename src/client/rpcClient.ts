@@ -8,7 +8,7 @@ function readTlsFile(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }
 }
 
@@ -25,6 +25,13 @@ export interface ClientTls {
   ca: string;
 }
 
+/** TLS files for a wss:// connection; any may be absent (no client certificate, system CAs). */
+export interface ClientTlsFiles {
+  cert?: string;
+  key?: string;
+  ca?: string;
+}
+
 export interface Notification {
   method: string;
   params: unknown;
@@ -38,7 +45,9 @@ export class RpcClient {
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.onMessage(data.toString()));
+    ws.on('message', (data) =>
+      this.onMessage((Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)).toString('utf8')),
+    );
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
       for (const p of this.pending.values()) p.reject(new Error(this.closedText()));
@@ -46,11 +55,17 @@ export class RpcClient {
     });
   }
 
-  static connect(url: string, opts: { tls?: ClientTls; timeoutMs?: number; headers?: Record<string, string> } = {}): Promise<RpcClient> {
-    let tls = {};
+  static connect(
+    url: string,
+    opts: { tls?: ClientTls; tlsFiles?: ClientTlsFiles; timeoutMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<RpcClient> {
+    const tls: { cert?: Buffer; key?: Buffer; ca?: Buffer } = {};
     let ws: WebSocket;
     try {
-      if (opts.tls) tls = { cert: readTlsFile(opts.tls.cert), key: readTlsFile(opts.tls.key), ca: readTlsFile(opts.tls.ca) };
+      const files = opts.tls ?? opts.tlsFiles ?? {};
+      if (files.cert) tls.cert = readTlsFile(files.cert);
+      if (files.key) tls.key = readTlsFile(files.key);
+      if (files.ca) tls.ca = readTlsFile(files.ca);
       ws = new WebSocket(url, { ...tls, headers: opts.headers, handshakeTimeout: opts.timeoutMs ?? 5000 });
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));

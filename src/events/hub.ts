@@ -2,6 +2,7 @@
 // filter matches. A subscriber that does not keep up (its transport's unsent bytes pass the
 // bound) is cut off instead of being buffered without limit; nobody else waits for it.
 import type { Logger } from 'pino';
+import { metrics } from '../metrics/metrics.js';
 
 export interface EventSink {
   readonly id: number;
@@ -51,6 +52,7 @@ export class EventHub {
         this.subs.delete(sink.id);
         this.log.warn({ peer: sink.peer, conn: sink.id, buffered: sink.bufferedBytes() }, 'event subscriber too slow, disconnecting');
         sink.dropSlow('event subscriber too slow');
+        metrics.subscriberCutOff();
         continue;
       }
       json ??= JSON.stringify({ jsonrpc: '2.0', method, params });

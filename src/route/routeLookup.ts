@@ -7,6 +7,7 @@ import type { RouteTarget } from './ipLiteral.js';
 import { IpRoute, type IpRouteOptions } from './ipRoute.js';
 import { NetlinkRoute, type NetlinkRouteOptions } from './netlinkRoute.js';
 import { RouteRefused, UnknownZone } from './routeAnswer.js';
+import { metrics, type RouteLookupOutcome } from '../metrics/metrics.js';
 
 export type RouteLookupMode = 'netlink' | 'ip';
 
@@ -52,7 +53,7 @@ export class RouteLookup {
     const nl = await this.netlink;
     if (nl && !this.closed) {
       try {
-        const fields = await nl.lookup(target);
+        const fields = await counted('netlink', nl.lookup(target));
         if (this.degraded) {
           this.degraded = false;
           this.log.info('route lookups use netlink again');
@@ -63,7 +64,7 @@ export class RouteLookup {
         this.switchToIp((err as Error).message);
       }
     }
-    return { ...(await this.ip.lookup(target)), via: 'ip' };
+    return { ...(await counted('ip', this.ip.lookup(target))), via: 'ip' };
   }
 
   async close(): Promise<void> {
@@ -75,5 +76,20 @@ export class RouteLookup {
     if (this.degraded) return;
     this.degraded = true;
     this.log.warn({ reason }, 'route lookups fall back to `ip route get`');
+  }
+}
+
+/** Counts a lookup on `path` by how it ended (metrics); returns the same answer. */
+async function counted<T>(path: 'netlink' | 'ip', answer: Promise<T>): Promise<T> {
+  try {
+    const value = await answer;
+    metrics.routeLookup(path, 'ok');
+    return value;
+  } catch (err) {
+    let outcome: RouteLookupOutcome = 'failed';
+    if (err instanceof RouteRefused) outcome = err.isNoRoute ? 'no_route' : 'refused';
+    else if (err instanceof UnknownZone) outcome = 'unknown_zone';
+    metrics.routeLookup(path, outcome);
+    throw err;
   }
 }

@@ -69,6 +69,24 @@ export class MethodRegistry {
     return this.names;
   }
 
+  /** Tells `observer` about every dispatched request: its method, error code (null: ok), seconds. */
+  observe(observer: (method: string, errorCode: number | null, seconds: number) => void): void {
+    this.server.applyMiddleware(async (next, request, session) => {
+      const started = process.hrtime.bigint();
+      const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+      try {
+        const response = await next(request, session);
+        observer(request.method, response?.error?.code ?? null, seconds());
+        return response;
+      } catch (err) {
+        // Mapped to the reply after this (mapErrorToJSONRPCErrorResponse): the same code here.
+        const known = err instanceof RpcError || err instanceof JSONRPCErrorException;
+        observer(request.method, known ? err.code : ErrorCode.internalError, seconds());
+        throw err;
+      }
+    });
+  }
+
   /**
    * Handles one parsed message (request, notification or batch). `invalid` messages are answered
    * here per JSON-RPC 2.0, so the library only ever sees well-formed requests.

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { StompSession, type StompSessionDeps } from './session.js';
 import { SocketTransport, WebSocketTransport } from './transport.js';
 import { encodeFrame } from './frame.js';
+import { metrics } from '../metrics/metrics.js';
 
 export class StompServer {
   private readonly sessions = new Set<StompSession>();
@@ -55,11 +56,13 @@ export class StompServer {
 
   private opened(session: StompSession, transport: string, client: string | string[] | undefined): void {
     this.sessions.add(session);
+    metrics.connectionOpened(session, transport === 'tcp' ? 'stomp' : 'stomp-websocket');
     this.log.info({ peer: session.peer, conn: session.id, protocol: 'stomp', transport, client }, 'connection opened');
   }
 
   private closed(session: StompSession): void {
     if (!this.sessions.delete(session)) return;
+    metrics.connectionClosed(session);
     session.closed();
     this.log.info({ peer: session.peer, conn: session.id, protocol: 'stomp' }, 'connection closed');
   }

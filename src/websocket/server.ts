@@ -18,6 +18,8 @@ import { PortListener } from '../transport/listener.js';
 import { StompServer } from '../stomp/server.js';
 import { STOMP_WS_PROTOCOL } from '../stomp/transport.js';
 import { replyText, ReplyBuffers } from '../rpc/jsonText.js';
+import { metrics } from '../metrics/metrics.js';
+import { serveMetricsHttp } from '../metrics/http.js';
 
 export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
@@ -105,6 +107,7 @@ export class RpcServer {
     this.hub = opts.hub;
     this.log = opts.log;
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (serveMetricsHttp(metrics, req, res)) return;
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close', upgrade: 'websocket' });
       res.end('vdsm-agentd speaks JSON-RPC 2.0 over WebSocket: connect with a WebSocket client\n');
     };
@@ -189,11 +192,13 @@ export class RpcServer {
     if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
     const conn = new Connection(ws, peer, this);
     this.connections.add(conn);
+    metrics.connectionOpened(conn, 'websocket');
     this.log.info({ peer, conn: conn.id, client: cert?.subject?.CN }, 'connection opened');
     ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
     ws.on('error', (err) => this.log.debug({ peer, conn: conn.id, err: err.message }, 'connection error'));
     ws.on('close', (code, reason) => {
       this.connections.delete(conn);
+      metrics.connectionClosed(conn);
       this.hub.unsubscribe(conn);
       this.log.info({ peer, conn: conn.id, code, reason: reason.toString() || undefined }, 'connection closed');
     });

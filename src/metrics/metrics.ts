@@ -1,0 +1,269 @@
+// The daemon's Prometheus metrics: one prom-client Registry and small typed recorders that the
+// stages call with one line each (`metrics.channelReconnect(path)`). Values that the daemon
+// already keeps (VMs, subscribers, events published) are read when scraped, not copied on every
+// change. Label values come from fixed sets (method table, issue codes, channel names), never
+// from guest or client input, so a hostile peer cannot grow the series without bound.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { GuestIssue, type IssueCounts } from '../guest/issues.js';
+import { CHANNEL_NAMES, ErrorCode, type VmStats } from '../wire.js';
+
+export type DaemonState = 'starting' | 'serving' | 'stopping';
+export type ConnectionTransport = 'websocket' | 'stomp' | 'stomp-websocket';
+export type RouteLookupOutcome = 'ok' | 'no_route' | 'refused' | 'unknown_zone' | 'failed';
+
+/** What the daemon's parts expose for scrape-time gauges. */
+export interface MetricSources {
+  vms: () => readonly VmStats[];
+  eventsPublished: () => number;
+  eventSubscribers: () => number;
+}
+
+/** A known VM is Up (its socket exists); one whose sockets are gone is forgotten, not Down. */
+const VM_STATUSES = ['Up'] as const;
+const AGENT_STATUSES = ['responsive', 'unresponsive', 'unknown'] as const;
+const TRANSPORTS: readonly ConnectionTransport[] = ['websocket', 'stomp', 'stomp-websocket'];
+const ROUTE_PATHS = ['netlink', 'ip'] as const;
+
+/** JSON-RPC error codes as outcome labels; anything else is `error`. */
+const OUTCOME_OF_CODE: ReadonlyMap<number, string> = new Map([
+  [ErrorCode.noSuchVm, 'no_such_vm'],
+  [ErrorCode.noRoute, 'no_route'],
+  [ErrorCode.invalidRequest, 'invalid_request'],
+  [ErrorCode.methodNotFound, 'method_not_found'],
+  [ErrorCode.invalidParams, 'invalid_params'],
+  [ErrorCode.internalError, 'internal_error'],
+  [ErrorCode.serverBusy, 'server_busy'],
+]);
+
+/** Latency buckets (seconds) for work that is local and normally fast. */
+const LOCAL_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private state: DaemonState = 'starting';
+  private readonly startedAt = Date.now();
+  private sources: MetricSources | null = null;
+  private knownMethods: ReadonlySet<string> = new Set();
+  private readonly openConnections = new WeakMap<object, ConnectionTransport>();
+  private readonly openByTransport = new Map<ConnectionTransport, number>();
+  private defaultsOn = false;
+
+  private readonly vmsByStatus: Gauge<'status'>;
+  private readonly vmsByAgentStatus: Gauge<'agent_status'>;
+  private readonly guestInput: Counter<'cause'>;
+  private readonly channelReconnects: Counter<'channel'>;
+  private readonly qgaCommands: Histogram<'command' | 'outcome'>;
+  private readonly rpcRequests: Counter<'method' | 'outcome'>;
+  private readonly rpcDuration: Histogram<'method'>;
+  private readonly connections: Gauge<'transport'>;
+  private readonly connectionsOpened: Counter<'transport'>;
+  private readonly subscribersCutOff: Counter;
+  private readonly routeLookups: Counter<'path' | 'outcome'>;
+  private readonly libvirtUp: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    // collect() runs with the metric as `this`; the sources are reached through this closure.
+    const sources = (): MetricSources | null => this.sources;
+    this.vmsByStatus = new Gauge({
+      name: 'vdsm_agentd_vms',
+      help: 'VMs known to the daemon (a channel socket exists), by VDSM status',
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const counts = new Map<string, number>(VM_STATUSES.map((s) => [s, 0]));
+        for (const vm of sources()?.vms() ?? []) counts.set(vm.status, (counts.get(vm.status) ?? 0) + 1);
+        this.reset();
+        for (const [status, n] of counts) this.set({ status }, n);
+      },
+    });
+    this.vmsByAgentStatus = new Gauge({
+      name: 'vdsm_agentd_vms_by_agent_status',
+      help: 'VMs known to the daemon, by guestAgentStatus',
+      labelNames: ['agent_status'],
+      registers,
+      collect() {
+        const all = sources()?.vms() ?? [];
+        for (const s of AGENT_STATUSES)
+          this.set({ agent_status: s }, all.filter((v) => v.guestAgentStatus === s).length);
+      },
+    });
+    this.guestInput = new Counter({
+      name: 'vdsm_agentd_guest_input_issues_total',
+      help: 'Guest input dropped, replaced or cut, by cause (the stable GUEST_ERR_* code)',
+      labelNames: ['cause'],
+      registers,
+    });
+    for (const cause of Object.values(GuestIssue)) this.guestInput.inc({ cause }, 0);
+    this.channelReconnects = new Counter({
+      name: 'vdsm_agentd_channel_reconnects_total',
+      help: 'Connected guest-agent channels that were lost and are being reconnected, by channel name',
+      labelNames: ['channel'],
+      registers,
+    });
+    for (const channel of CHANNEL_NAMES) this.channelReconnects.inc({ channel }, 0);
+    this.qgaCommands = new Histogram({
+      name: 'vdsm_agentd_qga_command_duration_seconds',
+      help: 'Time from sending a qemu-ga command to its answer; outcome error: agent error, timeout or link lost',
+      labelNames: ['command', 'outcome'],
+      buckets: LOCAL_BUCKETS,
+      registers,
+    });
+    this.rpcRequests = new Counter({
+      name: 'vdsm_agentd_rpc_requests_total',
+      help: 'JSON-RPC requests dispatched (WebSocket and STOMP), by method and outcome (ok or the error kind)',
+      labelNames: ['method', 'outcome'],
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: 'vdsm_agentd_rpc_request_duration_seconds',
+      help: 'Time to answer a JSON-RPC request, by method',
+      labelNames: ['method'],
+      buckets: LOCAL_BUCKETS,
+      registers,
+    });
+    this.connections = new Gauge({
+      name: 'vdsm_agentd_connections',
+      help: 'Open client connections, by transport (websocket: JSON-RPC over WebSocket; stomp: over TCP/TLS; stomp-websocket)',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.connectionsOpened = new Counter({
+      name: 'vdsm_agentd_connections_opened_total',
+      help: 'Client connections accepted, by transport',
+      labelNames: ['transport'],
+      registers,
+    });
+    for (const transport of TRANSPORTS) {
+      this.connections.set({ transport }, 0);
+      this.connectionsOpened.inc({ transport }, 0);
+    }
+    new Counter({
+      name: 'vdsm_agentd_events_published_total',
+      help: 'Events published to the event hub (each counted once, whatever the number of subscribers)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources()?.eventsPublished() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'vdsm_agentd_event_subscribers',
+      help: 'Connections subscribed to events',
+      registers,
+      collect() {
+        this.set(sources()?.eventSubscribers() ?? 0);
+      },
+    });
+    this.subscribersCutOff = new Counter({
+      name: 'vdsm_agentd_event_subscribers_cut_off_total',
+      help: 'Event subscribers disconnected because their unsent output passed --max-subscriber-buffer-bytes',
+      registers,
+    });
+    this.routeLookups = new Counter({
+      name: 'vdsm_agentd_route_lookups_total',
+      help: 'Route lookups by path (netlink, ip) and outcome (ok, no_route, refused, unknown_zone, failed: the path could not answer)',
+      labelNames: ['path', 'outcome'],
+      registers,
+    });
+    for (const path of ROUTE_PATHS) this.routeLookups.inc({ path, outcome: 'ok' }, 0);
+    this.libvirtUp = new Gauge({
+      name: 'vdsm_agentd_libvirt_up',
+      help: '1 while libvirtd is connected, 0 while not (absent with --qga-via direct)',
+      registers: [],
+    });
+  }
+
+  /** Wires the scrape-time sources and the method table; turns on prom-client's process metrics. */
+  attach(sources: MetricSources, methodNames: readonly string[]): void {
+    this.sources = sources;
+    this.knownMethods = new Set(methodNames);
+    if (!this.defaultsOn) {
+      this.defaultsOn = true;
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges that prom-client names *_total, which the naming rules (and promtool) reserve
+      // for counters; the same numbers are in nodejs_active_resources.
+      for (const name of [
+        'nodejs_active_handles_total',
+        'nodejs_active_requests_total',
+        'nodejs_active_resources_total',
+      ]) {
+        this.registry.removeSingleMetric(name);
+      }
+    }
+  }
+
+  setState(state: DaemonState): void {
+    this.state = state;
+  }
+
+  health(): { status: DaemonState; uptimeSeconds: number; vms: number; connections: number } {
+    let connections = 0;
+    for (const n of this.openByTransport.values()) connections += n;
+    return {
+      status: this.state,
+      uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000),
+      vms: this.sources?.vms().length ?? 0,
+      connections,
+    };
+  }
+
+  guestIssues(issues: IssueCounts): void {
+    for (const [cause, n] of issues) this.guestInput.inc({ cause }, n);
+  }
+
+  /** `path` is the channel socket: `<vmId>.<channel name>`. */
+  channelReconnect(path: string): void {
+    const name = CHANNEL_NAMES.find((c) => path.endsWith(`.${c}`));
+    if (name) this.channelReconnects.inc({ channel: name });
+  }
+
+  /** Times a qemu-ga command; returns the same promise. */
+  timeQgaCommand<T>(command: string, answer: Promise<T>): Promise<T> {
+    const end = this.qgaCommands.startTimer({ command });
+    answer.then(
+      () => end({ outcome: 'ok' }),
+      () => end({ outcome: 'error' }),
+    );
+    return answer;
+  }
+
+  /** One dispatched JSON-RPC request; `errorCode` null when it succeeded. */
+  rpcRequest(method: string, errorCode: number | null, seconds: number): void {
+    const m = this.knownMethods.has(method) ? method : 'unknown';
+    const outcome = errorCode === null ? 'ok' : (OUTCOME_OF_CODE.get(errorCode) ?? 'error');
+    this.rpcRequests.inc({ method: m, outcome });
+    this.rpcDuration.observe({ method: m }, seconds);
+  }
+
+  connectionOpened(conn: object, transport: ConnectionTransport): void {
+    this.openConnections.set(conn, transport);
+    this.openByTransport.set(transport, (this.openByTransport.get(transport) ?? 0) + 1);
+    this.connections.inc({ transport });
+    this.connectionsOpened.inc({ transport });
+  }
+
+  connectionClosed(conn: object): void {
+    const transport = this.openConnections.get(conn);
+    if (!transport) return;
+    this.openConnections.delete(conn);
+    this.openByTransport.set(transport, (this.openByTransport.get(transport) ?? 1) - 1);
+    this.connections.dec({ transport });
+  }
+
+  subscriberCutOff(): void {
+    this.subscribersCutOff.inc();
+  }
+
+  routeLookup(path: 'netlink' | 'ip', outcome: RouteLookupOutcome): void {
+    this.routeLookups.inc({ path, outcome });
+  }
+
+  libvirtState(state: 'up' | 'down'): void {
+    if (!this.registry.getSingleMetric('vdsm_agentd_libvirt_up')) this.registry.registerMetric(this.libvirtUp);
+    this.libvirtUp.set(state === 'up' ? 1 : 0);
+  }
+}
+
+/** The daemon's one set of metrics (one daemon per process). */
+export const metrics = new DaemonMetrics();
