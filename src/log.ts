@@ -34,6 +34,14 @@ export function resolveFormat(format: LogFormat, fd = 1): 'json' | 'text' {
   return format === 'auto' ? (isatty(fd) ? 'text' : 'json') : format;
 }
 
+/** A JSON log line to pino-pretty's one-line text (also used by the demo for the daemon's lines). */
+export function textFormatter(colour: boolean): (line: string) => string {
+  return prettyFactory({ colorize: colour, singleLine: true, translateTime: 'SYS:standard', ignore: 'svc,pid,hostname' });
+}
+
+/** pino's numeric order of the level names (silent above all). */
+export const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
 export interface LoggerOptions {
   format?: LogFormat;
   /** Prefix each line with its syslog priority; default: when stdout is journald's stream. */
@@ -47,7 +55,7 @@ export function createLogger(level: LogLevel, opts: LoggerOptions = {}): Logger 
   // exit. With pino's default asynchronous stream, a stdout whose reader has gone (EPIPE) made
   // the exit-time flush retry forever, and the daemon never exited on SIGTERM.
   const out = pino.destination({ dest: 1, sync: true });
-  const pretty = format === 'text' ? prettyFactory({ colorize: isatty(1) && !journal, singleLine: true, translateTime: 'SYS:standard', ignore: 'svc,pid,hostname' }) : null;
+  const pretty = format === 'text' ? textFormatter(isatty(1) && !journal) : null;
   const dest: DestinationStream = {
     write(line: string): void {
       const text = pretty ? pretty(line) : line;
