@@ -16,6 +16,8 @@ PACKAGES=(
   libvirt-daemon    # libvirtd, started by the libvirt tests themselves (no systemd needed)
   libvirt-daemon-driver-qemu
   libvirt-clients   # virsh, the reference the libvirt tests compare against
+  rpm               # rpmbuild for `npm run package`, rpm to check the .rpm (test/packaging.test.ts)
+  man-db            # man, to read the packaged man pages back (test/packaging.test.ts)
 )
 # Not installed but fetched with apt-get download into the guest image cache, so no kernel lands
 # in the host's /boot: linux-image-cloud-amd64 (its kernel and virtio modules) and busybox-static.
