@@ -16,9 +16,10 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
 
 cd "$ROOT"
-npm run --silent build
+# Compiled into the work directory, not dist/: tests running meanwhile use the checkout's dist/.
+npx tsc -p tsconfig.json --outDir "$WORK/dist"
 mkdir -p "$WORK/man"
-npx tsx packaging/man.ts "$WORK/man"
+npx tsx packaging/man.ts "$WORK/man" "$WORK/dist"
 
 # The tree both packages share.
 COMMON="$WORK/common"
@@ -26,7 +27,7 @@ LIB="$COMMON/usr/lib/vdsm-agentd"
 mkdir -p "$LIB/bin" "$COMMON/usr/bin" "$COMMON/usr/lib/systemd/system" "$COMMON/usr/lib/sysctl.d" \
   "$COMMON/usr/lib/sysusers.d" "$COMMON/etc/vdsm-agentd" "$COMMON/usr/share/man/man8" "$COMMON/usr/share/man/man1" \
   "$COMMON/usr/share/doc/vdsm-agentd"
-cp -a dist package.json package-lock.json LICENSE "$LIB/"
+cp -a "$WORK/dist" package.json package-lock.json LICENSE "$LIB/"
 # The demo and its simulator are for a checkout, not a host.
 rm -rf "$LIB/dist/demo.js" "$LIB/dist/demo.d.ts" "$LIB/dist/sim"
 find "$LIB/dist" \( -name '*.map' -o -name '*.d.ts' \) -delete

@@ -10,7 +10,8 @@ import { DEFAULT_CONFIG_FILE, envName, OPTIONS } from '../src/config.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
 const out = process.argv[2];
-if (!out) throw new Error('usage: man.ts OUTPUT_DIR');
+if (!out) throw new Error('usage: man.ts OUTPUT_DIR [COMPILED_DIST_DIR]');
+const dist = process.argv[3] ?? path.join(ROOT, 'dist');
 
 /** roff-safe text: backslashes, leading dots and quotes, hyphens in words. */
 const esc = (t: string): string =>
@@ -91,7 +92,7 @@ function daemonPage(): string {
 }
 
 function clientPage(): string {
-  const help = execFileSync(process.execPath, [path.join(ROOT, 'dist/client/cli.js'), '--help'], {
+  const help = execFileSync(process.execPath, [path.join(dist, 'client/cli.js'), '--help'], {
     encoding: 'utf8',
   }).trimEnd();
   const [synopsis, ...rest] = help.split('\n');
