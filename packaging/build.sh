@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 
 cd "$ROOT"
 # Compiled into the work directory, not dist/: tests running meanwhile use the checkout's dist/.
-npx tsc -p tsconfig.json --outDir "$WORK/dist"
+npx tsc -p tsconfig.json --incremental false --outDir "$WORK/dist"
 mkdir -p "$WORK/man"
 npx tsx packaging/man.ts "$WORK/man" "$WORK/dist"
 
