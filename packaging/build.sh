@@ -18,8 +18,6 @@ mkdir -p "$OUT"
 cd "$ROOT"
 # Compiled into the work directory, not dist/: tests running meanwhile use the checkout's dist/.
 npx tsc -p tsconfig.json --incremental false --outDir "$WORK/dist"
-mkdir -p "$WORK/man"
-npx tsx packaging/man.ts "$WORK/man" "$WORK/dist"
 
 # The tree both packages share.
 COMMON="$WORK/common"
@@ -35,6 +33,9 @@ find "$LIB/dist" \( -name '*.map' -o -name '*.d.ts' \) -delete
 (cd "$LIB" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >/dev/null)
 # netlink's prebuilt addon for this architecture only (the package is amd64/x86_64).
 find "$LIB/node_modules" -type d -name prebuilds -prune -exec sh -c 'for d in "$1"/*; do [ "$(basename "$d")" = linux-x64 ] || rm -rf "$d"; done' _ {} \;
+# The man pages, once the staged client can run (its --help is the client's page).
+mkdir -p "$WORK/man"
+npx tsx packaging/man.ts "$WORK/man" "$LIB/dist"
 install -m 0755 packaging/files/launcher.sh "$LIB/bin/vdsm-agentd"
 install -m 0755 packaging/files/launcher.sh "$LIB/bin/vdsm-agent-client"
 ln -s ../lib/vdsm-agentd/bin/vdsm-agentd "$COMMON/usr/bin/vdsm-agentd"
