@@ -5,7 +5,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { QgaVia } from './channels/guestChannels.js';
-import type { LogLevel } from './log.js';
+import type { LogFormat, LogLevel } from './log.js';
 import type { RouteLookupMode } from './route/routeLookup.js';
 import type { StatsSerialisation } from './vms/statsJson.js';
 
@@ -40,6 +40,7 @@ export interface Config {
   routeLookup: RouteLookupMode;
   statsSerialisation: StatsSerialisation;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   maxFrameBytes: number;
   maxBatch: number;
   maxInFlight: number;
@@ -78,6 +79,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
   { flag: 'stats-serialisation', kind: 'string', default: 'cached', help: 'diagnostic: cached | naive (naive rebuilds and re-serialises every VM per call; the benchmark baseline)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
+  { flag: 'log-format', kind: 'string', default: 'auto', help: 'json (one JSON object a line) | text (pino-pretty, for a person) | auto (text on a terminal, json otherwise)' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
   { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection (more: error -32000 Server busy)' },
@@ -336,6 +338,10 @@ export function loadConfig(
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   }
+  const logFormat = get('log-format') as string;
+  if (logFormat !== 'json' && logFormat !== 'text' && logFormat !== 'auto') {
+    throw new ConfigError(`--log-format: expected json, text or auto, got '${logFormat}'`);
+  }
   const positive = (flag: string): number => {
     const n = get(flag) as number;
     if (!(Number.isInteger(n) && n >= 1)) throw new ConfigError(`--${flag}: expected a whole number of at least 1, got ${n}`);
@@ -362,6 +368,7 @@ export function loadConfig(
     routeLookup,
     statsSerialisation,
     logLevel: logLevel as LogLevel,
+    logFormat,
     maxFrameBytes: positive('max-frame-bytes'),
     maxBatch: positive('max-batch'),
     maxInFlight: positive('max-in-flight'),
@@ -410,4 +417,63 @@ export function optionsMarkdown(): string {
     );
   }
   return rows.join('\n');
+}
+
+/** Each Config field under the flag an administrator knows it by (for reload messages). */
+const FIELD_FLAGS: Record<keyof Config, string> = {
+  listen: 'listen',
+  channelsDir: 'channels-dir',
+  configFile: 'config',
+  tls: 'tls-cert/tls-key/tls-ca',
+  insecure: 'insecure',
+  qgaPollIntervalMs: 'qga-poll-interval',
+  qgaTimeoutMs: 'qga-timeout',
+  agentSilenceTimeoutMs: 'agent-silence-timeout',
+  qgaVia: 'qga-via',
+  libvirtUri: 'libvirt-uri',
+  routeLookup: 'route-lookup',
+  statsSerialisation: 'stats-serialisation',
+  logLevel: 'log-level',
+  logFormat: 'log-format',
+  maxFrameBytes: 'max-frame-bytes',
+  maxBatch: 'max-batch',
+  maxInFlight: 'max-in-flight',
+  maxConnections: 'max-connections',
+  allowedOrigins: 'allowed-origins',
+  maxSubscriberBufferBytes: 'max-subscriber-buffer-bytes',
+  shutdownTimeoutMs: 'shutdown-timeout',
+};
+
+export interface ReloadPlan {
+  /** The new level, when it changed. */
+  logLevel: LogLevel | null;
+  /** New TLS files (same or other paths, new contents) for connections from now on. */
+  tls: TlsFiles | null;
+  /** Flags whose new value only a restart can apply. */
+  restart: string[];
+}
+
+function sameTls(a: TlsFiles, b: TlsFiles): boolean {
+  return a.cert.equals(b.cert) && a.key.equals(b.key) && a.ca.equals(b.ca) && JSON.stringify(a.paths) === JSON.stringify(b.paths);
+}
+
+/**
+ * What a SIGHUP can change in place: the log level, and the TLS files while TLS stays on (an
+ * engine re-enrolling the host's certificate). Everything else (the port, TLS switched on or
+ * off, the channels directory, limits) is reported as needing a restart.
+ */
+export function planReload(running: Config, next: Config): ReloadPlan {
+  const plan: ReloadPlan = { logLevel: null, tls: null, restart: [] };
+  for (const field of Object.keys(FIELD_FLAGS) as (keyof Config)[]) {
+    if (field === 'logLevel') {
+      if (next.logLevel !== running.logLevel) plan.logLevel = next.logLevel;
+    } else if (field === 'tls') {
+      if (running.tls && next.tls) {
+        if (!sameTls(running.tls, next.tls)) plan.tls = next.tls;
+      } else if (running.tls !== next.tls) plan.restart.push(FIELD_FLAGS.tls);
+    } else if (JSON.stringify(running[field]) !== JSON.stringify(next[field])) {
+      plan.restart.push(FIELD_FLAGS[field]);
+    }
+  }
+  return plan;
 }

@@ -2,8 +2,9 @@
 // `npm run demo`: the daemon on a temporary channels directory populated with simulated guests
 // from fixtures/demo/ (oVirt-agent and qemu-ga guests, Linux and Windows), so a newcomer with no
 // VMs sees real-looking netIfaces in wscat within seconds. Every argument goes to the daemon
-// (e.g. `npm run demo -- --listen 127.0.0.1:0`). Ctrl-C / SIGTERM stops the daemon and removes
-// the temporary directory.
+// (e.g. `npm run demo -- --listen 127.0.0.1:0`), except that the demo's guests are reached
+// directly (--qga-via direct: the machine's own libvirtd and VMs stay out of it). Ctrl-C /
+// SIGTERM stops the daemon and removes the temporary directory.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { GuestSimulator } from './sim/simulator.js';
 import { loadGuestDir } from './sim/guestFile.js';
 import type { SimGuest } from './sim/guest.js';
+import { loadConfig } from './config.js';
+import { LEVEL_VALUES, resolveFormat, textFormatter, type LogLevel } from './log.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURES = path.resolve(here, '../fixtures/demo');
@@ -28,16 +31,16 @@ function banner(url: string, dir: string, guests: SimGuest[]): string {
     '',
     `listening on ${url}`,
     '',
-    'Try it with wscat (one request per line):',
+    'Try it with wscat on a terminal (one request per line):',
     `  npx wscat -c ${url}`,
     `  > ${req(1, 'Host.getAllVmStats')}`,
     `  > ${req(2, 'VM.getStats', { vmID: guests[0]?.vmId })}`,
     `  > ${req(3, 'Host.subscribeEvents')}`,
     ...(changing.length ? [`    (events follow: ${changing.join('; ')})`] : []),
-    'or one shot:',
-    `  npx wscat -c ${url} -x '${req(1, 'Host.getAllVmStats')}'`,
-    'or the client:',
+    // wscat quits as soon as its input ends, before any reply, so it is no one-shot tool.
+    'or one shot with the client, on a terminal or not:',
     `  node dist/client/cli.js --url ${url} Host getAllVmStats`,
+    `  node dist/client/cli.js --url ${url} VM getStats vmID=${guests[0]?.vmId ?? ''}`,
     '',
     'Ctrl-C stops the daemon and removes the temporary directory.',
     '',
@@ -63,24 +66,40 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  // The user's flags come last so they win, except that the channels directory is ours.
-  const daemon = spawn(process.execPath, [DAEMON, ...process.argv.slice(2), '--channels-dir', dir], {
+  // The user's flags first; ours win: the channels directory and direct qemu-ga are the demo's.
+  const ours = ['--channels-dir', dir, '--qga-via', 'direct'];
+  const userArgs = process.argv.slice(2);
+  // The banner waits for the daemon's "listening" line, so the daemon logs at info or more and
+  // the demo shows only the lines at the level the user asked for, in the format asked for.
+  let shown: { level: LogLevel; text: ((line: string) => string) | null } = { level: 'info', text: null };
+  try {
+    const c = loadConfig([...userArgs, ...ours]);
+    shown = { level: c.logLevel, text: resolveFormat(c.logFormat) === 'text' ? textFormatter(process.stdout.isTTY) : null };
+  } catch {
+    /* the daemon reports a bad flag itself, in one line */
+  }
+  const daemonLevel = LEVEL_VALUES[shown.level] < LEVEL_VALUES.info ? shown.level : 'info';
+  const daemon = spawn(process.execPath, [DAEMON, ...userArgs, ...ours, '--log-level', daemonLevel, '--log-format', 'json'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let announced = false;
   let pending = '';
   daemon.stdout.setEncoding('utf8');
   daemon.stdout.on('data', (chunk: string) => {
-    process.stdout.write(chunk);
-    if (announced) return;
     pending += chunk;
-    for (const text of pending.split('\n')) {
-      const m = /"msg":"listening on ([^"]+)"/.exec(text);
-      if (m) {
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      let entry: { level?: LogLevel; msg?: string; url?: string } = {};
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        /* not ours to judge: shown as it is */
+      }
+      if (LEVEL_VALUES[entry.level ?? 'info'] >= LEVEL_VALUES[shown.level]) process.stdout.write((shown.text ? shown.text(line) : line) + (shown.text ? '' : '\n'));
+      if (!announced && entry.url && entry.msg?.startsWith('listening on')) {
         announced = true;
-        process.stdout.write(banner(m[1]!, dir, guests));
-        pending = '';
-        return;
+        process.stdout.write(banner(entry.url, dir, guests));
       }
     }
   });

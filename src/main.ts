@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Flags -> Config -> Daemon. Start-up errors are one line on stderr and exit status 2.
+// signals.js first: its handlers must be in place before anything else is evaluated.
+import { onOtherSignals } from './signals.js';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { ConfigError, loadConfig, optionsMarkdown, parseArgs, usage, type Config } from './config.js';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, optionsMarkdown, parseArgs, planReload, usage, type Config } from './config.js';
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { notifyReady } from './systemdNotify.js';
@@ -17,7 +21,7 @@ function startError(config: Config, err: unknown): string {
   const where = `${config.listen.host}:${config.listen.port}`;
   switch (e.code) {
     case 'EADDRINUSE':
-      return `cannot listen on ${where}: address already in use`;
+      return `cannot listen on ${where}: address already in use${portHolder(config.listen.port)}`;
     case 'EADDRNOTAVAIL':
       return `cannot listen on ${where}: address not available on this host`;
     case 'EACCES':
@@ -28,6 +32,54 @@ function startError(config: Config, err: unknown): string {
     default:
       return `cannot start: ${String(e?.message ?? err).split('\n')[0]}`;
   }
+}
+
+/** ' (by NAME, pid N)' when ss can tell which process listens on the port (root sees all). */
+function portHolder(port: number): string {
+  try {
+    const out = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(out);
+    return m ? ` (by ${m[1]}, pid ${m[2]})` : '';
+  } catch {
+    return ''; // no ss: the plain message is still right
+  }
+}
+
+/**
+ * SIGHUP: config file and environment read again with the same flags. The log level and the TLS
+ * files apply at once (TLS for new connections); other changes are named as needing a restart.
+ * A reload that fails keeps everything as it runs and says why in one line.
+ */
+function reload(argv: readonly string[], running: Config, daemon: Daemon, log: Logger): Config {
+  let next: Config;
+  try {
+    next = loadConfig(argv);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    log.error({ signal: 'SIGHUP' }, `reload failed, running settings kept: ${why}`);
+    return running;
+  }
+  const plan = planReload(running, next);
+  const applied: string[] = [];
+  if (plan.tls) {
+    try {
+      daemon.server.setTls(plan.tls);
+      applied.push('tls-cert/tls-key/tls-ca');
+    } catch (err) {
+      log.error({ signal: 'SIGHUP' }, `reload failed, running settings kept: TLS files not usable: ${(err as Error).message}`);
+      return running;
+    }
+  }
+  if (plan.logLevel) {
+    log.level = plan.logLevel;
+    applied.push('log-level');
+  }
+  const now: Config = { ...running, logLevel: plan.logLevel ?? running.logLevel, tls: plan.tls ?? running.tls };
+  if (plan.restart.length) {
+    log.warn({ signal: 'SIGHUP', settings: plan.restart }, `changed settings need a restart to take effect: ${plan.restart.join(', ')}`);
+  }
+  log.info({ signal: 'SIGHUP', applied, tls: now.tls?.paths ?? null }, 'configuration reloaded');
+  return now;
 }
 
 async function main(): Promise<void> {
@@ -50,7 +102,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) die(err.message);
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, { format: config.logFormat });
   log.debug({ config: { ...config, tls: config.tls?.paths ?? null } }, 'configuration');
   let daemon: Daemon;
   try {
@@ -83,6 +135,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  let running = config;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    if (signal === 'SIGHUP') running = reload(argv, running, daemon, log);
+    else log.info({ signal }, `${signal} ignored: SIGHUP reloads, SIGTERM or SIGINT stops the daemon`);
+  };
+  for (const signal of onOtherSignals(onSignal)) onSignal(signal);
   // A bug must not take down a host agent silently: log it; the daemon stays up for other VMs.
   process.on('uncaughtException', (err) => log.fatal({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

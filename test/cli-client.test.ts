@@ -90,7 +90,12 @@ describe('vdsm-agent-client', () => {
     const help = (await client(['--help'])).stdout;
     const codes = [...help.slice(help.indexOf('Exit status:')).matchAll(/^ {2}(\d) {2}(.+)$/gm)].map((m) => [m[1], m[2]]);
     expect(codes.map((c) => c[0])).toEqual(['0', '1', '2', '3']);
-    const man = readFileSync(path.join(ROOT, 'man/vdsm-agent-client.1'), 'utf8');
+    // The packaged page, generated the way `npm run package` does.
+    const out = tempDir('man');
+    await new Promise<void>((resolve, reject) =>
+      execFile('npx', ['tsx', 'packaging/man.ts', out, path.join(ROOT, 'dist')], { cwd: ROOT }, (err) => (err ? reject(err) : resolve())),
+    );
+    const man = readFileSync(path.join(out, 'vdsm-agent-client.1'), 'utf8');
     const manCodes = [...man.slice(man.indexOf('.SH EXIT STATUS')).matchAll(/^\.B (\d)\n(.+)$/gm)].map((m) => m[1]);
     expect(manCodes).toEqual(['0', '1', '2', '3']);
   });

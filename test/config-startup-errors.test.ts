@@ -90,6 +90,11 @@ describe('start-up errors exit 2 with one line naming the problem', () => {
       await expectStartupError(['--listen', `127.0.0.1:${port}`, '--channels-dir', '/nonexistent'], new RegExp(`cannot listen on 127.0.0.1:${port}: address already in use`));
     });
 
+    it.skipIf(!hasCommand('ss'))('names the process holding it when ss can tell', async () => {
+      // This test process holds the port: ss sees its own user's processes without root.
+      await expectStartupError(['--listen', `127.0.0.1:${port}`, '--channels-dir', '/nonexistent'], new RegExp(`address already in use \\(by [^,]+, pid ${process.pid}\\)\\n`));
+    });
+
     it('by another vdsm-agentd', async () => {
       const first = await startDaemon(BASE);
       const taken = new URL(first.url).port;

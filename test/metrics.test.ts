@@ -198,10 +198,10 @@ describe('GET /metrics after a known sequence', () => {
 
   it('Host.setLogLevel changes the level at once, and refuses a name it does not know', async () => {
     const ws = await RpcClient.connect(d.url);
-    const debugLines = (): number => d.logs().filter((l) => l.level === 20).length;
+    const debugLines = (): number => d.logs().filter((l) => l.level === 'debug').length;
     expect(await ws.call('Host.setLogLevel', { level: 'DEBUG' })).toBe(true);
     await ws.call('Host.ping2');
-    await d.waitForLog((l) => l.level === 20 && l.msg === 'request' && String(l.request).includes('Host.ping2'));
+    await d.waitForLog((l) => l.level === 'debug' && l.msg === 'request' && String(l.request).includes('Host.ping2'));
     expect(await ws.call('Host.setLogLevel', { level: 'WARNING' })).toBe(true);
     await d.waitForLog((l) => l.msg === 'log level changed' && l.to === 'warn');
     const seen = debugLines();

@@ -26,7 +26,7 @@ export interface PortListenerOptions {
 }
 
 export class PortListener {
-  private readonly server: net.Server;
+  private readonly server: net.Server | tls.Server;
   private readonly undecided = new Set<net.Socket>();
   private readonly timeoutMs: number;
 
@@ -75,6 +75,15 @@ export class PortListener {
         resolve(this.server.address() as AddressInfo);
       });
     });
+  }
+
+  /**
+   * New TLS files (SIGHUP): handshakes from now on use them; connections already made keep
+   * theirs, so a re-enrolled certificate needs no restart and drops no one.
+   */
+  setTls(files: NonNullable<Config['tls']>): void {
+    if (!(this.server instanceof tls.Server)) throw new Error('the listener was started without TLS');
+    this.server.setSecureContext({ cert: files.cert, key: files.key, ca: files.ca });
   }
 
   address(): AddressInfo {

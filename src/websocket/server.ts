@@ -144,6 +144,11 @@ export class RpcServer {
     return address;
   }
 
+  /** New TLS files for new connections (SIGHUP reload). */
+  setTls(files: NonNullable<Config['tls']>): void {
+    this.listener.setTls(files);
+  }
+
   url(): string {
     const a = this.listener.address();
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
