@@ -25,7 +25,7 @@ export const QGA = {
   osInfo: 'guest-get-osinfo',
 } as const;
 
-/** The commands polled every interval, in order. */
+/** The commands polled, in order (the first every interval, the others less often: channels/qgaPoller.ts). */
 export const QGA_POLLED = [QGA.interfaces, QGA.hostName, QGA.osInfo] as const;
 
 /** Argument-less requests are the same bytes every poll: built once (never mutated; writes only read them). */
