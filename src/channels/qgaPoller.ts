@@ -42,6 +42,9 @@ interface Mapped {
 
 export class QgaPoller {
   private timer: NodeJS.Timeout | null = null;
+  /** The timer's delay, and whether it is pending (a pending timer is cleared by kick()). */
+  private timerMs = 0;
+  private armed = false;
   private running = false;
   private again = false;
   private stopped = true;
@@ -74,6 +77,7 @@ export class QgaPoller {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.armed = false;
   }
 
   /** A new connection (or any reason to look now): resync and poll everything without waiting. */
@@ -92,10 +96,18 @@ export class QgaPoller {
       this.again = true;
       return;
     }
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.armed && this.timer) {
+      clearTimeout(this.timer); // a cleared timer cannot be re-armed: a new one next time
+      this.timer = null;
+    }
+    this.armed = false;
     void this.round();
   }
+
+  private readonly tick = (): void => {
+    this.armed = false;
+    this.kick();
+  };
 
   private async round(): Promise<void> {
     this.running = true;
@@ -113,7 +125,14 @@ export class QgaPoller {
           // interval, not in one burst.
           const delay = this.spread ? Math.round(this.opts.intervalMs * Math.random()) : this.opts.intervalMs;
           this.spread = false;
-          this.timer = setTimeout(() => this.kick(), delay);
+          // One timer per poller, re-armed each round (no new timer and closure per poll).
+          if (this.timer && this.timerMs === delay) this.timer.refresh();
+          else {
+            if (this.timer) clearTimeout(this.timer);
+            this.timer = setTimeout(this.tick, delay);
+            this.timerMs = delay;
+          }
+          this.armed = true;
         }
       }
     }
