@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, optionsMarkdown, parseArgs, usage, type Config
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { notifyReady } from './systemdNotify.js';
+import { keepYoungGenerationSmall } from './youngGeneration.js';
 
 function die(message: string): never {
   process.stderr.write(`vdsm-agentd: error: ${message}\n`);
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) die(err.message);
     throw err;
   }
+  keepYoungGenerationSmall();
   const log = createLogger(config.logLevel);
   log.debug({ config: { ...config, tls: config.tls?.paths ?? null } }, 'configuration');
   let daemon: Daemon;
