@@ -261,9 +261,11 @@ export async function run(): Promise<void> {
     await sleep(POLL_MS * 2); // the first polls after start-up are spread over an interval
     const pids = [ours.d.pid, old.d.pid];
     const cpu0 = pids.map(cpuSeconds);
+    const req0 = sims.map((x) => x.counters.qgaRequests);
     const w0 = performance.now();
     await sleep(IDLE_SECONDS * 1000);
     const wall = (performance.now() - w0) / 1000;
+    const [reqOurs, reqOld] = sims.map((x, i) => (x.counters.qgaRequests - req0[i]!) / wall) as [number, number];
     const [idleOurs, idleOld] = pids.map((p, k) => ((cpuSeconds(p) - cpu0[k]!) / wall) * 100) as [number, number];
     const [rssOurs, rssOld] = pids.map((p) => memMiB(p, 'VmRSS')) as [number, number];
 
@@ -332,6 +334,7 @@ export async function run(): Promise<void> {
         '< 1 %',
         idleOurs < 1,
       ),
+      row('  qemu-ga requests/s while idle', reqOurs.toFixed(0), reqOld.toFixed(0), x(reqOurs, reqOld), '', null),
       row(
         'RSS MiB steady (after idle)',
         rssOurs.toFixed(0),
