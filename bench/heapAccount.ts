@@ -11,6 +11,8 @@ import path from 'node:path';
 import { GuestSimulator } from '../src/sim/simulator.js';
 import { generateGuests } from '../src/sim/guest.js';
 import { DAEMON } from './daemonProcess.js';
+import { RpcClient } from '../src/client/rpcClient.js';
+import type { VmStats } from '../src/wire.js';
 
 const VMS = Number(process.argv[2] ?? 1000);
 const MAIN = process.argv[3] ?? DAEMON;
@@ -60,9 +62,24 @@ async function measure(
     const proc = spawn(
       process.execPath,
       ['--heapsnapshot-signal=SIGUSR2', MAIN, '--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct'],
-      { cwd, stdio: ['ignore', 'ignore', 'inherit'] },
+      { cwd, stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    await sleep(20_000); // connected, synced, a few polls each
+    const url = await new Promise<string>((resolve) => {
+      let out = '';
+      proc.stdout!.on('data', (c: Buffer) => {
+        const m = /"url":"([^"]+)"/.exec((out += c.toString()));
+        if (m) resolve(m[1]!);
+      });
+    });
+    // Every VM connected and reported (not a guessed time: the machine may be loaded), then a few polls each.
+    const c = await RpcClient.connect(url);
+    for (;;) {
+      const all = await c.call<VmStats[]>('Host.getAllVmStats');
+      if (all.length === vms && all.every((v) => v.netIfaces !== null)) break;
+      await sleep(200);
+    }
+    await c.close();
+    await sleep(10_000);
     const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) / 1024;
     proc.kill('SIGUSR2');
     let file: string | undefined;
@@ -100,11 +117,9 @@ console.log(
   `${VMS} VMs: V8 heap ${(empty.total / 2 ** 20).toFixed(1)} -> ${(full.total / 2 ** 20).toFixed(1)} MiB (${((full.total - empty.total) / VMS / 1024).toFixed(2)} KiB per VM); RSS ${empty.rssMiB.toFixed(0)} -> ${full.rssMiB.toFixed(0)} MiB (${(((full.rssMiB - empty.rssMiB) * 1024) / VMS).toFixed(1)} KiB per VM)`,
 );
 console.table(
-  rows
-    .slice(0, 40)
-    .map((r) => ({
-      'self size of': r.name,
-      'bytes per VM': Math.round(r.perVmBytes),
-      'objects per VM': r.perVmCount.toFixed(2),
-    })),
+  rows.slice(0, 40).map((r) => ({
+    'self size of': r.name,
+    'bytes per VM': Math.round(r.perVmBytes),
+    'objects per VM': r.perVmCount.toFixed(2),
+  })),
 );
