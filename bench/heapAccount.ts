@@ -66,7 +66,7 @@ async function measure(
     );
     const url = await new Promise<string>((resolve) => {
       let out = '';
-      proc.stdout!.on('data', (c: Buffer) => {
+      proc.stdout.on('data', (c: Buffer) => {
         const m = /"url":"([^"]+)"/.exec((out += c.toString()));
         if (m) resolve(m[1]!);
       });
