@@ -29,8 +29,10 @@ type EventParams = Record<string, Partial<VmStats>>;
 function announcedStatuses(c: RpcClient, vmId: string): string[] {
   return c.notifications
     .filter((n) => n.method === `|virt|VM_status|${vmId}`)
-    .map((n) => (n.params as EventParams)[vmId]!.guestAgentStatus)
-    .filter((s): s is string => s !== undefined);
+    .flatMap((n) => {
+      const s = (n.params as EventParams)[vmId]?.guestAgentStatus;
+      return s === undefined ? [] : [s];
+    });
 }
 
 function warnings(logs: Record<string, unknown>[], vmId: string): Record<string, unknown>[] {
@@ -144,7 +146,10 @@ class CorruptingRelay {
 
   private serve(daemon: net.Socket, agentPath: string): void {
     const agent = net.connect(agentPath);
-    const end = (): void => (daemon.destroy(), agent.destroy());
+    const end = (): void => {
+      daemon.destroy();
+      agent.destroy();
+    };
     for (const s of [daemon, agent]) s.on('error', end).on('close', end);
     daemon.on('data', (chunk: Buffer) => {
       if (this.armed && chunk.includes(`"${this.armed}"`)) {

@@ -26,7 +26,7 @@ export interface QgaPollerOptions {
 }
 
 /** VDSM asks qemu-ga for system info (host name, OS) every 120 s (qga_sysinfo_period). */
-export const QGA_DETAILS_EVERY_MS = 120_000;
+const QGA_DETAILS_EVERY_MS = 120_000;
 
 /** Unreadable replies in a row (no good one between) after which the agent counts as unresponsive. */
 export const QGA_PROTOCOL_ERRORS_TOLERATED = 3;
