@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
+export const DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
 
 export interface BenchDaemon {
   proc: ChildProcess;
@@ -12,8 +12,9 @@ export interface BenchDaemon {
   stop: () => Promise<void>;
 }
 
-export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchDaemon> {
-  const proc = spawn(process.execPath, [...nodeArgs, DAEMON, ...args], {
+/** `main`: another build of the daemon (e.g. an old commit's, bench/oldDaemon.ts). */
+export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], main = DAEMON): Promise<BenchDaemon> {
+  const proc = spawn(process.execPath, [...nodeArgs, main, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, optionsMarkdown, parseArgs, planReload, usage,
 import { Daemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { notifyReady } from './systemdNotify.js';
+import { keepYoungGenerationSmall } from './youngGeneration.js';
 
 function die(message: string): never {
   process.stderr.write(`vdsm-agentd: error: ${message}\n`);
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) die(err.message);
     throw err;
   }
+  keepYoungGenerationSmall();
   const log = createLogger(config.logLevel, { format: config.logFormat });
   log.debug({ config: { ...config, tls: config.tls?.paths ?? null } }, 'configuration');
   let daemon: Daemon;

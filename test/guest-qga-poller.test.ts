@@ -1,9 +1,11 @@
 // QgaPoller over a scripted QgaLink: the contract every qemu-ga transport (the channel socket
-// here, libvirt's agent-command later) relies on. Resync before polling, the polled commands in
-// order, one report per round, timeouts -> unresponsive + resync, agent errors -> still alive.
+// here, libvirt's agent-command later) relies on. Resync before polling, network data every
+// round and host name / OS after a resync and every `detailsEveryMs`, one report per round,
+// timeouts -> unresponsive + resync, agent errors -> still alive, unreadable replies -> resync
+// at once and unresponsive only when they keep coming.
 import { afterEach, describe, expect, it } from 'vitest';
 import { QgaCommandError, type QgaLink } from '../src/guest/qgaLink.js';
-import { QgaPoller, type QgaSink } from '../src/channels/qgaPoller.js';
+import { QGA_PROTOCOL_ERRORS_TOLERATED, QgaPoller, type QgaSink } from '../src/channels/qgaPoller.js';
 import type { GuestReport } from '../src/guest/sanitize.js';
 import { qgaReturn } from './helpers/guestFixtures.js';
 import { eventually } from './helpers/scriptedGuest.js';
@@ -44,27 +46,30 @@ class RecordingSink implements QgaSink {
 const pollers: QgaPoller[] = [];
 afterEach(() => pollers.splice(0).forEach((p) => p.stop()));
 
-function setup(): { link: ScriptedLink; sink: RecordingSink; poller: QgaPoller } {
+function setup(detailsEveryMs = 60): { link: ScriptedLink; sink: RecordingSink; poller: QgaPoller } {
   const link = new ScriptedLink();
   link.answers.set('guest-network-get-interfaces', qgaReturn('linux-interfaces'));
   link.answers.set('guest-get-host-name', qgaReturn('host-name'));
   link.answers.set('guest-get-osinfo', qgaReturn('osinfo'));
   const sink = new RecordingSink();
-  const poller = new QgaPoller(link, sink, { intervalMs: 20, timeoutMs: 100 });
+  const poller = new QgaPoller(link, sink, { intervalMs: 20, timeoutMs: 100, detailsEveryMs });
   pollers.push(poller);
   return { link, sink, poller };
 }
 
 describe('QgaPoller', () => {
-  it('resyncs first, then polls the three commands in order, one report per round', async () => {
+  it('resyncs first, polls all three commands, then network data every round and the rest every detailsEveryMs', async () => {
     const { link, sink, poller } = setup();
     poller.start();
-    await eventually(() => sink.reports.length, (n) => n >= 2);
-    expect(link.calls.slice(0, 7)).toEqual([
+    await eventually(() => sink.reports.length, (n) => n >= 4);
+    // detailsEveryMs 60 at a 20 ms interval: host name and OS every third round.
+    expect(link.calls.slice(0, 9)).toEqual([
       'sync',
       'guest-network-get-interfaces',
       'guest-get-host-name',
       'guest-get-osinfo',
+      'guest-network-get-interfaces',
+      'guest-network-get-interfaces',
       'guest-network-get-interfaces',
       'guest-get-host-name',
       'guest-get-osinfo',
@@ -78,6 +83,48 @@ describe('QgaPoller', () => {
       guestOs: '6.1.0-18-amd64',
     });
     expect(sink.statuses[0]).toBe('responsive');
+    expect(sink.reports[1]).toEqual({ netIfaces: sink.reports[0]!.netIfaces });
+    // A host name change is seen at the next details round.
+    link.answers.set('guest-get-host-name', { 'host-name': 'renamed' });
+    await eventually(() => sink.reports, (r) => r.some((x) => x.guestName === 'renamed'));
+  });
+
+  it('a resync asks for everything again at once', async () => {
+    const { link, sink, poller } = setup(60_000);
+    poller.start();
+    await eventually(() => sink.reports.length, (n) => n >= 2);
+    expect(link.calls.filter((c) => c === 'guest-get-host-name')).toHaveLength(1);
+    poller.linkReset();
+    await eventually(() => link.calls.filter((c) => c === 'guest-get-host-name').length, (n) => n === 2);
+    expect(link.calls.filter((c) => c === 'sync')).toHaveLength(2);
+  });
+
+  it('an unreadable reply resyncs at once, keeps the agent responsive and its data; a run of them makes it unresponsive', async () => {
+    const { link, sink, poller } = setup(60_000);
+    poller.start();
+    await eventually(() => sink.reports.length, (n) => n >= 2);
+    const before = link.calls.length;
+    const answers = link.answers;
+    // One bad reply, then good ones again: resynced at once (no interval wait), never unresponsive.
+    let bad = 1;
+    link.execute = (command: string): Promise<unknown> => {
+      link.calls.push(command);
+      if (command === 'guest-network-get-interfaces' && bad > 0) {
+        bad--;
+        return Promise.reject(new QgaCommandError('protocol', 'not JSON'));
+      }
+      const a = command === 'guest-network-get-interfaces' ? qgaReturn('linux-interfaces') : answers.get(command);
+      return a instanceof QgaCommandError ? Promise.reject(a) : Promise.resolve(a);
+    };
+    await eventually(() => link.calls.slice(before), (c) => c.filter((x) => x === 'guest-network-get-interfaces').length >= 3);
+    expect(link.calls.slice(before, before + 3)).toEqual(['guest-network-get-interfaces', 'sync', 'guest-network-get-interfaces']);
+    expect(sink.statuses).not.toContain('unresponsive');
+    // Unreadable replies that keep coming: unresponsive after QGA_PROTOCOL_ERRORS_TOLERATED in a row.
+    bad = Infinity;
+    await eventually(() => sink.statuses, (s) => s.includes('unresponsive'));
+    const failedSince = link.calls.lastIndexOf('guest-get-host-name');
+    expect(link.calls.slice(failedSince).filter((c) => c === 'sync').length).toBeGreaterThanOrEqual(QGA_PROTOCOL_ERRORS_TOLERATED);
+    expect(sink.reports.every((r) => r.netIfaces?.length === 2)).toBe(true); // nothing was lost or blanked
   });
 
   it('a timeout makes the agent unresponsive, keeps what the round got, and resyncs next round', async () => {

@@ -133,7 +133,11 @@ export class ChannelConnection {
       socket.pause();
       this.resumeTimer = setTimeout(() => socket.resume(), waitMs);
     }
-    this.guard(() => this.opts.handler.data(chunk));
+    try {
+      this.opts.handler.data(chunk); // inline, not through guard(): no closure per read
+    } catch (err) {
+      this.handlerFailed(err);
+    }
     return true;
   }
 
@@ -148,8 +152,12 @@ export class ChannelConnection {
     try {
       fn();
     } catch (err) {
-      this.opts.log.error({ err, path: this.opts.path, code: ChannelLogCode.handlerFailed }, 'channel handler failed; reconnecting');
-      this.socket?.destroy();
+      this.handlerFailed(err);
     }
+  }
+
+  private handlerFailed(err: unknown): void {
+    this.opts.log.error({ err, path: this.opts.path, code: ChannelLogCode.handlerFailed }, 'channel handler failed; reconnecting');
+    this.socket?.destroy();
   }
 }

@@ -1,6 +1,7 @@
 // QgaLink over the VM's org.qemu.guest_agent.0 socket (`--qga-via direct`): one command in
 // flight at a time, each with its own timeout; replies are matched in order, and after a
-// timeout the poller resyncs so a late reply can never be taken for the next command's.
+// timeout or an unreadable reply the poller resyncs so a late reply can never be taken for the
+// next command's.
 import { randomInt } from 'node:crypto';
 import type { ChannelName } from '../wire.js';
 import type { ChannelHandler, ChannelWriter } from './channel.js';
@@ -14,6 +15,8 @@ interface Pending {
   reject: (err: QgaCommandError) => void;
   timer: NodeJS.Timeout;
   sync: boolean;
+  /** The command, for the log. */
+  what: string;
 }
 
 export class QgaSocketLink implements QgaLink, ChannelHandler {
@@ -58,8 +61,9 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
         continue;
       }
       // Replies we asked for are bounded by our own schedule; only unsolicited ones spend the budget.
-      if ((!this.pending || this.pending.sync) && !this.guard.admitMessage(this.channel)) continue;
-      if (ev.issues.size) this.guard.note(this.channel, ev.issues);
+      const waited = this.pending && !this.pending.sync ? this.pending.what : null;
+      if (waited === null && !this.guard.admitMessage(this.channel)) continue;
+      if (ev.issues.size) this.guard.note(this.channel, ev.issues, waited !== null && ev.reply.kind === 'invalid' ? { command: waited } : undefined);
       this.onReply(ev.reply);
     }
   }
@@ -71,7 +75,9 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     }
     if (reply.kind === 'return') this.settle(reply.value, null);
     else if (reply.kind === 'error') this.settle(null, new QgaCommandError('agent', reply.desc, reply.errorClass));
-    // An invalid line is not an answer: the command times out and the stream is resynced.
+    // Not a reply (its code was counted above): waiting out the timeout would only make a live
+    // agent look dead; the poller resyncs at once instead, which also skips a late real reply.
+    else this.settle(null, new QgaCommandError('protocol', `${this.pending.what} got a reply that is not valid qemu-ga JSON`));
   }
 
   execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
@@ -90,7 +96,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     if (!this.writer || !this.writer.write(bytes)) return Promise.reject(new QgaCommandError('disconnected', 'channel not connected'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.settle(null, new QgaCommandError('timeout', `${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
-      this.pending = { resolve, reject, timer, sync };
+      this.pending = { resolve, reject, timer, sync, what };
     });
   }
 

@@ -6,6 +6,11 @@
 import { GuestIssue } from './issues.js';
 
 export type Frame =
+  /**
+   * A line that came whole in one chunk is a view of that chunk (channels read into one shared
+   * buffer): use it, or copy what you keep, before the chunk's memory is reused. A line that
+   * spanned chunks is the framer's own copy.
+   */
   | { kind: 'line'; bytes: Buffer }
   | { kind: 'dropped'; code: typeof GuestIssue.lineTooLong }
   | { kind: 'delimiter' };
@@ -52,6 +57,11 @@ export class LineFramer {
         // Whatever came before the marker is a half-sent message the agent itself discards.
         this.reset();
         frames.push({ kind: 'delimiter' });
+      } else if (this.pendingBytes === 0 && !this.skipping) {
+        // A whole line inside this chunk: a view of it, not a copy (see Frame).
+        const len = end - start;
+        if (len > this.maxLineBytes) frames.push({ kind: 'dropped', code: GuestIssue.lineTooLong });
+        else if (len > 0) frames.push({ kind: 'line', bytes: buf.subarray(start, end) });
       } else {
         this.append(buf.subarray(start, end), frames);
         if (!this.skipping && this.pendingBytes > 0) frames.push({ kind: 'line', bytes: this.take() });

@@ -25,7 +25,7 @@ export const QGA = {
   osInfo: 'guest-get-osinfo',
 } as const;
 
-/** The commands polled every interval, in order. */
+/** The commands polled, in order (the first every interval, the others less often: channels/qgaPoller.ts). */
 export const QGA_POLLED = [QGA.interfaces, QGA.hostName, QGA.osInfo] as const;
 
 /** Argument-less requests are the same bytes every poll: built once (never mutated; writes only read them). */
@@ -174,8 +174,7 @@ function startsWith(b: Uint8Array, at: number, prefix: Uint8Array): boolean {
 interface RememberedReply {
   line: Buffer;
   holes: number[];
-  reply: QgaReply;
-  issues: IssueCounts;
+  event: QgaEvent & { type: 'reply' };
 }
 
 export type QgaEvent =
@@ -244,11 +243,15 @@ export class QgaReader {
 
   private reply(line: Buffer): QgaEvent {
     const known = this.remembered.find((r) => sameReplyButCounters(r.line, r.holes, line));
-    if (known) return { type: 'reply', reply: known.reply, issues: new Map(known.issues) };
+    if (known) return known.event;
     const issues: IssueCounts = new Map();
     const reply = parseQgaReply(line, issues);
     if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES) {
-      this.remembered.unshift({ line, holes: counterHoles(line), reply, issues: new Map(issues) });
+      // Its own exact-size copy: a slice of a pooled buffer would keep the whole 8 KiB slab alive.
+      const own = Buffer.allocUnsafeSlow(line.length);
+      line.copy(own);
+      // The event itself is handed out again: its readers never modify it (issues are read-only).
+      this.remembered.unshift({ line: own, holes: counterHoles(line), event: { type: 'reply', reply, issues: new Map(issues) } });
       if (this.remembered.length > REMEMBERED_REPLIES) this.remembered.pop();
     }
     return { type: 'reply', reply, issues };

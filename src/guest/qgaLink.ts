@@ -2,8 +2,12 @@
 // libvirt's agent-command call): the link interface and its one failure type.
 import { GuestIssue, type GuestIssueCode } from './issues.js';
 
-/** `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news. */
-export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy' | 'notYet';
+/**
+ * `notYet`: the link has not been up yet (a socket still connecting): nothing was asked, so no news.
+ * `protocol`: the agent answered with something that is not a reply (not JSON, not an object):
+ * proof of life, but the stream may be out of step, so the poller resyncs at once.
+ */
+export type QgaFailureKind = 'timeout' | 'disconnected' | 'agent' | 'busy' | 'notYet' | 'protocol';
 
 export class QgaCommandError extends Error {
   constructor(
@@ -16,6 +20,7 @@ export class QgaCommandError extends Error {
     this.name = 'QgaCommandError';
   }
 
+  /** The issue to count for this failure; null for `protocol`, whose GUEST_ERR_* code the link counted where it read the bytes. */
   get code(): GuestIssueCode | null {
     return this.kind === 'timeout' ? GuestIssue.qgaTimeout : this.kind === 'agent' ? GuestIssue.qgaError : null;
   }
