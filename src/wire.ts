@@ -14,10 +14,39 @@ export interface GuestNetworkDeviceInfo {
 
 export type GuestAgentStatus = 'responsive' | 'unresponsive' | 'unknown';
 
+/** VDSM's status words (vmstatus.py) this daemon reports. */
+export type VmStatus = 'Up' | 'Down' | 'Paused' | 'Powering down';
+
+/** One host-side vNIC, VDSM's vmstats shape (counters as strings) plus model, bridge, alias. */
+export interface VmNetworkStats {
+  name: string;
+  macAddr: string;
+  speed: string;
+  state: string;
+  rx: string;
+  tx: string;
+  rxErrors: string;
+  rxDropped: string;
+  txErrors: string;
+  txDropped: string;
+  /** Monotonic seconds; serialised with a fraction (the engine needs a Double). */
+  sampleTime: number;
+  model: string;
+  bridge: string;
+  alias: string;
+}
+
+/** Why a VM stopped, as VDSM reports it with `Down` (exitCode 0 or 1 only: the engine takes no other). */
+export interface VmExit {
+  exitCode: 0 | 1;
+  exitMessage: string;
+  exitReason: number;
+}
+
 /** VDSM's RunningVmStats, the guest-related subset; numbers that VDSM sends as strings stay strings. */
 export interface VmStats {
   vmId: string;
-  status: 'Up' | 'Down';
+  status: VmStatus;
   statusTime: string;
   elapsedTime: string;
   netIfaces: GuestNetworkDeviceInfo[] | null;
@@ -26,6 +55,12 @@ export interface VmStats {
   guestFQDN: string;
   guestOs: string;
   guestAgentStatus: GuestAgentStatus;
+  /** Host-side vNICs by host device (libvirt only); `{}` when unknown. */
+  network: Record<string, VmNetworkStats>;
+  /** With `Down` only, when libvirt said why. */
+  exitCode?: VmExit['exitCode'];
+  exitMessage?: string;
+  exitReason?: number;
 }
 
 /**

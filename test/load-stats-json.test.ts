@@ -17,6 +17,7 @@ function base(i: number, name: string): VmStatsBase {
     guestFQDN: '',
     guestOs: '',
     guestAgentStatus: 'responsive',
+    network: {},
   };
 }
 

@@ -17,7 +17,9 @@ export function vmStatusEvent(change: VmChangeLike): { method: string; params: R
   const { vmId, stats } = change;
   const body =
     stats.status === 'Down'
-      ? { vmId, status: 'Down' }
+      ? stats.exitCode === undefined
+        ? { vmId, status: 'Down' }
+        : { vmId, status: 'Down', exitCode: stats.exitCode, exitMessage: stats.exitMessage, exitReason: stats.exitReason }
       : {
           vmId,
           status: stats.status,
