@@ -38,6 +38,7 @@ describe('VmRegistry', () => {
       guestFQDN: '',
       guestOs: '',
       guestAgentStatus: 'unknown',
+      network: {},
     });
     expect(changes.map((c) => [c.stats.status, c.changed])).toEqual([['Up', ['status']]]);
   });

@@ -62,6 +62,11 @@ export class VmRegistry {
     this.log = opts.log;
   }
 
+  /** The registry's clock (monotonic ms): what firstSeenMs and a hypervisor view's startMs are on. */
+  now(): number {
+    return this.clock();
+  }
+
   get size(): number {
     return this.vms.size;
   }
