@@ -3,7 +3,7 @@
 // the exit fields of a stopped VM, and the host-side vNIC stats in VDSM's vmstats shape.
 import type { VmExit, VmNetworkStats, VmStatus } from '../wire.js';
 import type { DomainNic } from './domainXml.js';
-import { DomainState, LifecycleEvent, StoppedDetail, type InterfaceCounters } from './wire.js';
+import { DomainState, LifecycleEvent, ShutdownDetail, StoppedDetail, type InterfaceCounters } from './wire.js';
 
 /** VDSM's status word for a libvirt domain state (null: not running any more). */
 export function statusOfState(state: number): VmStatus | null {
@@ -74,7 +74,7 @@ export const EXIT_GONE_WHILE_AWAY: VmExit = exit(0, ExitReason.destroyedOnHost);
 export type LifecycleChange =
   { kind: 'status'; status: VmStatus } | { kind: 'started' } | { kind: 'stopped'; exit: VmExit } | { kind: 'none' };
 
-/** What one lifecycle event means for the VM (DEFINED/UNDEFINED/CRASHED change no status). */
+/** What one lifecycle event means for the VM (DEFINED/UNDEFINED/CRASHED change no status; VDSM's mapping). */
 export function lifecycleChange(event: number, detail: number): LifecycleChange {
   switch (event) {
     case LifecycleEvent.started:
@@ -85,7 +85,8 @@ export function lifecycleChange(event: number, detail: number): LifecycleChange 
     case LifecycleEvent.resumed:
       return { kind: 'status', status: 'Up' };
     case LifecycleEvent.shutdown:
-      return { kind: 'status', status: 'Powering down' };
+      // HOST: QEMU was told to quit or killed (virsh destroy), not a guest shutting down.
+      return detail === ShutdownDetail.host ? { kind: 'none' } : { kind: 'status', status: 'Powering down' };
     case LifecycleEvent.stopped:
       return { kind: 'stopped', exit: exitOfStopped(detail) };
     default:

@@ -328,6 +328,9 @@ export const LifecycleEvent = {
   crashed: 8,
 } as const;
 
+/** virDomainEventShutdownDetailType. */
+export const ShutdownDetail = { finished: 0, guest: 1, host: 2 } as const;
+
 /** virDomainEventStoppedDetailType. */
 export const StoppedDetail = { shutdown: 0, destroyed: 1, crashed: 2, migrated: 3, saved: 4, failed: 5, fromSnapshot: 6 } as const;
 

@@ -51,6 +51,13 @@ export interface DomainSpec {
   noAgent?: boolean;
   /** Where the channel sockets go (default: oVirt's /var/lib/libvirt/qemu/channels). */
   channelsDir?: string;
+  /** No guest-agent channels at all (a VM only libvirt can tell of). Implies noAgent. */
+  noChannels?: boolean;
+  /**
+   * vNICs libvirt manages (`<interface type='bridge'>` on these host bridges, virtio, tap devices
+   * vnetN), in place of the default user-mode NICs libvirt does not see.
+   */
+  bridges?: string[];
 }
 
 function ensureAccounts(): void {
@@ -163,19 +170,21 @@ export class Libvirtd {
     const uuid = randomUUID();
     const name = `vdsm-test-${uuid.slice(0, 8)}`;
     const hostname = spec.hostname ?? name;
-    const nics = defaultNics(40 + this.domains.size);
+    const bridged = spec.bridges ?? [];
+    const nics = defaultNics(40 + this.domains.size).slice(0, bridged.length || undefined);
     const work = this.temp('vdsm-libvirt-dom-');
     const serial = path.join(work, 'serial.log');
     const channelsDir = spec.channelsDir ?? OVIRT_CHANNELS_DIR;
     const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);
     const ovirtSocket = path.join(channelsDir, `${uuid}.${OVIRT_CHANNEL}`);
+    if (bridged.length > 2) throw new Error('at most 2 bridged NICs');
     const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', `vdsm_hostname=${hostname}`, ...nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
-    if (spec.noAgent) cmdline.push('vdsm_noqga=1');
+    if (spec.noAgent || spec.noChannels) cmdline.push('vdsm_noqga=1');
     const channel = (p: string, target: string): string =>
       `<channel type='unix'><source mode='bind' path='${p}'/><target type='virtio' name='${target}'/></channel>`;
     // libvirt's <interface type='user'> cannot say restrict=on, so the NICs are passed to QEMU
     // as arguments: no guest packet can leave QEMU.
-    const nicArgs = nics.flatMap((n, i) => [
+    const nicArgs = (bridged.length ? [] : nics).flatMap((n, i) => [
       '-netdev', `user,id=vnet${i},restrict=on`,
       '-device', `virtio-net-pci,netdev=vnet${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`,
     ]);
@@ -185,12 +194,14 @@ export class Libvirtd {
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${image.kernel}</kernel><initrd>${image.initrd}</initrd><cmdline>${cmdline.join(' ')}</cmdline></os>
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='virtio-serial' index='0'/>
+    ${spec.noChannels ? '' : `<controller type='virtio-serial' index='0'/>
     ${channel(qgaSocket, QGA_CHANNEL)}
-    ${channel(ovirtSocket, OVIRT_CHANNEL)}
+    ${channel(ovirtSocket, OVIRT_CHANNEL)}`}
+    ${bridged.map((br, i) => `<interface type='bridge'><source bridge='${br}'/><mac address='${nics[i]!.mac}'/><model type='virtio'/></interface>`).join('\n    ')}
     <serial type='file'><source path='${serial}'/><target port='0'/></serial>
     <memballoon model='none'/>
   </devices>
