@@ -115,7 +115,11 @@ export class Daemon {
       if (ch.stats.status === 'Down') qgaRouting.forget(ch.vmId);
     });
     inventory.start();
-    this.stoppers.push(() => (inventory.stop(), qgaRouting.stop(), libvirt.stop()));
+    this.stoppers.push(() => {
+      inventory.stop();
+      qgaRouting.stop();
+      libvirt.stop();
+    });
     await libvirt.start(); // one attempt; it keeps retrying in the background
     // A libvirtd that stalls holds the first requests back a bounded time only.
     let hold: NodeJS.Timeout | undefined;

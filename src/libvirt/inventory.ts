@@ -8,7 +8,14 @@ import type { Logger } from 'pino';
 import type { VmNetworkStats } from '../wire.js';
 import type { VmRegistry } from '../vms/registry.js';
 import type { LibvirtClient } from './client.js';
-import { EXIT_GONE_WHILE_AWAY, countersFromBulk, lifecycleChange, networkStats, sameNetwork, statusOfState } from './domainStatus.js';
+import {
+  EXIT_GONE_WHILE_AWAY,
+  countersFromBulk,
+  lifecycleChange,
+  networkStats,
+  sameNetwork,
+  statusOfState,
+} from './domainStatus.js';
 import { domainNics, type DomainNic } from './domainXml.js';
 import { StatsType, uuidText, type DomainEvent, type DomainRef, type InterfaceCounters } from './wire.js';
 
@@ -33,6 +40,8 @@ export interface LibvirtInventoryOptions {
   startedAt?: (dom: DomainRef) => number | null;
   /** `one-per-domain`: one DOMAIN_INTERFACE_STATS per vNIC instead of the bulk call (bench only). */
   counters?: 'bulk' | 'one-per-domain';
+  /** A listing that failed while libvirtd stayed connected (it stalled) is tried again after this. */
+  retryMs?: number;
 }
 
 export class LibvirtInventory {
@@ -42,8 +51,9 @@ export class LibvirtInventory {
   private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private retry: NodeJS.Timeout | null = null;
   private readonly onState = (s: string): void => {
-    if (s === 'up') this.enqueue('resync', () => this.resync());
+    if (s === 'up') this.enqueueResync();
   };
   private readonly onEvent = (ev: DomainEvent): void => {
     this.enqueue('event', () => this.apply(ev));
@@ -64,6 +74,7 @@ export class LibvirtInventory {
 
   stop(): void {
     this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
     this.opts.client.off('state', this.onState);
     this.opts.client.off('domainEvent', this.onEvent);
     if (this.timer) clearInterval(this.timer);
@@ -80,7 +91,25 @@ export class LibvirtInventory {
     return this.known.has(vmId.toLowerCase());
   }
 
-  private enqueue(what: string, step: () => Promise<void>): void {
+  private enqueueResync(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.enqueue(
+      'resync',
+      () => this.resync(),
+      () => {
+        // libvirtd still connected but the listing failed (stalled, bad answer): list again later.
+        if (this.stopped || this.opts.client.state !== 'up' || this.retry) return;
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          if (this.opts.client.state === 'up') this.enqueueResync();
+        }, this.opts.retryMs ?? 2000);
+        this.retry.unref();
+      },
+    );
+  }
+
+  private enqueue(what: string, step: () => Promise<void>, failed?: () => void): void {
     this.chain = this.chain.then(async () => {
       if (this.stopped) return;
       try {
@@ -88,6 +117,7 @@ export class LibvirtInventory {
       } catch (err) {
         // libvirtd gone mid-step, or an answer that did not decode: the next resync corrects.
         this.opts.log.debug({ err, step: what }, 'libvirt inventory step failed');
+        failed?.();
       }
     });
   }
@@ -204,7 +234,8 @@ export class LibvirtInventory {
         }),
       );
     } else {
-      for (const rec of await client.allDomainStats(StatsType.interface, only ?? [])) byId.set(uuidText(rec.dom.uuid), countersFromBulk(rec.params));
+      for (const rec of await client.allDomainStats(StatsType.interface, only ?? []))
+        byId.set(uuidText(rec.dom.uuid), countersFromBulk(rec.params));
     }
     const now = this.opts.clock() / 1000;
     for (const [id, counters] of byId) {
