@@ -12,8 +12,9 @@ export interface BenchDaemon {
   stop: () => Promise<void>;
 }
 
-export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchDaemon> {
-  const proc = spawn(process.execPath, [...nodeArgs, DAEMON, ...args], {
+/** `daemon`: another build's main.js (a reference version measured beside this one). */
+export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], daemon = DAEMON): Promise<BenchDaemon> {
+  const proc = spawn(process.execPath, [...nodeArgs, daemon, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

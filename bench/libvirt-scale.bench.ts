@@ -39,7 +39,7 @@ function selfCpuMs(): number {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A long-lived virsh on the test driver fed on stdin (one process for 1,000 commands). */
-function virshSession(): { run: (lines: string[]) => Promise<void>; close: () => void } {
+function virshSession(): { run: (lines: string[]) => Promise<void>; close: () => Promise<void> } {
   const proc = spawn('virsh', ['-q', '-c', URI], { stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
   let waiter: (() => void) | null = null;
@@ -58,7 +58,12 @@ function virshSession(): { run: (lines: string[]) => Promise<void>; close: () =>
         waiter = resolve;
         proc.stdin.write(`${lines.join('\n')}\necho __done__\n`);
       }),
-    close: () => proc.stdin.end('quit\n'),
+    close: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.stdin.end('quit\n');
+      }),
   };
 }
 
@@ -98,12 +103,12 @@ export async function run(): Promise<void> {
   const log = pino({ level: 'silent' });
   const clients: LibvirtClient[] = [];
   const invs: LibvirtInventory[] = [];
-  const session = { close: (): void => {} };
+  const session = { close: (): Promise<void> => Promise.resolve() };
   try {
     await lv.start();
     const libvirtdPid = Number((await exec('pgrep', ['-n', '-x', 'libvirtd'])).stdout.trim());
     // The test driver's default state lives while a connection holds it: this client holds it.
-    const holder = new LibvirtClient({ uri: URI, log, connections: 1 });
+    const holder = new LibvirtClient({ uri: URI, log, connections: 1, events: false });
     clients.push(holder);
     await holder.start();
     if (holder.state !== 'up') throw new Error(`libvirtd does not serve ${URI}`);
@@ -118,11 +123,10 @@ export async function run(): Promise<void> {
     const tc = performance.now();
     for (let i = 0; i < lines.length; i += 200) await virsh.run(lines.slice(i, i + 200));
     const createMs = performance.now() - tc;
-    const active = (await holder.listActiveDomains()).length;
 
     const start = async (
       counters: 'bulk' | 'one-per-domain',
-    ): Promise<{ inv: LibvirtInventory; reg: VmRegistry; listMs: number }> => {
+    ): Promise<{ inv: LibvirtInventory; reg: VmRegistry; listMs: number; stop: () => void }> => {
       const client = new LibvirtClient({ uri: URI, log });
       clients.push(client);
       const reg = new VmRegistry();
@@ -139,9 +143,13 @@ export async function run(): Promise<void> {
       inv.start();
       await client.start();
       await inv.settled();
-      return { inv, reg, listMs: performance.now() - t0 };
+      const stop = (): void => {
+        inv.stop();
+        client.stop(); // its events would otherwise be decoded during the next way's window
+      };
+      return { inv, reg, listMs: performance.now() - t0, stop };
     };
-    // Idle baseline: libvirtd and this process with the domains present and no inventory.
+    // Idle: libvirtd and this process with the domains present and no inventory.
     const base = await (async () => {
       const s0 = selfCpuMs();
       const l0 = cpuMsOf(libvirtdPid);
@@ -150,70 +158,68 @@ export async function run(): Promise<void> {
     })();
     const bulk = await start('bulk');
     const bulkCost = await measureIntervals(libvirtdPid, bulk.inv, INTERVALS);
-    bulk.inv.stop();
+    bulk.stop();
     const per = await start('one-per-domain');
     const perCost = await measureIntervals(libvirtdPid, per.inv, INTERVALS);
-    per.inv.stop();
+    per.stop();
 
     // Lifecycle at scale: every domain suspended; time until the registry has them all Paused.
     const ev = await start('bulk');
-    const paused = (): number => ev.reg.all().filter((s) => s.status === 'Paused').length;
+    let paused = 0;
+    ev.reg.onChange((ch) => {
+      if (ch.stats.status === 'Paused') paused++;
+    });
     const te = performance.now();
     const s0 = selfCpuMs();
     const l0 = cpuMsOf(libvirtdPid);
     await virsh.run(Array.from({ length: DOMAINS }, (_, i) => `suspend bench-${i}`));
-    while (paused() < DOMAINS && performance.now() - te < 120_000) await sleep(20);
+    while (paused < DOMAINS && performance.now() - te < 120_000) await sleep(20);
     const eventMs = performance.now() - te;
     const evSelf = selfCpuMs() - s0;
     const evLibvirtd = cpuMsOf(libvirtdPid) - l0;
-    ev.inv.stop();
+    ev.stop();
 
-    const perVm = (ms: number, base0: number): string => (((ms - base0) * 1000) / (DOMAINS * INTERVALS)).toFixed(1);
+    const perVm = (ms: number): string => ((ms * 1000) / (DOMAINS * INTERVALS)).toFixed(1);
+    const row = (
+      way: string,
+      listMs: number | '',
+      listed: number | '',
+      cost: Measured,
+      calls: number,
+    ): Record<string, unknown> => ({
+      way,
+      'start -> all listed ms': listMs === '' ? '' : Math.round(listMs),
+      'VMs listed': listed,
+      'our CPU µs/VM/interval': perVm(cost.selfMs),
+      'libvirtd CPU µs/VM/interval': perVm(cost.libvirtdMs),
+      'calls/interval': calls,
+    });
     console.log(
-      `${active} active domains on ${URI} (created in ${(createMs / 1000).toFixed(1)} s through one virsh session), interval ${INTERVAL_MS} ms, ${INTERVALS} intervals per way`,
+      `${bulk.reg.size} active domains (${DOMAINS} + the test driver's own) on ${URI} (created in ${(createMs / 1000).toFixed(1)} s through one virsh session), interval ${INTERVAL_MS} ms, ${INTERVALS} intervals per way`,
     );
     console.table([
-      {
-        way: 'bulk: 1 CONNECT_GET_ALL_DOMAIN_STATS per interval (daemon)',
-        'start -> all listed ms': Math.round(bulk.listMs),
-        'VMs listed': bulk.reg.size,
-        'our CPU µs/VM/interval': perVm(bulkCost.selfMs, base.selfMs),
-        'libvirtd CPU µs/VM/interval': perVm(bulkCost.libvirtdMs, base.libvirtdMs),
-        'calls/interval': 1,
-      },
-      {
-        way: 'per domain: 1 DOMAIN_INTERFACE_STATS per vNIC per interval',
-        'start -> all listed ms': Math.round(per.listMs),
-        'VMs listed': per.reg.size,
-        'our CPU µs/VM/interval': perVm(perCost.selfMs, base.selfMs),
-        'libvirtd CPU µs/VM/interval': perVm(perCost.libvirtdMs, base.libvirtdMs),
-        'calls/interval': DOMAINS,
-      },
+      row('bulk: 1 CONNECT_GET_ALL_DOMAIN_STATS per interval (daemon)', bulk.listMs, bulk.reg.size, bulkCost, 1),
+      row('per domain: 1 DOMAIN_INTERFACE_STATS per vNIC per interval', per.listMs, per.reg.size, perCost, DOMAINS),
+      row('idle: domains present, no inventory (for comparison)', '', '', base, 0),
       {
         way: 'ratio per-domain / bulk',
         'start -> all listed ms': '',
         'VMs listed': '',
-        'our CPU µs/VM/interval':
-          ((perCost.selfMs - base.selfMs) / Math.max(0.001, bulkCost.selfMs - base.selfMs)).toFixed(1) + 'x',
-        'libvirtd CPU µs/VM/interval':
-          ((perCost.libvirtdMs - base.libvirtdMs) / Math.max(0.001, bulkCost.libvirtdMs - base.libvirtdMs)).toFixed(1) +
-          'x',
+        'our CPU µs/VM/interval': (perCost.selfMs / bulkCost.selfMs).toFixed(1) + 'x',
+        'libvirtd CPU µs/VM/interval': (perCost.libvirtdMs / bulkCost.libvirtdMs).toFixed(1) + 'x',
         'calls/interval': '',
       },
     ]);
     console.log(
-      `idle baseline over ${INTERVALS} s (subtracted above): this process ${base.selfMs.toFixed(0)} ms CPU, libvirtd ${base.libvirtdMs.toFixed(0)} ms CPU`,
+      `lifecycle: ${DOMAINS} virsh suspend -> ${paused} VMs Paused from libvirt's events in ${(eventMs / 1000).toFixed(2)} s; ` +
+        `our CPU ${((evSelf * 1000) / DOMAINS).toFixed(0)} µs per event, libvirtd ${((evLibvirtd * 1000) / DOMAINS).toFixed(0)} µs per suspend (with the virsh session's calls)`,
     );
     console.log(
-      `lifecycle: ${DOMAINS} virsh suspend -> ${paused()} VMs Paused from libvirt's events in ${(eventMs / 1000).toFixed(2)} s; ` +
-        `our CPU ${((evSelf * 1000) / DOMAINS).toFixed(0)} µs per event, libvirtd ${((evLibvirtd * 1000) / DOMAINS).toFixed(0)} µs per suspend (includes the virsh session's calls)`,
-    );
-    console.log(
-      'per VM per interval = (CPU over the run - idle baseline) / (VMs x intervals); the test driver makes counters up, QEMU would read /proc/net/dev',
+      `per VM per interval = CPU over the ${INTERVALS} intervals / (VMs x intervals); the test driver makes its counters up (QEMU's come from /proc/net/dev)`,
     );
   } finally {
     for (const i of invs) i.stop();
-    session.close();
+    await session.close();
     for (const c of clients) c.stop();
     await lv.stop();
     rmSync(work, { recursive: true, force: true });

@@ -27,7 +27,7 @@ const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
 const PROF_DIR = process.env.BENCH_CPU_PROF;
 const CLK_TCK = 100;
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
 }
@@ -40,7 +40,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
 /** One WebSocket, one request at a time, replies kept as bytes: the client's own decoding stays out of the figures. */
-class RawCaller {
+export class RawCaller {
   private waiting: ((reply: Buffer) => void) | null = null;
   private id = 0;
   private constructor(private readonly ws: WebSocket) {
@@ -103,12 +103,13 @@ async function measureCalls(c: RawCaller, n: number, method: string, params: () 
 async function start(dir: string, extra: string[] = []): Promise<{ d: BenchDaemon; listeningMs: number }> {
   const t0 = performance.now();
   const nodeArgs = PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [];
-  const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, ...extra], {}, nodeArgs);
+  // Direct: simulated guests only, whatever libvirtd this host runs.
+  const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct', ...extra], {}, nodeArgs);
   return { d, listeningMs: performance.now() - t0 };
 }
 
 /** Polls until every VM has netIfaces from its agent; returns when (ms since `t0`). */
-async function waitAllReported(url: string, count: number, t0: number): Promise<number> {
+export async function waitAllReported(url: string, count: number, t0: number): Promise<number> {
   const c = await RpcClient.connect(url);
   try {
     for (;;) {
@@ -159,7 +160,7 @@ function sameStats(a: Buffer, b: Buffer): boolean {
 }
 
 /** Calls `method` on both daemons in alternating blocks, so machine noise falls on both alike. */
-async function sideBySide(a: RawCaller, b: RawCaller, blocks: number, perBlock: number, method: string, params: () => unknown): Promise<[CallFigures, CallFigures]> {
+export async function sideBySide(a: RawCaller, b: RawCaller, blocks: number, perBlock: number, method: string, params: () => unknown): Promise<[CallFigures, CallFigures]> {
   const fa: CallFigures[] = [];
   const fb: CallFigures[] = [];
   for (let i = 0; i < blocks; i++) {

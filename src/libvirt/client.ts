@@ -248,6 +248,8 @@ export interface LibvirtClientOptions {
   callTimeoutMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Register domain events (default true; a client that only calls needs none). */
+  events?: boolean;
   /** Log level of "libvirt not reachable" (info where running without libvirt is normal). */
   downLevel?: 'warn' | 'info';
 }
@@ -272,6 +274,7 @@ export class LibvirtClient extends EventEmitter {
   private readonly reconnectMaxMs: number;
   private backoffMs: number;
   private readonly downLevel: 'warn' | 'info';
+  private readonly wantEvents: boolean;
   private timer: NodeJS.Timeout | null = null;
   private connecting: Promise<void> | null = null;
   private stopped = true;
@@ -290,6 +293,7 @@ export class LibvirtClient extends EventEmitter {
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 5_000;
     this.backoffMs = this.reconnectMinMs;
     this.downLevel = opts.downLevel ?? 'warn';
+    this.wantEvents = opts.events ?? true;
   }
 
   /** Starts connecting in the background; resolves after the first attempt, whatever it gave. */
@@ -326,7 +330,7 @@ export class LibvirtClient extends EventEmitter {
       }
       // Domain events come on the first connection: registered before 'up', so that whoever lists
       // the domains on 'up' misses no change made after the listing.
-      this.events = await this.registerEvents(fresh[0]);
+      this.events = this.wantEvents && (await this.registerEvents(fresh[0]));
     } catch (err) {
       for (const c of fresh) c.close();
       if (!this.stopped) {
