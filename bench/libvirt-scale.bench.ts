@@ -60,7 +60,10 @@ function virshSession(): { run: (lines: string[]) => Promise<void>; close: () =>
       }),
     close: () =>
       new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve();
+        if (proc.exitCode !== null) {
+          resolve();
+          return;
+        }
         proc.once('exit', () => resolve());
         proc.stdin.end('quit\n');
       }),
