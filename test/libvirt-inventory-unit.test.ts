@@ -417,6 +417,8 @@ class FakeLibvirtd {
   /** What to do with the next call of this procedure. */
   misbehave: Partial<Record<number, 'garbage' | 'silence' | 'die-mid-reply'>> = {};
   calls: number[] = [];
+  /** Answer polkit with an error (access denied), as libvirtd does for a user polkit refuses. */
+  denyPolkit = false;
 
   constructor(readonly path: string) {
     this.server = net.createServer((s) => {
@@ -463,7 +465,35 @@ class FakeLibvirtd {
     }
     switch (h.proc) {
       case P.authList:
-        out = new XdrWriter().u32(1).i32(0).bytes();
+        out = new XdrWriter()
+          .u32(1)
+          .i32(this.denyPolkit ? 2 : 0)
+          .bytes();
+        break;
+      case P.authPolkit:
+        if (this.denyPolkit) {
+          const err = new XdrWriter()
+            .i32(6)
+            .i32(7)
+            .optionalString('authentication failed: access denied by policy')
+            .i32(2)
+            .bytes();
+          s.write(
+            encodeMessage(
+              {
+                prog: h.prog,
+                vers: 1,
+                proc: h.proc,
+                type: LIBVIRT.type.reply,
+                serial: h.serial,
+                status: LIBVIRT.status.error,
+              },
+              err,
+            ),
+          );
+          return;
+        }
+        out = new XdrWriter().i32(1).bytes();
         break;
       case P.connectDomainEventCallbackRegisterAny:
         this.eventSockets.add(s);
@@ -654,4 +684,54 @@ describe('the inventory against a scripted libvirtd', () => {
       expect(reg.get(UUID_B)!.status).toBe('Paused');
     });
   }
+});
+
+describe('a libvirt socket that refuses the daemon (issue 15 item 2)', () => {
+  it('says so once per cause at warn with the socket and the reason, and once at info when it recovers', async () => {
+    const sock = path.join(tempDir('vdsm-fake-libvirt-deny-'), 'libvirt-sock');
+    const fake = new FakeLibvirtd(sock);
+    fake.denyPolkit = true;
+    await fake.listen();
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const client = new LibvirtClient({
+      uri: `qemu+unix:///system?socket=${sock}`,
+      log,
+      connections: 1,
+      callTimeoutMs: 300,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 40,
+      downLevel: 'info',
+    });
+    try {
+      await client.start();
+      await eventually(
+        () => fake.calls.filter((p) => p === LIBVIRT.proc.authPolkit).length,
+        (n) => n >= 4,
+        5000,
+        'retries',
+      );
+      const refusals = lines.filter((l) => l.code === 'LIBVIRT_ERR_ACCESS');
+      expect(refusals).toHaveLength(1);
+      expect(refusals[0]).toMatchObject({
+        level: 40,
+        socket: sock,
+        errno: 'libvirt error 6',
+        reason: expect.stringMatching(/access denied by policy/),
+      });
+      fake.denyPolkit = false;
+      await eventually(
+        () => client.state,
+        (st) => st === 'up',
+        5000,
+        'up',
+      );
+      expect(lines.filter((l) => l.msg === 'libvirt connected')).toEqual([
+        expect.objectContaining({ level: 30, socket: sock, after: expect.stringMatching(/access denied/) }),
+      ]);
+    } finally {
+      client.stop();
+      await fake.stop();
+    }
+  });
 });
