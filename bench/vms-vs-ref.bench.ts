@@ -76,7 +76,7 @@ export async function run(): Promise<void> {
     const co = await RawCaller.open(ours.url);
     const cr = await RawCaller.open(theirs.url);
     callers.push(co, cr);
-    const [a, b] = await sideBySide(co, cr, 6, 50, 'Host.getAllVmStats', () => undefined);
+    const [a, b] = await sideBySide(co, cr, 20, 15, 'Host.getAllVmStats', () => undefined);
     const ms = (x: number): string => x.toFixed(2);
     console.log(
       `${VMS} simulated VMs, --qga-via direct, this build beside ${process.env.BENCH_REF_DIST ?? REF}; idle window ${IDLE_SECONDS} s`,

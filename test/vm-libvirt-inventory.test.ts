@@ -12,6 +12,7 @@ import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { atFileEnd } from './helpers/fileCleanup.js';
 import {
   acceptedClients,
+  LIBVIRTD_WAIT_MS,
   LIBVIRT_SOCKET,
   OVIRT_CHANNELS_DIR,
   startLibvirtd,
@@ -149,7 +150,7 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     c = await RpcClient.connect(d.url);
     sub = await RpcClient.connect(d.url);
     expect(await sub.call('Host.subscribeEvents', { prefixes: ['|virt|'] })).toBe(true);
-  });
+  }, LIBVIRTD_WAIT_MS);
   afterAll(async () => {
     await c.close();
     await sub.close();

@@ -7,7 +7,7 @@
 // Everything started here is stopped when the test file ends, also on failure.
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,46 @@ const run = promisify(execFile);
 export const LIBVIRT_URI = 'qemu:///system';
 export const LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock';
 export const OVIRT_CHANNELS_DIR = '/var/lib/libvirt/qemu/channels';
+
+/**
+ * One libvirtd at a time on this host: test files (and benches) that start one run in parallel
+ * workers, so each waits for the others' to be stopped. The lock is a directory (mkdir is atomic)
+ * holding its owner's pid; a dead owner's lock is taken over.
+ */
+const LOCK_DIR = '/run/lock/vdsm-agentd-test-libvirtd';
+
+async function lockLibvirtd(): Promise<() => void> {
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(path.join(LOCK_DIR, 'pid'), String(process.pid));
+      return () => rmSync(LOCK_DIR, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8'));
+    } catch {
+      // just created, pid not written yet (or a crash in between: stale after a few seconds)
+    }
+    const alive = owner > 0 && existsSync(`/proc/${owner}`);
+    let young = false;
+    try {
+      young = Date.now() - statSync(LOCK_DIR).mtimeMs < 5_000;
+    } catch {
+      continue; // released meanwhile
+    }
+    if (!alive && !(owner === 0 && young)) {
+      rmSync(LOCK_DIR, { recursive: true, force: true });
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** How long a test file may wait for another's libvirtd before starting its own (beforeAll timeout). */
+export const LIBVIRTD_WAIT_MS = 900_000;
 
 export async function virsh(...args: string[]): Promise<string> {
   return (await run('virsh', ['-c', LIBVIRT_URI, ...args], { encoding: 'utf8', timeout: 120_000 })).stdout;
@@ -92,6 +132,7 @@ export class Libvirtd {
   private readonly tempDirs: string[] = [];
   private configDir = '';
   private output = '';
+  private unlock: (() => void) | null = null;
 
   private temp(prefix: string): string {
     const d = tempDir(prefix);
@@ -109,6 +150,7 @@ export class Libvirtd {
   }
 
   async start(): Promise<void> {
+    this.unlock = await lockLibvirtd();
     if (await libvirtdAnswers()) throw new Error(`a libvirtd already answers on ${LIBVIRT_SOCKET}; the libvirt tests start their own`);
     ensureAccounts();
     for (const d of ['/var/log/libvirt', '/var/lib/libvirt', '/var/lib/libvirt/qemu', OVIRT_CHANNELS_DIR]) {
@@ -244,6 +286,8 @@ export class Libvirtd {
       await exited;
     }
     for (const d of [...this.madeDirs.reverse(), ...this.tempDirs]) rmSync(d, { recursive: true, force: true });
+    this.unlock?.();
+    this.unlock = null;
   }
 }
 
