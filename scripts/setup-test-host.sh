@@ -16,6 +16,7 @@ PACKAGES=(
   libvirt-daemon    # libvirtd, started by the libvirt tests themselves (no systemd needed)
   libvirt-daemon-driver-qemu
   libvirt-clients   # virsh, the reference the libvirt tests compare against
+  procps            # ps -o etimes (a QEMU process's age, elapsedTime's reference), pgrep in benches
 )
 # Not installed but fetched with apt-get download into the guest image cache, so no kernel lands
 # in the host's /boot: linux-image-cloud-amd64 (its kernel and virtio modules) and busybox-static.

@@ -196,7 +196,9 @@ export class VmRegistry {
     const id = vmId.toLowerCase();
     const e = this.vms.get(id);
     if (!e) {
-      const channels = this.parked.get(id) ?? new Map<ChannelName, ChannelGuestState>();
+      // Sockets left from a previous run of the domain: kept, but what they said is not this run's.
+      const channels = new Map<ChannelName, ChannelGuestState>();
+      for (const ch of this.parked.get(id)?.keys() ?? []) channels.set(ch, emptyChannelState());
       this.parked.delete(id);
       const fresh: VmEntry = { vmId: id, firstSeenMs: view.startMs, channels, base: buildStats(id, view.status, channels, view.network), hv: view };
       this.vms.set(id, fresh);
