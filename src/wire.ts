@@ -50,13 +50,13 @@ export interface VmStats {
   statusTime: string;
   elapsedTime: string;
   netIfaces: GuestNetworkDeviceInfo[] | null;
+  /** Host-side vNICs by host device (libvirt only); `{}` when unknown. */
+  network: Record<string, VmNetworkStats>;
   guestIPs: string;
   guestName: string;
   guestFQDN: string;
   guestOs: string;
   guestAgentStatus: GuestAgentStatus;
-  /** Host-side vNICs by host device (libvirt only); `{}` when unknown. */
-  network: Record<string, VmNetworkStats>;
   /** With `Down` only, when libvirt said why. */
   exitCode?: VmExit['exitCode'];
   exitMessage?: string;

@@ -46,6 +46,7 @@ describe('oVirt guest agent, end to end', () => {
         { name: 'eth0', hw: '00:21:cc:68:d7:38', inet: ['9.115.122.77'], inet6: ['fe80::221:ccff:fe68:d738'] },
         { name: 'virbr0', hw: '52:54:00:5b:3f:e1', inet: ['192.168.122.1'], inet6: [] },
       ],
+      network: {},
       guestIPs: '9.115.122.77 192.168.122.1',
       guestName: 'web01',
       guestFQDN: 'web01.example.com',

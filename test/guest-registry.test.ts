@@ -33,12 +33,12 @@ describe('VmRegistry', () => {
       statusTime: String(clock.now),
       elapsedTime: '2',
       netIfaces: null,
+      network: {},
       guestIPs: '',
       guestName: '',
       guestFQDN: '',
       guestOs: '',
       guestAgentStatus: 'unknown',
-      network: {},
     });
     expect(changes.map((c) => [c.stats.status, c.changed])).toEqual([['Up', ['status']]]);
   });

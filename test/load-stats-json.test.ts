@@ -12,12 +12,12 @@ function base(i: number, name: string): VmStatsBase {
     vmId: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
     status: 'Up',
     netIfaces: [{ name, hw: '52:54:00:00:00:01', inet: ['192.0.2.1'], inet6: ['fe80::1'] }],
+    network: {},
     guestIPs: '192.0.2.1',
     guestName: `vm-${i}`,
     guestFQDN: '',
     guestOs: '',
     guestAgentStatus: 'responsive',
-    network: {},
   };
 }
 

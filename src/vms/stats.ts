@@ -58,12 +58,12 @@ export function buildStats(vmId: string, status: VmStatus, channels: ReadonlyMap
     vmId,
     status,
     netIfaces,
+    network,
     guestIPs: guestIPsOf(netIfaces),
     guestName: pick('guestName') ?? '',
     guestFQDN: pick('guestFQDN') ?? '',
     guestOs: pick('guestOs') ?? '',
     guestAgentStatus: mergeAgentStatus(ordered),
-    network,
   };
 }
 
@@ -100,12 +100,12 @@ export function stampStats(base: VmStatsBase, firstSeenMs: number, nowMs: number
     statusTime: String(nowMs),
     elapsedTime: String(Math.max(0, Math.floor((nowMs - firstSeenMs) / 1000))),
     netIfaces: base.netIfaces,
+    network: base.network,
     guestIPs: base.guestIPs,
     guestName: base.guestName,
     guestFQDN: base.guestFQDN,
     guestOs: base.guestOs,
     guestAgentStatus: base.guestAgentStatus,
-    network: base.network,
     ...exitOf(base),
   };
 }
