@@ -40,10 +40,12 @@ export async function run(): Promise<void> {
   const sims: GuestSimulator[] = [];
   const daemons: BenchDaemon[] = [];
   const callers: RawCaller[] = [];
+  const dirs: string[] = [];
   try {
     const guests = generateGuests(VMS);
     const ours = await (async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-ours-'));
+      dirs.push(dir);
       const sim = new GuestSimulator({ dir });
       sims.push(sim);
       await sim.addAll(guests);
@@ -53,6 +55,7 @@ export async function run(): Promise<void> {
     })();
     const theirs = await (async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-ref-'));
+      dirs.push(dir);
       const sim = new GuestSimulator({ dir });
       sims.push(sim);
       await sim.addAll(guests);
@@ -108,6 +111,7 @@ export async function run(): Promise<void> {
     for (const c of callers) c.close();
     for (const d of daemons) await d.stop();
     for (const s of sims) await s.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
     ref.cleanup();
   }
 }

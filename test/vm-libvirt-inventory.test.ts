@@ -97,16 +97,22 @@ function rawCall(url: string, method: string): Promise<string> {
   });
 }
 
-function bridge(): string {
-  const name = `vdsmbr${randomBytes(3).toString('hex')}`;
-  execFileSync('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
-  atFileEnd(() => {
+/** Host bridges this file made; removed when it ends (registered at import: vitest ignores later hooks). */
+const bridges = new Set<string>();
+atFileEnd(() => {
+  for (const name of bridges) {
     try {
       execFileSync('ip', ['link', 'del', name]);
     } catch {
       // already gone
     }
-  });
+  }
+});
+
+function bridge(): string {
+  const name = `vdsmbr${randomBytes(3).toString('hex')}`;
+  execFileSync('ip', ['link', 'add', 'name', name, 'type', 'bridge']);
+  bridges.add(name);
   execFileSync('ip', ['link', 'set', name, 'up']);
   return name;
 }
