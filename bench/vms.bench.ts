@@ -32,7 +32,7 @@ const PROF_DIR = process.env.BENCH_CPU_PROF;
 const POLL_MS = 5000;
 const CLK_TCK = 100;
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
 }
@@ -51,7 +51,7 @@ const pct = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
 /** One WebSocket, one request at a time, replies kept as bytes: the client's own decoding stays out of the figures. */
-class RawCaller {
+export class RawCaller {
   private waiting: ((reply: Buffer) => void) | null = null;
   private id = 0;
   private constructor(private readonly ws: WebSocket) {

@@ -19,6 +19,7 @@ PACKAGES=(
   prometheus        # promtool check metrics: the daemon's /metrics output (test/metrics.test.ts)
   rpm               # rpmbuild for `npm run package`, rpm to check the .rpm (test/packaging.test.ts)
   man-db            # man, to read the packaged man pages back (test/packaging.test.ts)
+  procps            # ps -o etimes (a QEMU process's age, elapsedTime's reference), pgrep in benches
 )
 # Not installed but fetched with apt-get download into the guest image cache, so no kernel lands
 # in the host's /boot: linux-image-cloud-amd64 (its kernel and virtio modules) and busybox-static.

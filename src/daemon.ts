@@ -13,12 +13,15 @@ import { publishVmChanges } from './events/vmEvents.js';
 import { routeMethods } from './rpc/methods/route.js';
 import { RouteLookup } from './route/routeLookup.js';
 import { LibvirtClient } from './libvirt/client.js';
-import { LibvirtQgaLink, LibvirtRouteDecider } from './libvirt/agentLink.js';
+import { QgaRouting } from './libvirt/qgaRouting.js';
+import { LibvirtInventory, qemuStartedAt } from './libvirt/inventory.js';
 import { logLevelMethods } from './rpc/methods/logLevel.js';
 import { metrics } from './metrics/metrics.js';
 
 /** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
 const LIBVIRT_HOLD_MS = 30_000;
+/** How long start-up waits for libvirt's first listing before serving requests anyway. */
+const LIBVIRT_LISTING_HOLD_MS = 5_000;
 
 export class Daemon {
   readonly hub: EventHub;
@@ -27,9 +30,10 @@ export class Daemon {
   readonly vms: VmRegistry;
   readonly guests: GuestChannels;
   readonly routes: RouteLookup;
-  /** Built in start() for --qga-via libvirt|auto (a bad --libvirt-uri is a start-up error). */
-  private libvirt: LibvirtClient | null = null;
-  private qgaRoutes: LibvirtRouteDecider | null = null;
+  /** For --qga-via libvirt|auto only (`direct` never talks to libvirt); a bad --libvirt-uri is a start-up error. */
+  private readonly libvirt: LibvirtClient | null = null;
+  private readonly qgaRouting: QgaRouting | null = null;
+  private readonly inventory: LibvirtInventory | null = null;
   private readonly stoppers: (() => Promise<void> | void)[] = [];
 
   constructor(
@@ -43,6 +47,25 @@ export class Daemon {
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
     this.registry.add(vmMethods(this.vms, config.statsSerialisation));
     this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
+    if (config.qgaVia !== 'direct') {
+      const lvLog = log.child({ part: 'libvirt' });
+      this.libvirt = new LibvirtClient({
+        uri: config.libvirtUri,
+        log: lvLog,
+        // On a host without libvirt, `auto` going direct is expected, not worth a warning.
+        downLevel: config.qgaVia === 'auto' ? 'info' : 'warn',
+      });
+      this.qgaRouting = new QgaRouting(config.qgaVia, this.libvirt, lvLog, LIBVIRT_HOLD_MS);
+      const vms = this.vms;
+      this.inventory = new LibvirtInventory({
+        client: this.libvirt,
+        registry: vms,
+        log: lvLog,
+        intervalMs: config.qgaPollIntervalMs,
+        clock: () => vms.now(),
+        startedAt: this.libvirt.target.name === 'qemu:///system' ? qemuStartedAt('/run/libvirt/qemu', () => vms.now()) : undefined,
+      });
+    }
     this.guests = new GuestChannels({
       dir: config.channelsDir,
       registry: this.vms,
@@ -50,9 +73,7 @@ export class Daemon {
       qgaPollIntervalMs: config.qgaPollIntervalMs,
       qgaTimeoutMs: config.qgaTimeoutMs,
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
-      qgaVia: config.qgaVia,
-      qgaLinkFor: (vmId, note) => (this.libvirt ? new LibvirtQgaLink(this.libvirt, vmId, log.child({ part: 'libvirt' }), note) : null),
-      qgaUseLibvirt: config.qgaVia === 'auto' ? (vmId) => this.qgaRoutes?.useLibvirt(vmId) ?? Promise.resolve(false) : undefined,
+      qga: this.qgaRouting ?? undefined,
     });
     this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
@@ -79,7 +100,7 @@ export class Daemon {
     this.registry.holdUntil(guestsKnown.promise);
     await this.server.listen();
     try {
-      if (this.config.qgaVia !== 'direct') await this.startLibvirt();
+      await this.startLibvirt();
       await this.guests.start();
     } finally {
       guestsKnown.resolve();
@@ -91,26 +112,30 @@ export class Daemon {
     return url;
   }
 
-  /** qemu-ga through libvirt (--qga-via libvirt|auto): one connection attempt now, retries after. */
+  /**
+   * libvirt (--qga-via libvirt|auto): one connection attempt now, retries after; when libvirtd
+   * answers, its active domains are listed before the first request is served.
+   */
   private async startLibvirt(): Promise<void> {
-    const libvirt = new LibvirtClient({
-      uri: this.config.libvirtUri,
-      log: this.log.child({ part: 'libvirt' }),
-      // On a host without libvirt, `auto` going direct is expected, not worth a warning.
-      downLevel: this.config.qgaVia === 'auto' ? 'info' : 'warn',
-    });
-    this.libvirt = libvirt;
-    const routes = this.config.qgaVia === 'auto' ? new LibvirtRouteDecider(libvirt, LIBVIRT_HOLD_MS, () => this.guests.redecideQga()) : null;
-    this.qgaRoutes = routes;
-    // A VM gone (its last socket removed) is forgotten by the route decider and lookup cache.
+    const { libvirt, qgaRouting, inventory } = this;
+    if (!libvirt || !qgaRouting || !inventory) return;
+    // A VM gone is forgotten by the route decider and the lookup cache.
     this.vms.onChange((ch) => {
-      if (ch.stats.status === 'Down') (routes ? routes.forget(ch.vmId) : libvirt.forget(ch.vmId));
+      if (ch.stats.status === 'Down') qgaRouting.forget(ch.vmId);
     });
-    libvirt.on('state', () => this.guests.redecideQga());
+    inventory.start();
+    this.stoppers.push(() => {
+      inventory.stop();
+      qgaRouting.stop();
+      libvirt.stop();
+    });
     metrics.libvirtState(libvirt.state);
     libvirt.on('state', (state: 'up' | 'down') => metrics.libvirtState(state));
-    this.stoppers.push(() => (routes?.stop(), libvirt.stop()));
     await libvirt.start(); // one attempt; it keeps retrying in the background
+    // A libvirtd that stalls holds the first requests back a bounded time only.
+    let hold: NodeJS.Timeout | undefined;
+    await Promise.race([inventory.settled(), new Promise((r) => (hold = setTimeout(r, LIBVIRT_LISTING_HOLD_MS)))]);
+    clearTimeout(hold);
   }
 
   async stop(): Promise<void> {

@@ -14,6 +14,9 @@ export interface GuestNetworkDeviceInfo {
 
 export type GuestAgentStatus = 'responsive' | 'unresponsive' | 'unknown';
 
+/** VDSM's status words (vmstatus.py) this daemon reports. */
+export type VmStatus = 'Up' | 'Down' | 'Paused' | 'Powering down';
+
 /**
  * One host-side vNIC in VDSM's `network` map (SPEC section 3): counters are strings, as VDSM
  * sends them; `sampleTime` monotonic seconds; `model`, `bridge`, `alias` are extensions.
@@ -29,10 +32,18 @@ export interface VmNetworkStats {
   rxDropped: string;
   txErrors: string;
   txDropped: string;
+  /** Monotonic seconds; serialised with a fraction (the engine needs a Double). */
   sampleTime: number;
   model: string;
   bridge: string;
   alias: string;
+}
+
+/** Why a VM stopped, as VDSM reports it with `Down` (exitCode 0 or 1 only: the engine takes no other). */
+export interface VmExit {
+  exitCode: 0 | 1;
+  exitMessage: string;
+  exitReason: number;
 }
 
 /**
@@ -41,7 +52,7 @@ export interface VmNetworkStats {
  */
 export interface VmStats {
   vmId: string;
-  status: 'Up' | 'Down';
+  status: VmStatus;
   /** VDSM's event clock (2147483647 + monotonic ms), as a string. */
   statusTime: string;
   elapsedTime: string;
@@ -54,6 +65,10 @@ export interface VmStats {
   guestFQDN: string;
   guestOs: string;
   guestAgentStatus: GuestAgentStatus;
+  /** With `Down` only, when libvirt said why. */
+  exitCode?: VmExit['exitCode'];
+  exitMessage?: string;
+  exitReason?: number;
 }
 
 /**

@@ -145,6 +145,9 @@ class FakeLibvirtd {
       out = w.bytes();
     } else if (h.prog === LIBVIRT.remoteProgram && (h.proc === LIBVIRT.proc.authPolkit || h.proc === LIBVIRT.proc.connectOpen)) {
       out = h.proc === LIBVIRT.proc.authPolkit ? new XdrWriter().i32(1).bytes() : Buffer.alloc(0);
+    } else if (h.prog === LIBVIRT.remoteProgram && h.proc === LIBVIRT.proc.connectDomainEventCallbackRegisterAny) {
+      this.eventSockets.add(s);
+      out = new XdrWriter().i32(this.calls.length).bytes();
     } else if (h.prog === LIBVIRT.remoteProgram && h.proc === LIBVIRT.proc.domainLookupByUuid) {
       out = new XdrWriter().string('vm1').fixedOpaque(m.body.subarray(0, 16)).i32(1).bytes();
     } else out = this.onCall(h.prog, h.proc, m.body);
@@ -152,6 +155,13 @@ class FakeLibvirtd {
     const reply = { prog: h.prog, vers: 1, proc: h.proc, type: LIBVIRT.type.reply, serial: h.serial };
     if (Buffer.isBuffer(out)) s.write(encodeMessage({ ...reply, status: LIBVIRT.status.ok }, out));
     else s.write(encodeMessage({ ...reply, status: LIBVIRT.status.error }, new XdrWriter().i32(out.error).i32(10).optionalString(out.message).i32(2).bytes()));
+  }
+
+  /** The connections that registered domain events: a server-sent MESSAGE goes to them. */
+  readonly eventSockets = new Set<net.Socket>();
+
+  sendEvent(proc: number, body: Buffer): void {
+    for (const s of this.eventSockets) s.write(encodeMessage({ prog: LIBVIRT.remoteProgram, vers: 1, proc, type: LIBVIRT.type.message, serial: 0, status: 0 }, body));
   }
 
   ping(): void {
@@ -188,7 +198,10 @@ describe('libvirt client against a scripted libvirtd', () => {
   it('handshakes as the remote driver does (auth list, polkit when asked, open qemu:///system) on each connection', async () => {
     const { fake, client } = await setup([LIBVIRT.auth.polkit]);
     expect(client.state).toBe('up');
-    expect(fake.calls.map((c) => c.proc)).toEqual([66, 70, 1, 66, 70, 1]);
+    // Then the domain events (lifecycle, device added, device removed) on the first connection.
+    expect(fake.calls.map((c) => c.proc)).toEqual([66, 70, 1, 66, 70, 1, 316, 316, 316]);
+    expect(fake.calls.slice(6).map((c) => new XdrReader(c.body).i32())).toEqual([0, 19, 15]);
+    expect(client.events).toBe(true);
     expect(new XdrReader(fake.calls[2]!.body).optionalString()).toBe('qemu:///system');
   });
 
@@ -197,9 +210,9 @@ describe('libvirt client against a scripted libvirtd', () => {
     fake.onCall = (prog, proc) => (prog === LIBVIRT.qemuProgram && proc === LIBVIRT.proc.agentCommand ? new XdrWriter().optionalString('{"return":{"host-name":"vm1"}}').bytes() : Buffer.alloc(0));
     expect(await client.agentCommand(UUID, '{"execute":"guest-get-host-name"}', 1500)).toBe('{"return":{"host-name":"vm1"}}');
     await client.agentCommand(UUID, '{"execute":"guest-get-host-name"}', 1500);
-    const after = fake.calls.slice(4).map((c) => [c.prog, c.proc]);
+    const after = fake.calls.slice(7).map((c) => [c.prog, c.proc]);
     expect(after).toEqual([[LIBVIRT.remoteProgram, 24], [LIBVIRT.qemuProgram, 3], [LIBVIRT.qemuProgram, 3]]);
-    const r = new XdrReader(fake.calls[5]!.body);
+    const r = new XdrReader(fake.calls[8]!.body);
     expect([r.string(), r.fixedOpaque(16).length, r.i32(), r.string(), r.i32()]).toEqual(['vm1', 16, 1, '{"execute":"guest-get-host-name"}', 2]);
   });
 

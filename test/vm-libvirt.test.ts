@@ -12,7 +12,7 @@ import { classifyLibvirtFailure } from '../src/libvirt/agentLink.js';
 import type { GuestNetworkDeviceInfo, VmStats } from '../src/wire.js';
 import { tempDir } from './helpers/channelsDir.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
-import { acceptedClients, LIBVIRT_URI, OVIRT_CHANNELS_DIR, startLibvirtd, virsh, type Libvirtd, type LibvirtDomain } from './helpers/libvirtd.js';
+import { acceptedClients, LIBVIRTD_WAIT_MS, LIBVIRT_URI, OVIRT_CHANNELS_DIR, startLibvirtd, virsh, type Libvirtd, type LibvirtDomain } from './helpers/libvirtd.js';
 import { missing } from './helpers/prereq.js';
 import { bootGuest, expectedNetIfaces, QGA_CHANNEL, sortedAddresses, testGuestImage } from './helpers/qemuGuest.js';
 import { QgaSocket } from './helpers/qgaSocket.js';
@@ -62,7 +62,7 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
     await eventually(() => virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}'), (o) => o.includes('return'), 30_000, 'agent through libvirt');
     // Every address the guest configures is up (link-local IPv6 comes a moment after boot).
     await eventually(() => domifaddr(a.uuid), (x) => JSON.stringify(sortedAddresses(x)) === JSON.stringify(expectedNetIfaces(a)), 30_000, 'addresses settled');
-  });
+  }, LIBVIRTD_WAIT_MS);
 
   it('the agent-command layer returns the real agent replies, as virsh qemu-agent-command does, without a process per call', async () => {
     const client = new LibvirtClient({ uri: LIBVIRT_URI, log: pino({ level: 'silent' }) });

@@ -18,6 +18,31 @@ export type QgaVia = 'auto' | 'direct' | 'libvirt';
 
 const QGA_CHANNEL: ChannelName = 'org.qemu.guest_agent.0';
 
+/**
+ * How each VM's qemu-ga is reached, decided in one place (built before the channels; for libvirt,
+ * src/libvirt/qgaRouting.ts). Channels only ask it; they never talk to libvirt themselves.
+ */
+export interface QgaRoutePolicy {
+  readonly mode: QgaVia;
+  /**
+   * A QgaLink that reaches this VM's qemu-ga another way (libvirt), or null to use the socket.
+   * Without one, `libvirt` leaves qemu-ga sockets alone and `auto` means `direct`.
+   */
+  linkFor(vmId: string, note: (issues: IssueCounts) => void): QgaLink | null;
+  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again on each redecide). */
+  useLibvirt(vmId: string): Promise<boolean>;
+  /** Calls `listener` whenever every VM's route is to be decided again (libvirtd came or went). */
+  onRedecide(listener: () => void): void;
+}
+
+/** `--qga-via direct`: every qemu-ga over its socket, nothing else asked. */
+export const DIRECT_QGA: QgaRoutePolicy = {
+  mode: 'direct',
+  linkFor: () => null,
+  useLibvirt: () => Promise.resolve(false),
+  onRedecide: () => {},
+};
+
 export interface GuestChannelsOptions {
   dir: string;
   registry: VmRegistry;
@@ -25,14 +50,8 @@ export interface GuestChannelsOptions {
   qgaPollIntervalMs: number;
   qgaTimeoutMs: number;
   agentSilenceTimeoutMs: number;
-  qgaVia: QgaVia;
-  /**
-   * A QgaLink that reaches this VM's qemu-ga another way (libvirt), or null to use the socket.
-   * Without one, `libvirt` leaves qemu-ga sockets alone and `auto` means `direct`.
-   */
-  qgaLinkFor?: (vmId: string, note: (issues: IssueCounts) => void) => QgaLink | null;
-  /** `auto` only: whether this VM's qemu-ga goes through libvirt (asked again by `redecideQga`). */
-  qgaUseLibvirt?: (vmId: string) => Promise<boolean>;
+  /** Default: DIRECT_QGA. */
+  qga?: QgaRoutePolicy;
 }
 
 interface OpenChannel {
@@ -52,8 +71,11 @@ export class GuestChannels implements ChannelsDirListener {
   private readonly vms = new Map<string, VmChannels>();
   private readonly watcher: ChannelsDirWatcher;
   private warnedNoLibvirt = false;
+  private readonly qga: QgaRoutePolicy;
 
   constructor(private readonly opts: GuestChannelsOptions) {
+    this.qga = opts.qga ?? DIRECT_QGA;
+    this.qga.onRedecide(() => this.redecideQga());
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
     // One line per agent state change (SPEC section 6), never per message.
     opts.registry.onChange((ch) => {
@@ -135,7 +157,7 @@ export class GuestChannels implements ChannelsDirListener {
     };
     const pollOpts = { intervalMs: this.opts.qgaPollIntervalMs, timeoutMs: this.opts.qgaTimeoutMs };
     const viaOther = (): OpenChannel | null => {
-      const other = this.opts.qgaLinkFor?.(s.vmId, (i) => guard.note(s.channel, i)) ?? null;
+      const other = this.qga.linkFor(s.vmId, (i) => guard.note(s.channel, i));
       if (!other) return null;
       const poller = new QgaPoller(other, sink, pollOpts);
       poller.start();
@@ -149,10 +171,10 @@ export class GuestChannels implements ChannelsDirListener {
       poller.start();
       return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
     };
-    if (this.opts.qgaVia === 'auto' && this.opts.qgaUseLibvirt) return this.routed(s, this.opts.qgaUseLibvirt, viaOther, direct, chLog);
-    const other = this.opts.qgaVia === 'direct' ? null : viaOther();
+    if (this.qga.mode === 'auto') return this.routed(s, (vmId) => this.qga.useLibvirt(vmId), viaOther, direct, chLog);
+    const other = this.qga.mode === 'direct' ? null : viaOther();
     if (other) return other;
-    if (this.opts.qgaVia === 'libvirt') {
+    if (this.qga.mode === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
       if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
       this.warnedNoLibvirt = true;

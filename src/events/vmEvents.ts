@@ -17,7 +17,16 @@ export function vmStatusEvent(change: VmChangeLike): { method: string; params: R
   const { vmId, stats } = change;
   const body =
     stats.status === 'Down'
-      ? { vmId, status: 'Down', statusTime: stats.statusTime }
+      ? stats.exitCode === undefined
+        ? { vmId, status: 'Down', statusTime: stats.statusTime }
+        : {
+            vmId,
+            status: 'Down',
+            statusTime: stats.statusTime,
+            exitCode: stats.exitCode,
+            exitMessage: stats.exitMessage,
+            exitReason: stats.exitReason,
+          }
       : {
           vmId,
           status: stats.status,

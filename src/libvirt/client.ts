@@ -2,26 +2,47 @@
 // libvirt's remote driver does: no process per call, many calls in flight matched by serial, a
 // few connections so that slow agents on some VMs do not hold up the rest (libvirtd answers at
 // most a handful of requests per client at once), and reconnection with backoff when libvirtd
-// restarts. Only the calls the daemon needs: domain lookup by UUID and the QEMU agent command.
+// restarts. Only the calls the daemon needs: domain lookup by UUID, the QEMU agent command, the
+// active domains with their state, XML and interface counters (one by one or in bulk), and
+// domain events (lifecycle, device added/removed), registered again on every reconnection.
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import {
+  EventId,
   LIBVIRT,
+  ListFlags,
   MessageFramer,
   VirErr,
   decodeAgentCommand,
+  decodeAllDomainStats,
   decodeAuthList,
+  decodeCallbackId,
   decodeDomain,
+  decodeDomainEvent,
+  decodeDomainList,
+  decodeDomainState,
   decodeError,
+  decodeInterfaceStats,
+  decodeNonNullString,
   encodeAgentCommand,
   encodeCall,
   encodeConnectOpen,
+  encodeDomainFlags,
+  encodeEventCallbackRegister,
+  encodeGetAllDomainStats,
+  encodeInterfaceStats,
+  encodeListAllDomains,
   encodeLookupByUuid,
   encodeMessage,
+  uuidText,
+  type DomainEvent,
   type DomainRef,
+  type DomainStateInfo,
+  type DomainStatsRecord,
+  type InterfaceCounters,
   type LibvirtErrorInfo,
 } from './wire.js';
 
@@ -42,6 +63,8 @@ export class LibvirtUnavailableError extends Error {
   constructor(
     message: string,
     readonly timedOut = false,
+    /** The socket error's code (ENOENT, EACCES, ...) when connecting failed. */
+    readonly errno?: string,
   ) {
     super(message);
   }
@@ -97,6 +120,8 @@ class LibvirtConnection {
   constructor(
     private readonly target: LibvirtTarget,
     private readonly onClose: (conn: LibvirtConnection, why: string) => void,
+    /** A domain event libvirtd sent (only on the connection that registered the callbacks). */
+    private readonly onEvent: (ev: DomainEvent) => void = () => {},
   ) {}
 
   get inFlight(): number {
@@ -108,7 +133,8 @@ class LibvirtConnection {
       const sock = net.connect(this.target.socketPath);
       const fail = (err: Error): void => {
         sock.destroy();
-        reject(new LibvirtUnavailableError(`cannot connect to ${this.target.socketPath}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        const errno = (err as NodeJS.ErrnoException).code;
+        reject(new LibvirtUnavailableError(`cannot connect to ${this.target.socketPath}: ${errno ?? err.message}`, false, errno));
       };
       sock.once('error', fail);
       sock.once('connect', () => {
@@ -164,7 +190,17 @@ class LibvirtConnection {
         }
         continue;
       }
-      if (h.type !== LIBVIRT.type.reply) continue; // events: none registered
+      if (h.type === LIBVIRT.type.message && h.prog === LIBVIRT.remoteProgram) {
+        let ev: DomainEvent | null;
+        try {
+          ev = decodeDomainEvent(h.proc, m.body);
+        } catch {
+          ev = null; // an event that does not decode is dropped; the next resync corrects
+        }
+        if (ev) this.onEvent(ev);
+        continue;
+      }
+      if (h.type !== LIBVIRT.type.reply) continue;
       const p = this.pending.get(h.serial);
       if (!p) continue;
       this.pending.delete(h.serial);
@@ -212,11 +248,16 @@ export interface LibvirtClientOptions {
   callTimeoutMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Register domain events (default true; a client that only calls needs none). */
+  events?: boolean;
   /** Log level of "libvirt not reachable" (info where running without libvirt is normal). */
   downLevel?: 'warn' | 'info';
 }
 
 export type LibvirtState = 'up' | 'down';
+
+/** Socket errors that mean "libvirtd is there but will not have us" (worth an operator's look). */
+const REFUSED_ERRNOS = new Set(['EACCES', 'EPERM']);
 
 /**
  * The pool of connections and what the daemon asks of libvirt. Emits 'state' ('up' | 'down')
@@ -233,11 +274,14 @@ export class LibvirtClient extends EventEmitter {
   private readonly reconnectMaxMs: number;
   private backoffMs: number;
   private readonly downLevel: 'warn' | 'info';
+  private readonly wantEvents: boolean;
   private timer: NodeJS.Timeout | null = null;
   private connecting: Promise<void> | null = null;
   private stopped = true;
   state: LibvirtState = 'down';
   private lastDownReason = '';
+  /** Whether domain events were registered on the current connections. */
+  events = false;
 
   constructor(opts: LibvirtClientOptions) {
     super();
@@ -249,6 +293,7 @@ export class LibvirtClient extends EventEmitter {
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 5_000;
     this.backoffMs = this.reconnectMinMs;
     this.downLevel = opts.downLevel ?? 'warn';
+    this.wantEvents = opts.events ?? true;
   }
 
   /** Starts connecting in the background; resolves after the first attempt, whatever it gave. */
@@ -274,14 +319,22 @@ export class LibvirtClient extends EventEmitter {
     const fresh: LibvirtConnection[] = [];
     try {
       while (this.conns.length + fresh.length < this.size) {
-        const c = new LibvirtConnection(this.target, (conn, why) => this.lost(conn, why));
+        const first = this.conns.length + fresh.length === 0;
+        const c = new LibvirtConnection(
+          this.target,
+          (conn, why) => this.lost(conn, why),
+          first ? (ev) => this.emit('domainEvent', ev) : undefined,
+        );
         fresh.push(c);
         await c.open(this.callTimeoutMs);
       }
+      // Domain events come on the first connection: registered before 'up', so that whoever lists
+      // the domains on 'up' misses no change made after the listing.
+      this.events = this.wantEvents && (await this.registerEvents(fresh[0]));
     } catch (err) {
       for (const c of fresh) c.close();
       if (!this.stopped) {
-        this.setState('down', (err as Error).message);
+        this.setState('down', (err as Error).message, err);
         this.retryLater();
       }
       return;
@@ -293,6 +346,20 @@ export class LibvirtClient extends EventEmitter {
     this.conns.push(...fresh);
     this.backoffMs = this.reconnectMinMs;
     this.setState('up', `connected to ${this.target.socketPath}`);
+  }
+
+  private async registerEvents(conn: LibvirtConnection | undefined): Promise<boolean> {
+    if (!conn) return false;
+    try {
+      for (const id of [EventId.lifecycle, EventId.deviceAdded, EventId.deviceRemoved]) {
+        decodeCallbackId(await conn.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectDomainEventCallbackRegisterAny, encodeEventCallbackRegister(id), this.callTimeoutMs));
+      }
+      return true;
+    } catch (err) {
+      if (err instanceof LibvirtUnavailableError) throw err;
+      this.log.warn({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_EVENTS', reason: (err as Error).message }, 'libvirt domain events not available; VM status is read on each reconnection only');
+      return false;
+    }
   }
 
   private lost(conn: LibvirtConnection, why: string): void {
@@ -317,13 +384,22 @@ export class LibvirtClient extends EventEmitter {
     this.timer.unref?.();
   }
 
-  private setState(state: LibvirtState, reason: string): void {
+  private setState(state: LibvirtState, reason: string, err?: unknown): void {
     if (state === this.state && (state === 'up' || reason === this.lastDownReason)) return;
     const changed = state !== this.state;
+    const before = this.lastDownReason;
     this.state = state;
     this.lastDownReason = state === 'down' ? reason : '';
-    if (state === 'up') this.log.info({ socket: this.target.socketPath, uri: this.target.name, connections: this.conns.length }, 'libvirt connected');
-    else if (!this.stopped) this.log[this.downLevel]({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_UNAVAILABLE', reason }, 'libvirt not reachable; retrying');
+    if (state === 'up') {
+      this.log.info({ socket: this.target.socketPath, uri: this.target.name, connections: this.conns.length, ...(before ? { after: before } : {}) }, 'libvirt connected');
+    } else if (!this.stopped) {
+      // A socket that refuses us (permissions, polkit) is a misconfiguration, said once per cause
+      // whatever the mode; libvirtd merely absent is normal for `auto` on a host without it.
+      const errno = err instanceof LibvirtUnavailableError ? err.errno : undefined;
+      const refused = (errno !== undefined && REFUSED_ERRNOS.has(errno)) || err instanceof LibvirtCallError;
+      if (refused) this.log.warn({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_ACCESS', errno: errno ?? `libvirt error ${(err as LibvirtCallError).code}`, reason }, 'libvirt refuses this daemon; retrying');
+      else this.log[this.downLevel]({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_UNAVAILABLE', errno, reason }, 'libvirt not reachable; retrying');
+    }
     if (changed) this.emit('state', state);
   }
 
@@ -361,6 +437,33 @@ export class LibvirtClient extends EventEmitter {
 
   forget(uuid: string): void {
     this.domains.delete(uuid);
+  }
+
+  /** The active domains (running, paused, shutting down, ...), each with its UUID as text. */
+  async listActiveDomains(): Promise<DomainRef[]> {
+    const doms = decodeDomainList(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectListAllDomains, encodeListAllDomains(ListFlags.active), this.callTimeoutMs));
+    for (const d of doms) this.domains.set(uuidText(d.uuid), d);
+    return doms;
+  }
+
+  async domainState(dom: DomainRef): Promise<DomainStateInfo> {
+    return decodeDomainState(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetState, encodeDomainFlags(dom), this.callTimeoutMs));
+  }
+
+  /** The live domain XML (no secure parts: flags 0). */
+  async domainXml(dom: DomainRef): Promise<string> {
+    return decodeNonNullString(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetXmlDesc, encodeDomainFlags(dom), this.callTimeoutMs));
+  }
+
+  /** virDomainInterfaceStats for one host device of one domain. */
+  async interfaceStats(dom: DomainRef, device: string): Promise<InterfaceCounters> {
+    return decodeInterfaceStats(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainInterfaceStats, encodeInterfaceStats(dom, device), this.callTimeoutMs));
+  }
+
+  /** virConnectGetAllDomainStats: one call for the given domains, or all active ones when none given. */
+  async allDomainStats(stats: number, doms: readonly DomainRef[] = []): Promise<DomainStatsRecord[]> {
+    const flags = doms.length ? 0 : ListFlags.active;
+    return decodeAllDomainStats(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectGetAllDomainStats, encodeGetAllDomainStats(doms, stats, flags), this.callTimeoutMs));
   }
 
   /**

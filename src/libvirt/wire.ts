@@ -1,6 +1,8 @@
-// libvirt's own RPC protocol, the part this daemon speaks, pure: XDR encoding of the few calls
-// it makes (auth list, polkit, connect open, domain lookup by UUID, the QEMU program's agent
-// command), the 4-byte length framing of a byte stream, and decoding of replies and errors.
+// libvirt's own RPC protocol, the part this daemon speaks, pure: XDR encoding of the calls it
+// makes (auth list, polkit, connect open, domain lookup by UUID, the QEMU program's agent command,
+// active domains, state, XML, interface counters, bulk stats, domain event registration), the
+// 4-byte length framing of a byte stream, and decoding of replies, errors and the server-sent
+// domain event messages. Everything read is bounded: a hostile or broken libvirtd gets an XdrError.
 // Facts from libvirt's remote_protocol.x, qemu_protocol.x and virnetprotocol.x; no sockets here.
 
 export const LIBVIRT = {
@@ -11,9 +13,20 @@ export const LIBVIRT = {
   proc: {
     connectOpen: 1,
     connectClose: 2,
+    domainGetXmlDesc: 14,
     domainLookupByUuid: 24,
+    domainInterfaceStats: 65,
     authList: 66,
     authPolkit: 70,
+    domainGetState: 212,
+    connectListAllDomains: 273,
+    connectDomainEventCallbackRegisterAny: 316,
+    connectDomainEventCallbackDeregisterAny: 317,
+    /** Server-sent MESSAGE packets. */
+    domainEventCallbackLifecycle: 318,
+    domainEventCallbackDeviceRemoved: 333,
+    connectGetAllDomainStats: 344,
+    domainEventCallbackDeviceAdded: 354,
     /** In the QEMU program. */
     agentCommand: 3,
     /** In the keepalive program. */
@@ -66,6 +79,10 @@ export class XdrWriter {
     return this.u32(1).string(s);
   }
 
+  domain(dom: DomainRef): this {
+    return this.string(dom.name).fixedOpaque(dom.uuid).i32(dom.id);
+  }
+
   fixedOpaque(bytes: Buffer): this {
     this.chunks.push(bytes, Buffer.alloc((4 - (bytes.length % 4)) % 4));
     return this;
@@ -111,7 +128,32 @@ export class XdrReader {
   }
 
   optionalString(): string | null {
-    return this.u32() === 0 ? null : this.string();
+    const present = this.u32();
+    if (present > 1) throw new XdrError(`bad optional marker ${present}`);
+    return present === 0 ? null : this.string();
+  }
+
+  /** A 64-bit integer as decimal text (counters beyond 2^53 stay exact). */
+  hyper(signed: boolean): string {
+    this.need(8);
+    const v = signed ? this.buf.readBigInt64BE(this.off) : this.buf.readBigUInt64BE(this.off);
+    this.off += 8;
+    return v.toString();
+  }
+
+  double(): number {
+    this.need(8);
+    const v = this.buf.readDoubleBE(this.off);
+    this.off += 8;
+    return v;
+  }
+
+  /** A variable-length array's count, checked against its XDR bound and the bytes left. */
+  count(max: number, minItemBytes: number): number {
+    const n = this.u32();
+    if (n > max) throw new XdrError(`array of ${n} over its bound ${max}`);
+    if (n * minItemBytes > this.remaining) throw new XdrError(`array of ${n} longer than the ${this.remaining} bytes left`);
+    return n;
   }
 
   fixedOpaque(n: number): Buffer {
@@ -222,8 +264,17 @@ export function encodeLookupByUuid(uuid: string): Buffer {
 }
 
 export function decodeDomain(body: Buffer): DomainRef {
-  const r = new XdrReader(body);
+  return readDomain(new XdrReader(body));
+}
+
+function readDomain(r: XdrReader): DomainRef {
   return { name: r.string(), uuid: r.fixedOpaque(16), id: r.i32() };
+}
+
+/** A domain's UUID as text, lower-case (libvirt's own form: `virsh domuuid`). */
+export function uuidText(uuid: Buffer): string {
+  const h = uuid.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
 export function encodeAgentCommand(dom: DomainRef, command: string, timeoutSeconds: number): Buffer {
@@ -233,4 +284,208 @@ export function encodeAgentCommand(dom: DomainRef, command: string, timeoutSecon
 /** The agent's raw reply text, or null when libvirt returned none. */
 export function decodeAgentCommand(body: Buffer): string | null {
   return new XdrReader(body).optionalString();
+}
+
+// ---- inventory, state, XML, counters (remote_protocol.x) ----------------------------------------
+
+/** remote_protocol.x bounds this daemon enforces when reading. */
+const DOMAIN_LIST_MAX = 16384;
+const ALL_DOMAIN_STATS_MAX = 4096;
+/** The least bytes one remote_nonnull_domain takes: empty name (4), UUID (16), id (4). */
+const DOMAIN_MIN_BYTES = 24;
+
+/** virConnectListAllDomainsFlags / virConnectGetAllDomainStatsFlags. */
+export const ListFlags = { active: 1, inactive: 2 } as const;
+
+/** virDomainStatsTypes. */
+export const StatsType = { state: 1, interface: 16 } as const;
+
+/** virDomainState. */
+export const DomainState = {
+  nostate: 0,
+  running: 1,
+  blocked: 2,
+  paused: 3,
+  shutdown: 4,
+  shutoff: 5,
+  crashed: 6,
+  pmsuspended: 7,
+} as const;
+
+/** virDomainEventID values registered here. */
+export const EventId = { lifecycle: 0, deviceRemoved: 15, deviceAdded: 19 } as const;
+
+/** virDomainEventType (the lifecycle event's `event`). */
+export const LifecycleEvent = {
+  defined: 0,
+  undefined: 1,
+  started: 2,
+  suspended: 3,
+  resumed: 4,
+  stopped: 5,
+  shutdown: 6,
+  pmsuspended: 7,
+  crashed: 8,
+} as const;
+
+/** virDomainEventShutdownDetailType. */
+export const ShutdownDetail = { finished: 0, guest: 1, host: 2 } as const;
+
+/** virDomainEventStoppedDetailType. */
+export const StoppedDetail = { shutdown: 0, destroyed: 1, crashed: 2, migrated: 3, saved: 4, failed: 5, fromSnapshot: 6 } as const;
+
+export function encodeListAllDomains(flags: number): Buffer {
+  return new XdrWriter().i32(1).u32(flags).bytes();
+}
+
+export function decodeDomainList(body: Buffer): DomainRef[] {
+  const r = new XdrReader(body);
+  const n = r.count(DOMAIN_LIST_MAX, DOMAIN_MIN_BYTES);
+  const out: DomainRef[] = [];
+  for (let i = 0; i < n; i++) out.push(readDomain(r));
+  return out;
+}
+
+/** The arguments of the many calls that take a domain and flags (state, XML). */
+export function encodeDomainFlags(dom: DomainRef, flags = 0): Buffer {
+  return new XdrWriter().domain(dom).u32(flags).bytes();
+}
+
+export interface DomainStateInfo {
+  state: number;
+  reason: number;
+}
+
+export function decodeDomainState(body: Buffer): DomainStateInfo {
+  const r = new XdrReader(body);
+  return { state: r.i32(), reason: r.i32() };
+}
+
+/** A reply that is one non-null string (the domain XML). */
+export function decodeNonNullString(body: Buffer): string {
+  return new XdrReader(body).string();
+}
+
+export function encodeInterfaceStats(dom: DomainRef, device: string): Buffer {
+  return new XdrWriter().domain(dom).string(device).bytes();
+}
+
+/** virDomainInterfaceStats, counters as decimal text (-1 where the driver does not know). */
+export interface InterfaceCounters {
+  rxBytes: string;
+  rxPackets: string;
+  rxErrs: string;
+  rxDrop: string;
+  txBytes: string;
+  txPackets: string;
+  txErrs: string;
+  txDrop: string;
+}
+
+export function decodeInterfaceStats(body: Buffer): InterfaceCounters {
+  const r = new XdrReader(body);
+  return {
+    rxBytes: r.hyper(true),
+    rxPackets: r.hyper(true),
+    rxErrs: r.hyper(true),
+    rxDrop: r.hyper(true),
+    txBytes: r.hyper(true),
+    txPackets: r.hyper(true),
+    txErrs: r.hyper(true),
+    txDrop: r.hyper(true),
+  };
+}
+
+export function encodeGetAllDomainStats(doms: readonly DomainRef[], stats: number, flags: number): Buffer {
+  const w = new XdrWriter().u32(doms.length);
+  for (const d of doms) w.domain(d);
+  return w.u32(stats).u32(flags).bytes();
+}
+
+/** A typed parameter's value: 64-bit integers as decimal text, booleans as booleans. */
+export type TypedValue = number | string | boolean;
+
+export interface DomainStatsRecord {
+  dom: DomainRef;
+  params: Map<string, TypedValue>;
+}
+
+function readTypedValue(r: XdrReader): TypedValue {
+  const type = r.i32();
+  switch (type) {
+    case 1:
+      return r.i32();
+    case 2:
+      return r.u32();
+    case 3:
+      return r.hyper(true);
+    case 4:
+      return r.hyper(false);
+    case 5:
+      return r.double();
+    case 6:
+      return r.i32() !== 0;
+    case 7:
+      return r.string();
+    default:
+      throw new XdrError(`unknown typed parameter type ${type}`);
+  }
+}
+
+export function decodeAllDomainStats(body: Buffer): DomainStatsRecord[] {
+  const r = new XdrReader(body);
+  const n = r.count(DOMAIN_LIST_MAX, DOMAIN_MIN_BYTES + 4);
+  const out: DomainStatsRecord[] = [];
+  for (let i = 0; i < n; i++) {
+    const dom = readDomain(r);
+    const m = r.count(ALL_DOMAIN_STATS_MAX, 12);
+    const params = new Map<string, TypedValue>();
+    for (let j = 0; j < m; j++) {
+      const field = r.string();
+      params.set(field, readTypedValue(r));
+    }
+    out.push({ dom, params });
+  }
+  return out;
+}
+
+// ---- domain events ----------------------------------------------------------------------------
+
+/** Registers a callback for one event ID on every domain (the `dom` pointer left null). */
+export function encodeEventCallbackRegister(eventId: number): Buffer {
+  return new XdrWriter().i32(eventId).u32(0).bytes();
+}
+
+export function decodeCallbackId(body: Buffer): number {
+  return new XdrReader(body).i32();
+}
+
+export function encodeEventCallbackDeregister(callbackId: number): Buffer {
+  return new XdrWriter().i32(callbackId).bytes();
+}
+
+export type DomainEvent =
+  | { kind: 'lifecycle'; callbackId: number; dom: DomainRef; event: number; detail: number }
+  | { kind: 'deviceAdded' | 'deviceRemoved'; callbackId: number; dom: DomainRef; alias: string };
+
+/**
+ * A server-sent MESSAGE of the remote program: the domain events this daemon registers for, or
+ * null for any other procedure (libvirtd sends only what was registered, but never trust that).
+ */
+export function decodeDomainEvent(proc: number, body: Buffer): DomainEvent | null {
+  const r = new XdrReader(body);
+  switch (proc) {
+    case LIBVIRT.proc.domainEventCallbackLifecycle: {
+      const callbackId = r.i32();
+      return { kind: 'lifecycle', callbackId, dom: readDomain(r), event: r.i32(), detail: r.i32() };
+    }
+    case LIBVIRT.proc.domainEventCallbackDeviceAdded:
+    case LIBVIRT.proc.domainEventCallbackDeviceRemoved: {
+      const callbackId = r.i32();
+      const kind = proc === LIBVIRT.proc.domainEventCallbackDeviceAdded ? 'deviceAdded' : 'deviceRemoved';
+      return { kind, callbackId, dom: readDomain(r), alias: r.string() };
+    }
+    default:
+      return null;
+  }
 }

@@ -1,15 +1,17 @@
-// The known VMs and what their guest agents said, sanitised. A VM is known while at least one
-// of its channel sockets exists. Each update rebuilds that VM's cached stats once, compares the
+// The known VMs and what their guest agents said, sanitised. A VM is known while libvirt has it
+// active (its hypervisor view: status, start, vNICs) or, for a VM libvirt does not know, while at
+// least one of its channel sockets exists. Each update rebuilds that VM's cached stats once, compares the
 // watched fields once, and tells listeners only when something really changed; a report that
 // repeats what is known (heartbeat, same interfaces in the same order) changes nothing.
 import type { Logger } from 'pino';
-import { channelProtocol, type ChannelName, type VmStats } from '../wire.js';
+import { channelProtocol, type ChannelName, type VmExit, type VmNetworkStats, type VmStats, type VmStatus } from '../wire.js';
 import type { GuestReport } from '../guest/sanitize.js';
 import {
   buildStats,
   changedFields,
   emptyChannelState,
   monotonicMs,
+  NO_NETWORK,
   sameInterfaces,
   stampStats,
   type ChannelGuestState,
@@ -30,6 +32,16 @@ interface VmEntry {
   firstSeenMs: number;
   channels: Map<ChannelName, ChannelGuestState>;
   base: VmStatsBase;
+  /** What libvirt says of the VM, or null for a VM known by its channel sockets only. */
+  hv: HypervisorView | null;
+}
+
+/** A VM as libvirt sees it. */
+export interface HypervisorView {
+  status: VmStatus;
+  /** When the domain started, on the registry's clock (elapsedTime counts from it). */
+  startMs: number;
+  network: Record<string, VmNetworkStats>;
 }
 
 export interface VmRegistryOptions {
@@ -39,6 +51,8 @@ export interface VmRegistryOptions {
 
 export class VmRegistry {
   private readonly vms = new Map<string, VmEntry>();
+  /** Channels of VMs libvirt stopped whose sockets are still there: not listed again for them. */
+  private readonly parked = new Map<string, Map<ChannelName, ChannelGuestState>>();
   private readonly listeners = new Set<(change: VmChange) => void>();
   private readonly clock: () => number;
   private readonly log: Logger | undefined;
@@ -46,6 +60,11 @@ export class VmRegistry {
   constructor(opts: VmRegistryOptions = {}) {
     this.clock = opts.clock ?? monotonicMs;
     this.log = opts.log;
+  }
+
+  /** The registry's clock (monotonic ms): what firstSeenMs and a hypervisor view's startMs are on. */
+  now(): number {
+    return this.clock();
   }
 
   get size(): number {
@@ -76,13 +95,13 @@ export class VmRegistry {
   /** The benchmark's naive baseline: every VM's stats rebuilt from its channel state, as if nothing were cached. */
   allRebuilt(): VmStats[] {
     const now = this.clock();
-    return [...this.vms.values()].map((e) => stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, now));
+    return [...this.vms.values()].map((e) => stampStats(buildStats(e.vmId, e.base.status, e.channels, e.base.network), e.firstSeenMs, now));
   }
 
   /** One VM rebuilt from its channel state (the naive baseline of VM.getStats). */
   getRebuilt(vmId: string): VmStats | undefined {
     const e = this.vms.get(vmId.toLowerCase());
-    return e ? stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, this.clock()) : undefined;
+    return e ? stampStats(buildStats(e.vmId, e.base.status, e.channels, e.base.network), e.firstSeenMs, this.clock()) : undefined;
   }
 
   has(vmId: string): boolean {
@@ -97,10 +116,15 @@ export class VmRegistry {
   /** A channel socket appeared: the VM is known (Up) from now on. */
   channelAdded(vmId: string, channel: ChannelName): void {
     const id = vmId.toLowerCase();
+    const parked = this.parked.get(id);
+    if (parked) {
+      parked.set(channel, emptyChannelState());
+      return;
+    }
     let e = this.vms.get(id);
     if (!e) {
       const channels = new Map([[channel, emptyChannelState()]]);
-      e = { vmId: id, firstSeenMs: this.clock(), channels, base: buildStats(id, 'Up', channels) };
+      e = { vmId: id, firstSeenMs: this.clock(), channels, base: buildStats(id, 'Up', channels), hv: null };
       this.vms.set(id, e);
       this.emit(e, ['status']);
       return;
@@ -113,9 +137,16 @@ export class VmRegistry {
   /** A channel socket went away: its data goes with it; the last one takes the VM (Down). */
   channelRemoved(vmId: string, channel: ChannelName): void {
     const id = vmId.toLowerCase();
+    const parked = this.parked.get(id);
+    if (parked) {
+      parked.delete(channel);
+      if (parked.size === 0) this.parked.delete(id);
+      return;
+    }
     const e = this.vms.get(id);
     if (!e || !e.channels.delete(channel)) return;
-    if (e.channels.size > 0) {
+    // libvirt decides when its VMs stop: a socket going away only takes its data.
+    if (e.channels.size > 0 || e.hv) {
       this.rebuild(e);
       return;
     }
@@ -155,12 +186,55 @@ export class VmRegistry {
     this.rebuild(this.vms.get(vmId.toLowerCase())!);
   }
 
+  /** The VMs libvirt has told of (for its inventory's reconciliation after a reconnect). */
+  hypervisorVmIds(): string[] {
+    return [...this.vms.values()].filter((e) => e.hv).map((e) => e.vmId);
+  }
+
+  /** libvirt has this VM active: listed, with libvirt's status, start and vNICs. */
+  hypervisorSet(vmId: string, view: HypervisorView): void {
+    const id = vmId.toLowerCase();
+    const e = this.vms.get(id);
+    if (!e) {
+      // Sockets left from a previous run of the domain: kept, but what they said is not this run's.
+      const channels = new Map<ChannelName, ChannelGuestState>();
+      for (const ch of this.parked.get(id)?.keys() ?? []) channels.set(ch, emptyChannelState());
+      this.parked.delete(id);
+      const fresh: VmEntry = { vmId: id, firstSeenMs: view.startMs, channels, base: buildStats(id, view.status, channels, view.network), hv: view };
+      this.vms.set(id, fresh);
+      this.emit(fresh, ['status']);
+      return;
+    }
+    e.hv = view;
+    e.firstSeenMs = view.startMs;
+    this.rebuild(e);
+  }
+
+  /** New host-side vNIC data for a libvirt VM (not announced: VDSM sends it with the stats only). */
+  hypervisorNetwork(vmId: string, network: Record<string, VmNetworkStats>): void {
+    const e = this.vms.get(vmId.toLowerCase());
+    if (!e?.hv) return;
+    e.hv = { ...e.hv, network };
+    this.rebuild(e);
+  }
+
+  /** libvirt stopped the VM: reported once as Down with why, then gone from the list. */
+  hypervisorStopped(vmId: string, exit: VmExit): void {
+    const id = vmId.toLowerCase();
+    const e = this.vms.get(id);
+    if (!e?.hv) return;
+    this.vms.delete(id);
+    if (e.channels.size > 0) this.parked.set(id, e.channels);
+    e.base = { ...e.base, status: 'Down', ...exit };
+    this.emit(e, ['status']);
+  }
+
   private stateOf(vmId: string, channel: ChannelName): ChannelGuestState | undefined {
     return this.vms.get(vmId.toLowerCase())?.channels.get(channel);
   }
 
   private rebuild(e: VmEntry): void {
-    const next = buildStats(e.vmId, 'Up', e.channels);
+    const next = buildStats(e.vmId, e.hv?.status ?? 'Up', e.channels, e.hv?.network ?? NO_NETWORK);
     const changed = changedFields(e.base, next);
     // guestOs is not announced but must still be served fresh.
     e.base = next;

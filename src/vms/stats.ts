@@ -1,7 +1,7 @@
 // VmStats from per-channel guest state, pure. The registry keeps the result cached per VM and
 // calls these only when something changed; statusTime/elapsedTime are stamped per call.
 import { isIP } from 'node:net';
-import { CHANNEL_NAMES, type ChannelName, type GuestAgentStatus, type GuestNetworkDeviceInfo, type VmNetworkStats, type VmStats } from '../wire.js';
+import { CHANNEL_NAMES, type ChannelName, type GuestAgentStatus, type GuestNetworkDeviceInfo, type VmNetworkStats, type VmStats, type VmStatus } from '../wire.js';
 
 /** What one channel has told us, already sanitised. null = never reported. */
 export interface ChannelGuestState {
@@ -46,9 +46,10 @@ export function mergeAgentStatus(states: Iterable<ChannelGuestState>): GuestAgen
 
 /** What a VM reports before any agent has: empty, never null (the engine's casts throw on null). */
 const NO_INTERFACES = Object.freeze([]) as readonly GuestNetworkDeviceInfo[] as GuestNetworkDeviceInfo[];
-const NO_NETWORK = Object.freeze({}) as Record<string, VmNetworkStats>;
+/** No host-side vNICs known (shared, never mutated). */
+export const NO_NETWORK: Record<string, VmNetworkStats> = Object.freeze({});
 
-export function buildStats(vmId: string, status: 'Up' | 'Down', channels: ReadonlyMap<ChannelName, ChannelGuestState>): VmStatsBase {
+export function buildStats(vmId: string, status: VmStatus, channels: ReadonlyMap<ChannelName, ChannelGuestState>, network: Record<string, VmNetworkStats> = NO_NETWORK): VmStatsBase {
   const ordered = CHANNEL_PRIORITY.map((c) => channels.get(c)).filter((s): s is ChannelGuestState => s !== undefined);
   const pick = <K extends 'netIfaces' | 'guestName' | 'guestFQDN' | 'guestOs'>(k: K): ChannelGuestState[K] | null => {
     for (const s of ordered) if (s[k] !== null) return s[k];
@@ -59,7 +60,7 @@ export function buildStats(vmId: string, status: 'Up' | 'Down', channels: Readon
     vmId,
     status,
     netIfaces,
-    network: NO_NETWORK,
+    network,
     guestIPs: guestIPsOf(netIfaces),
     guestName: pick('guestName') ?? '',
     guestFQDN: pick('guestFQDN') ?? '',
@@ -118,5 +119,10 @@ export function stampStats(base: VmStatsBase, firstSeenMs: number, nowMs: number
     guestFQDN: base.guestFQDN,
     guestOs: base.guestOs,
     guestAgentStatus: base.guestAgentStatus,
+    ...exitOf(base),
   };
+}
+
+function exitOf(base: VmStatsBase): Partial<VmStats> {
+  return base.exitCode === undefined ? {} : { exitCode: base.exitCode, exitMessage: base.exitMessage, exitReason: base.exitReason };
 }

@@ -44,7 +44,7 @@ function chunkOf(base: VmStatsBase, timeWidth: number, elapsedWidth: number): Ch
   if (cached && cached.timeWidth === timeWidth && cached.elapsedWidth === elapsedWidth) return cached;
   // Member order as stampStats builds VmStats: vmId, status, statusTime, elapsedTime, then the rest.
   const { vmId, status, ...rest } = base;
-  const restJson = JSON.stringify(rest);
+  const restJson = withFraction(JSON.stringify(rest));
   const head = `{"vmId":${JSON.stringify(vmId)},"status":${JSON.stringify(status)},"statusTime":"`;
   const middle = '","elapsedTime":"';
   const tail = restJson === '{}' ? '"}' : '",' + restJson.slice(1);
@@ -53,6 +53,15 @@ function chunkOf(base: VmStatsBase, timeWidth: number, elapsedWidth: number): Ch
   const chunk = { bytes, timeAt, timeWidth, elapsedAt: timeAt + timeWidth + middle.length, elapsedWidth };
   chunks.set(base, chunk);
   return chunk;
+}
+
+/**
+ * `network[].sampleTime` with a fraction, always: the engine's JSON reader takes `4711` for an
+ * Integer and drops it (no rates), `4711.0` for the Double it casts to. Only our own keys can match:
+ * inside a JSON string a quote is escaped.
+ */
+function withFraction(json: string): string {
+  return json.includes('"sampleTime":') ? json.replace(/"sampleTime":(-?\d+)(?=[,}])/g, '"sampleTime":$1.0') : json;
 }
 
 function writeDigits(out: Buffer, at: number, width: number, n: number): void {

@@ -37,7 +37,10 @@ export interface StartOptions {
 }
 
 export async function startDaemon(args: string[], opts: StartOptions = {}): Promise<RunningDaemon> {
-  const argv = [...(opts.wrap ?? []), process.execPath, DAEMON, ...args];
+  // Tests talk to libvirt only when they say so (SPEC: `direct` is for tests): a libvirtd another
+  // test file runs meanwhile must not add its domains to this daemon's VM list.
+  const viaGiven = args.some((a) => a === '--qga-via' || a.startsWith('--qga-via=') || a === '--config') || opts.env?.VDSM_AGENTD_QGA_VIA !== undefined;
+  const argv = [...(opts.wrap ?? []), process.execPath, DAEMON, ...args, ...(viaGiven ? [] : ['--qga-via', 'direct'])];
   const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,7 +7,7 @@
 // Everything started here is stopped when the test file ends, also on failure.
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,46 @@ const run = promisify(execFile);
 export const LIBVIRT_URI = 'qemu:///system';
 export const LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock';
 export const OVIRT_CHANNELS_DIR = '/var/lib/libvirt/qemu/channels';
+
+/**
+ * One libvirtd at a time on this host: test files (and benches) that start one run in parallel
+ * workers, so each waits for the others' to be stopped. The lock is a directory (mkdir is atomic)
+ * holding its owner's pid; a dead owner's lock is taken over.
+ */
+const LOCK_DIR = '/run/lock/vdsm-agentd-test-libvirtd';
+
+async function lockLibvirtd(): Promise<() => void> {
+  for (;;) {
+    try {
+      mkdirSync(LOCK_DIR);
+      writeFileSync(path.join(LOCK_DIR, 'pid'), String(process.pid));
+      return () => rmSync(LOCK_DIR, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner = 0;
+    try {
+      owner = Number(readFileSync(path.join(LOCK_DIR, 'pid'), 'utf8'));
+    } catch {
+      // just created, pid not written yet (or a crash in between: stale after a few seconds)
+    }
+    const alive = owner > 0 && existsSync(`/proc/${owner}`);
+    let young = false;
+    try {
+      young = Date.now() - statSync(LOCK_DIR).mtimeMs < 5_000;
+    } catch {
+      continue; // released meanwhile
+    }
+    if (!alive && !(owner === 0 && young)) {
+      rmSync(LOCK_DIR, { recursive: true, force: true });
+      continue;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** How long a test file may wait for another's libvirtd before starting its own (beforeAll timeout). */
+export const LIBVIRTD_WAIT_MS = 900_000;
 
 export async function virsh(...args: string[]): Promise<string> {
   return (await run('virsh', ['-c', LIBVIRT_URI, ...args], { encoding: 'utf8', timeout: 120_000 })).stdout;
@@ -51,6 +91,13 @@ export interface DomainSpec {
   noAgent?: boolean;
   /** Where the channel sockets go (default: oVirt's /var/lib/libvirt/qemu/channels). */
   channelsDir?: string;
+  /** No guest-agent channels at all (a VM only libvirt can tell of). Implies noAgent. */
+  noChannels?: boolean;
+  /**
+   * vNICs libvirt manages (`<interface type='bridge'>` on these host bridges, virtio, tap devices
+   * vnetN), in place of the default user-mode NICs libvirt does not see.
+   */
+  bridges?: string[];
 }
 
 function ensureAccounts(): void {
@@ -85,6 +132,7 @@ export class Libvirtd {
   private readonly tempDirs: string[] = [];
   private configDir = '';
   private output = '';
+  private unlock: (() => void) | null = null;
 
   private temp(prefix: string): string {
     const d = tempDir(prefix);
@@ -102,6 +150,7 @@ export class Libvirtd {
   }
 
   async start(): Promise<void> {
+    this.unlock = await lockLibvirtd();
     if (await libvirtdAnswers()) throw new Error(`a libvirtd already answers on ${LIBVIRT_SOCKET}; the libvirt tests start their own`);
     ensureAccounts();
     for (const d of ['/var/log/libvirt', '/var/lib/libvirt', '/var/lib/libvirt/qemu', OVIRT_CHANNELS_DIR]) {
@@ -163,19 +212,21 @@ export class Libvirtd {
     const uuid = randomUUID();
     const name = `vdsm-test-${uuid.slice(0, 8)}`;
     const hostname = spec.hostname ?? name;
-    const nics = defaultNics(40 + this.domains.size);
+    const bridged = spec.bridges ?? [];
+    const nics = defaultNics(40 + this.domains.size).slice(0, bridged.length || undefined);
     const work = this.temp('vdsm-libvirt-dom-');
     const serial = path.join(work, 'serial.log');
     const channelsDir = spec.channelsDir ?? OVIRT_CHANNELS_DIR;
     const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);
     const ovirtSocket = path.join(channelsDir, `${uuid}.${OVIRT_CHANNEL}`);
+    if (bridged.length > 2) throw new Error('at most 2 bridged NICs');
     const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', `vdsm_hostname=${hostname}`, ...nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
-    if (spec.noAgent) cmdline.push('vdsm_noqga=1');
+    if (spec.noAgent || spec.noChannels) cmdline.push('vdsm_noqga=1');
     const channel = (p: string, target: string): string =>
       `<channel type='unix'><source mode='bind' path='${p}'/><target type='virtio' name='${target}'/></channel>`;
     // libvirt's <interface type='user'> cannot say restrict=on, so the NICs are passed to QEMU
     // as arguments: no guest packet can leave QEMU.
-    const nicArgs = nics.flatMap((n, i) => [
+    const nicArgs = (bridged.length ? [] : nics).flatMap((n, i) => [
       '-netdev', `user,id=vnet${i},restrict=on`,
       '-device', `virtio-net-pci,netdev=vnet${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`,
     ]);
@@ -185,12 +236,14 @@ export class Libvirtd {
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>${image.kernel}</kernel><initrd>${image.initrd}</initrd><cmdline>${cmdline.join(' ')}</cmdline></os>
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='virtio-serial' index='0'/>
+    ${spec.noChannels ? '' : `<controller type='virtio-serial' index='0'/>
     ${channel(qgaSocket, QGA_CHANNEL)}
-    ${channel(ovirtSocket, OVIRT_CHANNEL)}
+    ${channel(ovirtSocket, OVIRT_CHANNEL)}`}
+    ${bridged.map((br, i) => `<interface type='bridge'><source bridge='${br}'/><mac address='${nics[i]!.mac}'/><model type='virtio'/></interface>`).join('\n    ')}
     <serial type='file'><source path='${serial}'/><target port='0'/></serial>
     <memballoon model='none'/>
   </devices>
@@ -233,6 +286,8 @@ export class Libvirtd {
       await exited;
     }
     for (const d of [...this.madeDirs.reverse(), ...this.tempDirs]) rmSync(d, { recursive: true, force: true });
+    this.unlock?.();
+    this.unlock = null;
   }
 }
 
