@@ -95,10 +95,15 @@ export class Daemon {
     this.qgaRoutes = routes;
     // A VM gone (its last socket removed) is forgotten by the route decider and lookup cache.
     this.vms.onChange((ch) => {
-      if (ch.stats.status === 'Down') (routes ? routes.forget(ch.vmId) : libvirt.forget(ch.vmId));
+      if (ch.stats.status !== 'Down') return;
+      if (routes) routes.forget(ch.vmId);
+      else libvirt.forget(ch.vmId);
     });
     libvirt.on('state', () => this.guests.redecideQga());
-    this.stoppers.push(() => (routes?.stop(), libvirt.stop()));
+    this.stoppers.push(() => {
+      routes?.stop();
+      libvirt.stop();
+    });
     await libvirt.start(); // one attempt; it keeps retrying in the background
   }
 

@@ -130,8 +130,8 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
     );
     let out = '';
     let err = '';
-    proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     // A daemon that dies (or never starts) fails the test at once, with its status and stderr
     // ('close': after its output has been read to the end).

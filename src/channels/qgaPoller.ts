@@ -3,7 +3,7 @@
 // timeout or a lost link marks the agent unresponsive (its last data is kept) and forces a
 // resync; an agent error such as CommandNotFound still proves the agent alive.
 import type { GuestReport } from '../guest/sanitize.js';
-import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
+import { GuestIssue, noteIssue, type IssueCounts } from '../guest/issues.js';
 import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
 

@@ -1,16 +1,8 @@
 // A small JSON-RPC 2.0 client over WebSocket, used by vdsm-agent-client and by the tests.
 // Notifications (events) are passed to `onNotification`.
-import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
+import { readTlsFile } from '../config.js';
 import type { RpcErrorObject } from '../wire.js';
-
-function readTlsFile(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-}
 
 export class RpcCallError extends Error {
   constructor(readonly error: RpcErrorObject) {
@@ -38,7 +30,7 @@ export class RpcClient {
   closed: { code: number; reason: string } | null = null;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data) => this.onMessage(data.toString()));
+    ws.on('message', (data) => this.onMessage((data as Buffer).toString())); // binaryType nodebuffer
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
       for (const p of this.pending.values()) p.reject(new Error(this.closedText()));

@@ -20,7 +20,7 @@ import {
 import path from 'node:path';
 import { ROOT } from './daemon.js';
 
-export const PACKAGE_NAME = 'vdsm-agentd';
+const PACKAGE_NAME = 'vdsm-agentd';
 
 interface LockFile {
   packages: Record<string, { dev?: boolean; optional?: boolean; devOptional?: boolean }>;

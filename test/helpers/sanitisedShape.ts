@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import type { GuestNetworkDeviceInfo } from '../../src/wire.js';
 
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const MAC = /^(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?::[0-9a-f]{2}){19})$/;
 
@@ -14,7 +15,7 @@ export function textProblem(value: unknown, maxChars: number): string | null {
   return null;
 }
 
-export function interfacesProblem(list: unknown): string | null {
+function interfacesProblem(list: unknown): string | null {
   if (list === null) return null;
   if (!Array.isArray(list)) return 'netIfaces is not an array';
   if (list.length > 128) return `${list.length} interfaces`;

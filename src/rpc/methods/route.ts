@@ -9,7 +9,7 @@ import { RpcError, invalidParams } from '../errors.js';
 import { describe, fail, type Check } from '../params.js';
 import type { MethodDef } from '../registry.js';
 
-export const routeTarget: Check<RouteTarget> = (value, name) => {
+const routeTarget: Check<RouteTarget> = (value, name) => {
   if (typeof value !== 'string') return fail(name, `must be an IPv4 or IPv6 address string, got ${describe(value)}`);
   const parsed = parseRouteTarget(value);
   return parsed.ok ? parsed.target : fail(name, parsed.reason);
