@@ -93,7 +93,7 @@ export class ChannelsDirWatcher {
     }
     this.closeWatcher();
     try {
-      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.schedule(filename ?? null));
+      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.schedule(filename || null));
       this.watcher.on('error', (err) => {
         this.log.debug({ err, dir: this.dir }, 'channels directory watch failed');
         this.closeWatcher();

@@ -126,10 +126,14 @@ export class GuestChannels implements ChannelsDirListener {
     if (channelProtocol(s.channel) === 'ovirt') {
       const handler = new OvirtChannelHandler(s.vmId, s.channel, registry, guard, this.opts.agentSilenceTimeoutMs);
       const conn = this.connect(s, handler, guard, chLog);
-      return { socket: s, stop: () => {
+      return {
+        socket: s,
+        stop: () => {
           conn.stop();
           handler.stop();
-        }, reconnectNow: () => conn.reconnectNow() };
+        },
+        reconnectNow: () => conn.reconnectNow(),
+      };
     }
     const sink: QgaSink = {
       report: (r) => registry.report(s.vmId, s.channel, r),
@@ -150,11 +154,15 @@ export class GuestChannels implements ChannelsDirListener {
       link.onLinkChange = () => poller.linkReset();
       const conn = this.connect(s, link, guard, chLog);
       poller.start();
-      return { socket: s, stop: () => {
+      return {
+        socket: s,
+        stop: () => {
           poller.stop();
           conn.stop();
           link.stop();
-        }, reconnectNow: () => conn.reconnectNow() };
+        },
+        reconnectNow: () => conn.reconnectNow(),
+      };
     };
     if (this.opts.qgaVia === 'auto' && this.opts.qgaUseLibvirt) return this.routed(s, this.opts.qgaUseLibvirt, viaOther, direct, chLog);
     const other = this.opts.qgaVia === 'direct' ? null : viaOther();
