@@ -24,8 +24,8 @@ export function startDaemon(args: string[], env: Record<string, string> = {}, no
       buf += chunk.toString();
       const m = /"url":"([^"]+)"/.exec(buf);
       if (m) {
-        proc.stdout!.off('data', onData);
-        proc.stdout!.resume();
+        proc.stdout.off('data', onData);
+        proc.stdout.resume();
         resolve({
           proc,
           url: m[1]!,
@@ -39,7 +39,7 @@ export function startDaemon(args: string[], env: Record<string, string> = {}, no
         });
       }
     };
-    proc.stdout!.on('data', onData);
+    proc.stdout.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`daemon exited with ${code} before listening`)));
   });
 }

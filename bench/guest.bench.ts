@@ -78,7 +78,7 @@ net.createServer(s=>{s.on('error',()=>{});const p=()=>{while(s.write(b)){}};s.on
     const c = await RpcClient.connect(d.url);
     const idle = await pingWindow(c, d.pid, 3000);
     const g = spawn(process.execPath, ['-e', script, path.join(dir, `${randomUUID()}.ovirt-guest-agent.0`)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise((r) => g.stdout!.once('data', r));
+    await new Promise((r) => g.stdout.once('data', r));
     await new Promise((r) => setTimeout(r, 1000));
     const flooding = await pingWindow(c, d.pid, 5000);
     g.kill('SIGKILL');

@@ -35,13 +35,13 @@ function startDaemon(dist: string, dir: string): Promise<ChildProcess> {
     const onData = (c: Buffer): void => {
       buf += c.toString();
       if (/"url":"/.test(buf)) {
-        proc.stdout!.off('data', onData);
-        if (process.env.QGA_IDLE_STDOUT) proc.stdout!.on('data', (d: Buffer) => process.stdout.write(d));
-        proc.stdout!.resume();
+        proc.stdout.off('data', onData);
+        if (process.env.QGA_IDLE_STDOUT) proc.stdout.on('data', (d: Buffer) => process.stdout.write(d));
+        proc.stdout.resume();
         resolve(proc);
       }
     };
-    proc.stdout!.on('data', onData);
+    proc.stdout.on('data', onData);
     proc.once('exit', (code) => reject(new Error(`daemon exited with ${code}`)));
   });
 }

@@ -41,7 +41,7 @@ function startDaemonIn(ns: string, mode: string): Promise<{ proc: ChildProcess; 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`daemon (${mode}) did not listen within 15 s`)), 15_000);
     let buf = '';
-    proc.stdout!.on('data', (c: Buffer) => {
+    proc.stdout.on('data', (c: Buffer) => {
       buf += c.toString();
       const m = /"url":"([^"]+)"/.exec(buf);
       if (m) {
@@ -103,7 +103,14 @@ export async function run(): Promise<void> {
     }
   } finally {
     await Promise.all(
-      daemons.map((d) => (d.exitCode !== null ? undefined : new Promise((r) => (d.once('exit', r), d.kill('SIGTERM'))))),
+      daemons.map((d) =>
+        d.exitCode !== null
+          ? Promise.resolve()
+          : new Promise((r) => {
+              d.once('exit', r);
+              d.kill('SIGTERM');
+            }),
+      ),
     );
     try {
       ip('netns', 'del', ns);

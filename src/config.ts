@@ -14,12 +14,12 @@ export class ConfigError extends Error {
 }
 
 
-export interface ListenAddress {
+interface ListenAddress {
   host: string;
   port: number;
 }
 
-export interface TlsFiles {
+interface TlsFiles {
   cert: Buffer;
   key: Buffer;
   ca: Buffer;
@@ -216,7 +216,7 @@ function checkFileValue(opt: OptionDef, value: unknown, where: string): unknown 
   throw new ConfigError(`${where}: expected ${expected}, got ${JSON.stringify(value)}`);
 }
 
-export function parseListen(text: string): ListenAddress {
+function parseListen(text: string): ListenAddress {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
   if (!m) throw new ConfigError(`--listen: expected HOST:PORT or [IPv6]:PORT, got '${text}'`);
   const host = m[1]!;
@@ -231,17 +231,18 @@ LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 
-export function isLoopbackHost(host: string): boolean {
+function isLoopbackHost(host: string): boolean {
   if (host === 'localhost') return true;
   const family = isIP(host);
   return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-function readTlsFile(path: string, what: string): Buffer {
+/** The file's bytes, or an error naming it (and what it should be) with the reason, e.g. ENOENT. */
+export function readTlsFile(path: string, what?: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new ConfigError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new ConfigError(`cannot read ${what ? `${what} ` : ''}${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }
 }
 
@@ -249,7 +250,7 @@ function readTlsFile(path: string, what: string): Buffer {
  * Reads and checks the three TLS files now, so a wrong file is a start-up error naming that
  * file rather than a failure at the first client's handshake.
  */
-export function loadTls(paths: TlsFiles['paths']): TlsFiles {
+function loadTls(paths: TlsFiles['paths']): TlsFiles {
   const cert = readTlsFile(paths.cert, 'TLS certificate');
   const key = readTlsFile(paths.key, 'TLS key');
   const ca = readTlsFile(paths.ca, 'TLS CA');

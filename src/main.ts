@@ -31,7 +31,7 @@ function startError(config: Config, err: unknown): string {
     case 'EAI_AGAIN':
       return `cannot listen on ${config.listen.host}: unknown host`;
     default:
-      return `cannot start: ${String(e?.message ?? err).split('\n')[0]}`;
+      return `cannot start: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`;
   }
 }
 
@@ -155,6 +155,7 @@ async function main(): Promise<void> {
   } catch (err) {
     die(startError(config, err));
   }
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- a signal may have come during the await
   if (stopping) return;
 
   const ready = await notifyReady(`listening on ${url}`);

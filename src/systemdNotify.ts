@@ -4,7 +4,7 @@
 // attributed to the unit even though the helper process exits right after.
 import { execFile } from 'node:child_process';
 
-export function notifySocket(env: NodeJS.ProcessEnv = process.env): string | null {
+function notifySocket(env: NodeJS.ProcessEnv = process.env): string | null {
   const socket = env.NOTIFY_SOCKET;
   return socket ? socket : null;
 }

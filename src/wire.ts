@@ -1,6 +1,5 @@
-// Every shape that crosses the wire, in one place: what clients receive (SPEC section 3),
-// and what guest agents send us (SPEC section 4, REFERENCE.md). Guest shapes describe what a
-// well-behaved agent sends; the parsers never trust them and sanitise before anything is kept.
+// Every shape that crosses the wire, in one place: what clients receive (SPEC section 3), the
+// error codes, the VM id format and the guest channel names (SPEC section 4, REFERENCE.md).
 
 // ---- JSON-RPC results -------------------------------------------------------------------
 
@@ -84,9 +83,6 @@ export interface Route {
   via: 'netlink' | 'ip';
 }
 
-/** `|virt|VM_status|<vmId>` notification params: `{ [vmId]: partial stats, notify_time }`. */
-export type VmStatusEventParams = Record<string, unknown> & { notify_time: number };
-
 // ---- Error codes (SPEC section 3) -------------------------------------------------------
 
 export const ErrorCode = {
@@ -107,28 +103,17 @@ export interface RpcErrorObject {
   data?: unknown;
 }
 
-// ---- Guest agents (untrusted input shapes) ----------------------------------------------
+// ---- VM ids ------------------------------------------------------------------------------
 
-/** oVirt guest agent, guest -> host: one JSON object per line with `__name__`. */
-export interface OvirtInterfaceWire {
-  name?: unknown;
-  hw?: unknown;
-  inet?: unknown;
-  inet6?: unknown;
+/** A VM id as VDSM and libvirt write it, a UUID (either case): the pattern's source, to embed. */
+export const UUID_PATTERN = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const UUID_RE = new RegExp(`^${UUID_PATTERN}$`, 'i');
+
+export function isUuid(text: string): boolean {
+  return UUID_RE.test(text);
 }
 
-/** qemu-ga `guest-network-get-interfaces` element. */
-export interface QgaInterfaceWire {
-  name?: unknown;
-  'hardware-address'?: unknown;
-  'ip-addresses'?: unknown;
-}
-
-export interface QgaIpAddressWire {
-  'ip-address-type'?: unknown;
-  'ip-address'?: unknown;
-  prefix?: unknown;
-}
+// ---- Guest agents (channels) -----------------------------------------------------------
 
 export const CHANNEL_NAMES = ['ovirt-guest-agent.0', 'com.redhat.rhevm.vdsm', 'org.qemu.guest_agent.0'] as const;
 export type ChannelName = (typeof CHANNEL_NAMES)[number];

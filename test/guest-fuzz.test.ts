@@ -112,7 +112,7 @@ describe('guest protocol fuzzing', () => {
         expect(framer.bufferedBytes).toBeLessThanOrEqual(GUEST_LIMITS.maxLineBytes);
       } catch (err) {
         const msg = (err as Error).message;
-        throw new Error(msg.includes(where) ? msg : `${where}: ${msg}`);
+        throw new Error(msg.includes(where) ? msg : `${where}: ${msg}`, { cause: err });
       }
     }
     // The fuzzer must reach the interesting paths, not only reject garbage.

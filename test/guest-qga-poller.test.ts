@@ -10,7 +10,8 @@ import type { GuestReport } from '../src/guest/sanitize.js';
 import { qgaReturn } from './helpers/guestFixtures.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
-type Answer = unknown | QgaCommandError;
+/** A reply's value, or a QgaCommandError. */
+type Answer = unknown;
 
 /** A transport whose agent answers from a table; every call is recorded. */
 class ScriptedLink implements QgaLink {

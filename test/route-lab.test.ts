@@ -84,7 +84,7 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
         (['netlink', 'ip'] as const).map((m) =>
           paths[m].client.call<Route>('Host.getRoute', { ip: e.ip }).then(
             ({ via: _via, ...rest }) => JSON.stringify(rest),
-            (err: RpcCallError) => JSON.stringify(err.error),
+            (err: unknown) => JSON.stringify((err as RpcCallError).error),
           ),
         ),
       );

@@ -150,6 +150,6 @@ describe('ConcurrencyLimit', () => {
   it('frees the slot when a task throws', async () => {
     const limit = new ConcurrencyLimit(1);
     await expect(limit.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
-    expect(await limit.run(async () => 'next')).toBe('next');
+    expect(await limit.run(() => Promise.resolve('next'))).toBe('next');
   });
 });

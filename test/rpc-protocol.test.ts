@@ -139,7 +139,7 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     const full = (await peer.ask(Array.from({ length: 100 }, (_, i) => ping(i)))) as { id: number; result: boolean }[];
     expect(full).toHaveLength(100);
     expect(full.map((r) => r.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
-    expect(full.every((r) => r.result === true)).toBe(true);
+    expect(new Set(full.map((r) => r.result))).toEqual(new Set([true]));
     const over = await peer.ask(Array.from({ length: 101 }, (_, i) => ping(i)));
     expect(over).toMatchObject({ id: null, error: { code: -32600, message: expect.stringMatching(/101 requests exceeds the limit of 100/) } });
   });

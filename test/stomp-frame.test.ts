@@ -188,7 +188,7 @@ describe('FrameParser', () => {
     const text = (rand: () => number, max: number): string => {
       let s = '';
       const n = Math.floor(rand() * max);
-      for (let i = 0; i < n; i++) s += chars[Math.floor(rand() * chars.length)];
+      for (let i = 0; i < n; i++) s += chars[Math.floor(rand() * chars.length)]!;
       return s;
     };
     for (let seed = 1; seed <= 300; seed++) {

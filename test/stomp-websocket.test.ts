@@ -23,7 +23,7 @@ async function rawStompWs(url: string): Promise<{ ws: WebSocket; messages: strin
   const waiters: (() => void)[] = [];
   ws.on('message', (data, isBinary) => {
     expect(isBinary).toBe(false);
-    messages.push(data.toString());
+    messages.push((data as Buffer).toString()); // binaryType nodebuffer
     for (const w of waiters.splice(0)) w();
   });
   await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));

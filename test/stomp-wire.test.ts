@@ -256,7 +256,7 @@ describe('STOMP and the connection limit', () => {
         if (!c.closed) await new Promise((r) => c.ws.once('close', r));
         return `close ${c.closed?.code}`;
       },
-      (err: Error) => err.message,
+      (err: unknown) => (err as Error).message,
     );
     expect(refused).toMatch(/HTTP 503|close 1013/);
     first.close();

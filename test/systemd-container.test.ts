@@ -1,21 +1,26 @@
 // The unit under a real systemd: a throwaway container (systemd-nspawn, volatile: the host's /usr
 // read-only, everything else tmpfs, its own network) boots with only vdsm-agentd.service as its
-// goal. The daemon runs from this checkout as the installed command, as the service user with
-// the kvm group, under every hardening setting of the unit; systemd sees it ready only once it
-// listens, restarts it when it is killed, and stops it cleanly.
+// goal. The daemon runs as the installed command (the package installed into the container's
+// /usr as `npm install -g` puts it, never the checkout), as the service user with the kvm group,
+// under every hardening setting of the unit; systemd sees it ready only once it listens,
+// restarts it when it is killed, and stops it cleanly.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
+import { installPackage } from './helpers/installedPackage.js';
+import { acquireHostLock, type HostLock } from './helpers/hostLock.js';
 
 const UNIT = path.join(ROOT, 'systemd/vdsm-agentd.service');
 const CGROUP_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
 
-const need = missing({ root: true, commands: ['systemd-nspawn', 'nsenter'] });
+const need = missing({ root: true, commands: ['systemd-nspawn', 'nsenter', 'flock'] });
+/** The installed client, inside the container. */
+const CLIENT_INSIDE = '/usr/lib/node_modules/vdsm-agentd/dist/client/cli.js';
 
 /** The container's PID 1: the process named systemd below nspawn. */
 function containerInit(nspawn: number): number | null {
@@ -53,6 +58,7 @@ function removeEmptyCgroup(dir: string): void {
 describe.skipIf(need)('the unit under a real systemd (container)', () => {
   let dir: string;
   let nspawn: ChildProcess;
+  let lock: HostLock | undefined;
   let init = 0;
   let consoleText = '';
   const cgroupsBefore = new Map<string, Set<string>>();
@@ -74,6 +80,10 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
   };
 
   beforeAll(async () => {
+    // One such container at a time on the host: outside a systemd host nspawn puts every
+    // container in the same payload/supervisor cgroups (the suite also runs this file again
+    // from a private clone, test/suite-private-clone.test.ts, maybe at the same time).
+    lock = await acquireHostLock('nspawn');
     for (const root of CGROUP_ROOTS) cgroupsBefore.set(root, new Set(safeReaddir(root)));
     dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-container-'));
     // The service user, with the group of the channel sockets, as the README's install makes it.
@@ -82,9 +92,10 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
     writeFileSync(path.join(dir, 'group'), kvm ? `${group}vdsm-agentd:x:990:\n` : `${group}kvm:x:995:vdsm-agentd\nvdsm-agentd:x:990:\n`);
     writeFileSync(path.join(dir, 'passwd'), `${readFileSync('/etc/passwd', 'utf8')}vdsm-agentd:x:990:990:vdsm-agentd:/:/usr/sbin/nologin\n`);
     writeFileSync(path.join(dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
-    // /usr/bin/vdsm-agentd, a link into the package as npm install -g makes it.
-    mkdirSync(path.join(dir, 'usr-upper/bin'), { recursive: true });
-    symlinkSync('/opt/vdsm-agentd/dist/main.js', path.join(dir, 'usr-upper/bin/vdsm-agentd'));
+    for (const f of ['group', 'passwd', 'machine-id']) chmodSync(path.join(dir, f), 0o644);
+    // /usr/lib/node_modules/vdsm-agentd and its /usr/bin/vdsm-agentd link, as npm install -g
+    // makes them, in the container's /usr (an overlay: the host's parent folders do not matter).
+    installPackage(path.join(dir, 'usr-upper'), { hostPath: false });
     nspawn = spawn(
       'systemd-nspawn',
       [
@@ -93,7 +104,6 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
         `--bind-ro=${path.join(dir, 'passwd')}:/etc/passwd`,
         `--bind-ro=${path.join(dir, 'group')}:/etc/group`,
         `--bind-ro=${path.join(dir, 'machine-id')}:/etc/machine-id`,
-        `--bind-ro=${ROOT}:/opt/vdsm-agentd`,
         `--bind-ro=${UNIT}:/etc/systemd/system/vdsm-agentd.service`,
         '--boot', '--', '--unit=vdsm-agentd.service',
       ],
@@ -103,14 +113,25 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
     nspawn.stderr!.on('data', (c: Buffer) => (consoleText += c.toString()));
     await waitFor('the container boot', () => (init = containerInit(nspawn.pid!) ?? 0) !== 0 || nspawn.exitCode !== null);
     expect(nspawn.exitCode, consoleText).toBeNull();
+    // A daemon that cannot start fails here at once, with its status and its journal.
+    let failure = '';
     await waitFor('the unit to start', () => {
+      let st: Record<string, string>;
+      if (nspawn.exitCode !== null) return true;
       try {
-        return show('ActiveState').ActiveState === 'active';
+        st = show('ActiveState', 'NRestarts', 'Result', 'ExecMainCode', 'ExecMainStatus');
       } catch {
         return false;
       }
+      if (st.ActiveState === 'failed' || (st.NRestarts !== undefined && st.NRestarts !== '0')) failure = JSON.stringify(st);
+      return failure !== '' || st.ActiveState === 'active';
     });
-  }, 120_000);
+    expect(nspawn.exitCode, consoleText).toBeNull();
+    if (failure !== '') {
+      const journal = inside('journalctl', '--unit=vdsm-agentd.service', '--output=cat', '--no-pager');
+      throw new Error(`vdsm-agentd.service did not start: ${failure}\n${journal}`);
+    }
+  }, 300_000);
 
   afterAll(async () => {
     if (nspawn && nspawn.exitCode === null) {
@@ -131,12 +152,13 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
         if (!cgroupsBefore.get(root)?.has(name) && existsSync(p)) removeEmptyCgroup(p);
       }
     }
+    await lock?.release();
   }, 60_000);
 
   it('is ready (Type=notify) with the status the daemon reported once it listened', () => {
     const s = show('ActiveState', 'SubState', 'StatusText', 'Type', 'NotifyAccess');
     expect(s).toEqual({ ActiveState: 'active', SubState: 'running', StatusText: 'listening on ws://127.0.0.1:54325', Type: 'notify', NotifyAccess: 'all' });
-    expect(inside('node', '/opt/vdsm-agentd/dist/client/cli.js', 'Host', 'ping2')).toBe('true\n');
+    expect(inside('node', CLIENT_INSIDE, 'Host', 'ping2')).toBe('true\n');
   });
 
   it('runs as the service user with the kvm group, no capabilities, no new privileges, a seccomp filter', () => {
@@ -160,7 +182,7 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
       return s.ActiveState === 'active' && s.MainPID !== before.MainPID && s.MainPID !== '0';
     });
     expect(Number(show('NRestarts').NRestarts)).toBe(Number(before.NRestarts) + 1);
-    expect(inside('node', '/opt/vdsm-agentd/dist/client/cli.js', 'Host', 'ping2')).toBe('true\n');
+    expect(inside('node', CLIENT_INSIDE, 'Host', 'ping2')).toBe('true\n');
   });
 
   it('stops cleanly: SIGTERM, exit status 0', () => {

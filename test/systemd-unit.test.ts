@@ -2,12 +2,13 @@
 // daemon started as its ExecStart starts it (same command, flags and environment, unprivileged,
 // with a NOTIFY_SOCKET) tells systemd it is ready, serves, and stops cleanly on SIGTERM.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLIENT, DAEMON, ROOT, startDaemon } from './helpers/daemon.js';
+import { CLIENT, ROOT, startDaemon } from './helpers/daemon.js';
+import { installPackage } from './helpers/installedPackage.js';
 import { missing } from './helpers/prereq.js';
 import { createNetns, deleteNetns } from './helpers/netns.js';
 import { openNotifySocket, PYTHON } from './helpers/notifySocket.js';
@@ -36,21 +37,18 @@ afterAll(() => {
   for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
 });
 
-/** An alternate root as `npm install -g` leaves it under prefix /usr, plus systemd's own units. */
-function installedRoot(withBinary: boolean): string {
+/**
+ * An alternate root as `npm install -g` leaves it under prefix /usr (every user may read it, as
+ * on a host), plus systemd's own units.
+ */
+function installedRoot(withPackage: boolean): string {
   const root = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-root-'));
   tmpRoots.push(root);
+  chmodSync(root, 0o755);
   mkdirSync(path.join(root, 'etc/systemd/system'), { recursive: true });
   copyFileSync(UNIT, path.join(root, 'etc/systemd/system/vdsm-agentd.service'));
   cpSync('/usr/lib/systemd/system', path.join(root, 'usr/lib/systemd/system'), { recursive: true, verbatimSymlinks: true });
-  if (withBinary) {
-    const pkg = path.join(root, 'usr/lib/node_modules/vdsm-agentd/dist');
-    mkdirSync(pkg, { recursive: true });
-    copyFileSync(DAEMON, path.join(pkg, 'main.js'));
-    chmodSync(path.join(pkg, 'main.js'), 0o755);
-    mkdirSync(path.join(root, 'usr/bin'), { recursive: true });
-    symlinkSync('../lib/node_modules/vdsm-agentd/dist/main.js', path.join(root, 'usr/bin/vdsm-agentd'));
-  }
+  if (withPackage) installPackage(path.join(root, 'usr'));
   return root;
 }
 
@@ -100,12 +98,9 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
     const s = serviceSettings();
     const [binary, ...flags] = s.get('ExecStart')![0]!.split(/\s+/);
     expect(binary).toMatch(/\/vdsm-agentd$/);
-    // The installed command: a symlink to the package's dist/main.js, run through its #! line.
-    const bin = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-bin-'));
-    tmpRoots.push(bin);
-    chmodSync(bin, 0o755);
-    chmodSync(DAEMON, 0o755);
-    symlinkSync(DAEMON, path.join(bin, 'vdsm-agentd'));
+    // The installed command: ROOT/usr/bin/vdsm-agentd, a symlink to the installed package's
+    // dist/main.js, run through its #! line; never the checkout, which the user may not enter.
+    const installed = installPackage(path.join(installedRoot(false), 'usr'));
 
     const notify = await openNotifySocket();
     // What systemd puts in a service's environment, then the unit's own Environment= lines.
@@ -131,16 +126,22 @@ describe.skipIf(missing({ root: true, commands: ['ip', 'setpriv', 'systemd-notif
     const ns = createNetns('vasd');
     const proc = spawn(
       'ip',
-      ['netns', 'exec', ns, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--no-new-privs', path.join(bin, 'vdsm-agentd'), ...flags],
+      ['netns', 'exec', ns, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--no-new-privs', installed.daemon, ...flags],
       { env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
     let err = '';
-    proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    // A daemon that dies (or never starts) fails the test at once, with its status and stderr
+    // ('close': after its output has been read to the end).
+    const diedFirst = new Promise<never>((_resolve, reject) =>
+      proc.on('close', (code, signal) => reject(new Error(`the daemon exited before READY=1 (status ${code}, signal ${signal}); stderr: ${err}; stdout: ${out}`))),
+    );
+    diedFirst.catch(() => undefined); // it also ends, later, when the test stops it
     try {
-      const ready = await notify.waitFor((m) => m.split('\n').includes('READY=1'), 15_000);
+      const ready = await Promise.race([notify.waitFor((m) => m.split('\n').includes('READY=1'), 15_000), diedFirst]);
       expect(ready).toMatch(/STATUS=listening on ws:\/\/127\.0\.0\.1:54325/);
 
       const client = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CLIENT, 'Host', 'ping2'], { encoding: 'utf8', timeout: 20_000 });

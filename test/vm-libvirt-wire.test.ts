@@ -304,9 +304,9 @@ describe('--qga-via auto, the per-VM decision', () => {
     state: 'up' | 'down' = 'up';
     known = new Set<string>();
     failing = false;
-    async hasDomain(uuid: string): Promise<boolean> {
-      if (this.failing) throw new LibvirtUnavailableError('hiccup');
-      return this.known.has(uuid);
+    hasDomain(uuid: string): Promise<boolean> {
+      if (this.failing) return Promise.reject(new LibvirtUnavailableError('hiccup'));
+      return Promise.resolve(this.known.has(uuid));
     }
     forget(): void {}
     set(state: 'up' | 'down'): void {

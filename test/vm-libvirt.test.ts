@@ -179,9 +179,9 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
       expect(down.netIfaces).not.toBeNull();
       expect(d.logs().some((l) => l.code === 'LIBVIRT_ERR_UNAVAILABLE')).toBe(true);
       await lv.restartLibvirtd();
-      await eventually(() => virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}'), (o) => o.includes('return'), 30_000, 'libvirt has the agent again').catch((err: Error) => {
+      await eventually(() => virsh('qemu-agent-command', a.uuid, '{"execute":"guest-ping"}'), (o) => o.includes('return'), 30_000, 'libvirt has the agent again').catch((err: unknown) => {
         const noise = /dnsmasq|DBus|udevGetDMI|dmidecode|qemuDomainAgentAvailable|cgroup/;
-        throw new Error(`${err.message}\nlibvirtd:\n${lv.logs().split('\n').filter((l) => !noise.test(l)).slice(-40).join('\n')}\nguest:\n${a.serialLog()}`);
+        throw new Error(`${(err as Error).message}\nlibvirtd:\n${lv.logs().split('\n').filter((l) => !noise.test(l)).slice(-40).join('\n')}\nguest:\n${a.serialLog()}`);
       });
       await guestExec(a.uuid, ['/bin/hostname', 'lv-a-renamed']);
       const s = await eventually(() => stats(c, a.uuid), (x) => x.guestName === 'lv-a-renamed' && x.guestAgentStatus === 'responsive', 30_000, 'fresh data after the restart');

@@ -7,7 +7,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { CHANNEL_NAMES, type ChannelName } from '../wire.js';
+import { CHANNEL_NAMES, UUID_PATTERN, type ChannelName } from '../wire.js';
 
 export interface ChannelSocket {
   vmId: string;
@@ -22,10 +22,10 @@ export interface ChannelsDirListener {
   replaced(socket: ChannelSocket): void;
 }
 
-const NAME_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(.+)$/i;
+const NAME_RE = new RegExp(`^(${UUID_PATTERN})\\.(.+)$`, 'i');
 
 /** `<uuid>.<channel>` -> its parts (vmId lower-cased), or null for any other name. */
-export function parseChannelFileName(name: string): { vmId: string; channel: ChannelName } | null {
+function parseChannelFileName(name: string): { vmId: string; channel: ChannelName } | null {
   const m = NAME_RE.exec(name);
   if (!m) return null;
   const channel = m[2] as ChannelName;
@@ -105,7 +105,7 @@ export class ChannelsDirWatcher {
     }
     this.closeWatcher();
     try {
-      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.schedule(filename ? String(filename) : null));
+      this.watcher = watch(this.dir, { persistent: false }, (_event, filename) => this.schedule(filename || null));
       this.watcher.on('error', (err) => {
         this.log.debug({ err, dir: this.dir }, 'channels directory watch failed');
         this.closeWatcher();

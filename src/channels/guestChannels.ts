@@ -148,7 +148,14 @@ export class GuestChannels implements ChannelsDirListener {
     if (channelProtocol(s.channel) === 'ovirt') {
       const handler = new OvirtChannelHandler(s.vmId, s.channel, registry, guard, this.opts.agentSilenceTimeoutMs);
       const conn = this.connect(s, handler, guard, chLog);
-      return { socket: s, stop: () => (conn.stop(), handler.stop()), reconnectNow: () => conn.reconnectNow() };
+      return {
+        socket: s,
+        stop: () => {
+          conn.stop();
+          handler.stop();
+        },
+        reconnectNow: () => conn.reconnectNow(),
+      };
     }
     const sink: QgaSink = {
       report: (r) => registry.report(s.vmId, s.channel, r),
@@ -169,7 +176,15 @@ export class GuestChannels implements ChannelsDirListener {
       link.onLinkChange = () => poller.linkReset();
       const conn = this.connect(s, link, guard, chLog);
       poller.start();
-      return { socket: s, stop: () => (poller.stop(), conn.stop(), link.stop()), reconnectNow: () => conn.reconnectNow() };
+      return {
+        socket: s,
+        stop: () => {
+          poller.stop();
+          conn.stop();
+          link.stop();
+        },
+        reconnectNow: () => conn.reconnectNow(),
+      };
     };
     if (this.qga.mode === 'auto') return this.routed(s, (vmId) => this.qga.useLibvirt(vmId), viaOther, direct, chLog);
     const other = this.qga.mode === 'direct' ? null : viaOther();

@@ -1,16 +1,8 @@
 // A small JSON-RPC 2.0 client over WebSocket, used by vdsm-agent-client and by the tests.
 // Notifications (events) are passed to `onNotification`.
-import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
+import { readTlsFile } from '../config.js';
 import type { RpcErrorObject } from '../wire.js';
-
-function readTlsFile(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
-  }
-}
 
 export class RpcCallError extends Error {
   constructor(readonly error: RpcErrorObject) {

@@ -11,9 +11,9 @@ export interface VmChangeLike {
 }
 
 
-export const VM_STATUS_PREFIX = '|virt|VM_status|';
+const VM_STATUS_PREFIX = '|virt|VM_status|';
 
-export function vmStatusEvent(change: VmChangeLike): { method: string; params: Record<string, unknown> } {
+function vmStatusEvent(change: VmChangeLike): { method: string; params: Record<string, unknown> } {
   const { vmId, stats } = change;
   const body =
     stats.status === 'Down'

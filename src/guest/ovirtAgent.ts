@@ -17,9 +17,6 @@ import {
 /** The highest protocol version this host speaks (as VDSM). */
 export const OVIRT_API_VERSION = 3;
 
-/** The message names this daemon acts on; every other name is counted and ignored. */
-export const OVIRT_KNOWN_MESSAGES = ['heartbeat', 'network-interfaces', 'host-name', 'fqdn', 'os-version'] as const;
-
 export interface OvirtMessage {
   /** `__name__`, sanitised; null when the line was not a named message. */
   name: string | null;
@@ -32,7 +29,7 @@ export interface OvirtMessage {
   issues: IssueCounts;
 }
 
-export function encodeOvirt(name: string, args: Record<string, unknown> = {}): Buffer {
+function encodeOvirt(name: string, args: Record<string, unknown> = {}): Buffer {
   return Buffer.from(JSON.stringify({ __name__: name, ...args }) + '\n', 'utf8');
 }
 

@@ -31,13 +31,19 @@ export const QGA_POLLED = [QGA.interfaces, QGA.hostName, QGA.osInfo] as const;
 /** Argument-less requests are the same bytes every poll: built once (never mutated; writes only read them). */
 const plainCommands = new Map<string, Buffer>();
 
+/** A qemu-ga request as JSON text: `arguments` only when there are some (as libvirt takes it). */
+export function commandJson(execute: string, args?: Record<string, unknown>): string {
+  return JSON.stringify(args === undefined ? { execute } : { execute, arguments: args });
+}
+
+/** A qemu-ga request as the bytes written to its channel: the JSON text and a newline. */
 export function encodeCommand(execute: string, args?: Record<string, unknown>): Buffer {
   if (args === undefined) {
     let bytes = plainCommands.get(execute);
-    if (!bytes) plainCommands.set(execute, (bytes = Buffer.from(JSON.stringify({ execute }) + '\n', 'utf8')));
+    if (!bytes) plainCommands.set(execute, (bytes = Buffer.from(commandJson(execute) + '\n', 'utf8')));
     return bytes;
   }
-  return Buffer.from(JSON.stringify({ execute, arguments: args }) + '\n', 'utf8');
+  return Buffer.from(commandJson(execute, args) + '\n', 'utf8');
 }
 
 /** The resync request, prefixed with 0xFF so the agent throws away any half-read input. */
@@ -116,7 +122,7 @@ function countersEnd(b: Uint8Array, at: number): number {
  * value of a `"statistics"` member and passes countersEnd. Strings are tracked (with their
  * escapes) so a key is only taken for a key.
  */
-export function counterHoles(line: Uint8Array): number[] {
+function counterHoles(line: Uint8Array): number[] {
   const holes: number[] = [];
   let inString = false;
   for (let i = 0; i < line.length; i++) {
@@ -150,7 +156,7 @@ export function counterHoles(line: Uint8Array): number[] {
  * True when `line` is `known` (a line that parsed, whose counterHoles are `holes`) with other
  * counter objects in those places: it then parses to the same value but for the counters.
  */
-export function sameReplyButCounters(known: Buffer, holes: readonly number[], line: Buffer): boolean {
+function sameReplyButCounters(known: Buffer, holes: readonly number[], line: Buffer): boolean {
   let a = 0;
   let b = 0;
   for (let h = 0; h < holes.length; h += 2) {

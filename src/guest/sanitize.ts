@@ -50,6 +50,7 @@ export function decodeUtf8(bytes: Uint8Array, issues: IssueCounts): string {
 // What never reaches a client: C0 controls (tab/CR/LF too: every field we keep is one line),
 // DEL and C1 controls, lone surrogates, and the non-characters U+FFFE/U+FFFF. A superset of the
 // XML-invalid set VDSM replaces.
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Replaces unsafe characters with U+FFFD and cuts to `maxChars` code points. */

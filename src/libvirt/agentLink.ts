@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { GuestIssue, type IssueCounts } from '../guest/issues.js';
 import { GUEST_LIMITS } from '../guest/sanitize.js';
-import { parseQgaReply } from '../guest/qemuAgent.js';
+import { commandJson, parseQgaReply } from '../guest/qemuAgent.js';
 import { QgaCommandError, type QgaFailureKind, type QgaLink } from '../guest/qgaLink.js';
 import { LibvirtCallError, LibvirtUnavailableError, type LibvirtClient } from './client.js';
 import { VirErr } from './wire.js';
@@ -59,7 +59,7 @@ export class LibvirtQgaLink implements QgaLink {
   async execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
     let text: string;
     try {
-      text = await this.client.agentCommand(this.vmId, JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args }), timeoutMs);
+      text = await this.client.agentCommand(this.vmId, commandJson(command, args), timeoutMs);
     } catch (err) {
       const f = classifyLibvirtFailure(err);
       // One warning per change of cause: a libvirtd down for an hour is one line per VM, not 720.
@@ -112,7 +112,7 @@ export class LibvirtRouteDecider {
       this.downSince = s === 'down' ? now() : null;
       if (s === 'down') {
         this.holdTimer = setTimeout(onHoldExpired, holdMs + 1);
-        this.holdTimer.unref?.();
+        this.holdTimer.unref();
       }
     });
   }

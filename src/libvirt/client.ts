@@ -381,7 +381,7 @@ export class LibvirtClient extends EventEmitter {
       this.timer = null;
       void this.connect();
     }, delay);
-    this.timer.unref?.();
+    this.timer.unref();
   }
 
   private setState(state: LibvirtState, reason: string, err?: unknown): void {

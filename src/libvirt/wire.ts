@@ -39,7 +39,7 @@ export const LIBVIRT = {
 } as const;
 
 /** libvirt's own cap on a message (virnetprotocol.x VIR_NET_MESSAGE_MAX, 32 MiB). */
-export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
 /** virErrorNumber values this daemon tells apart (virterror.h; stable by libvirt's ABI rule). */
 export const VirErr = {
@@ -242,7 +242,7 @@ export interface DomainRef {
   id: number;
 }
 
-export function uuidBytes(uuid: string): Buffer {
+function uuidBytes(uuid: string): Buffer {
   const hex = uuid.replace(/-/g, '');
   if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new XdrError(`not a UUID: ${uuid}`);
   return Buffer.from(hex, 'hex');

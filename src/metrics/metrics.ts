@@ -19,7 +19,7 @@ export interface MetricSources {
 }
 
 /** A known VM is Up (its socket exists); one whose sockets are gone is forgotten, not Down. */
-const VM_STATUSES = ['Up'] as const;
+const VM_STATUSES = ['Up', 'Paused', 'Powering down'] as const;
 const AGENT_STATUSES = ['responsive', 'unresponsive', 'unknown'] as const;
 const TRANSPORTS: readonly ConnectionTransport[] = ['websocket', 'stomp', 'stomp-websocket'];
 const ROUTE_PATHS = ['netlink', 'ip'] as const;
@@ -48,8 +48,6 @@ export class DaemonMetrics {
   private readonly openByTransport = new Map<ConnectionTransport, number>();
   private defaultsOn = false;
 
-  private readonly vmsByStatus: Gauge<'status'>;
-  private readonly vmsByAgentStatus: Gauge<'agent_status'>;
   private readonly guestInput: Counter<'cause'>;
   private readonly channelReconnects: Counter<'channel'>;
   private readonly qgaCommands: Histogram<'command' | 'outcome'>;
@@ -65,9 +63,10 @@ export class DaemonMetrics {
     const registers = [this.registry];
     // collect() runs with the metric as `this`; the sources are reached through this closure.
     const sources = (): MetricSources | null => this.sources;
-    this.vmsByStatus = new Gauge({
+    // The two VM gauges are read only through their registry (collect() fills them per scrape).
+    new Gauge({
       name: 'vdsm_agentd_vms',
-      help: 'VMs known to the daemon (a channel socket exists), by VDSM status',
+      help: 'VMs known to the daemon (active in libvirt, or with a channel socket), by VDSM status',
       labelNames: ['status'],
       registers,
       collect() {
@@ -77,7 +76,7 @@ export class DaemonMetrics {
         for (const [status, n] of counts) this.set({ status }, n);
       },
     });
-    this.vmsByAgentStatus = new Gauge({
+    new Gauge({
       name: 'vdsm_agentd_vms_by_agent_status',
       help: 'VMs known to the daemon, by guestAgentStatus',
       labelNames: ['agent_status'],

@@ -27,7 +27,7 @@ export function parseRouteTarget(input: string): ParseResult {
   if (input.length > MAX_LENGTH) return bad(`is too long to be an IP address (${input.length} characters)`);
   if (input.includes('/')) return bad(`is a prefix (${show(input)}), not an address; give one address without '/len'`);
   if (!ALLOWED_RE.test(input)) {
-    const ch = [...input].find((c) => !ALLOWED_RE.test(c))!;
+    const ch = Array.from(input).find((c) => !ALLOWED_RE.test(c))!;
     return bad(`contains ${JSON.stringify(ch)}, which cannot appear in an IP address: ${show(input)}`);
   }
   const pct = input.indexOf('%');
@@ -64,7 +64,7 @@ function show(text: string): string {
 }
 
 /** Strict dotted quad: exactly four decimal parts 0-255, no leading zeros (inet_aton reads them as octal). */
-export function parseIPv4(text: string): Uint8Array | null {
+function parseIPv4(text: string): Uint8Array | null {
   const parts = text.split('.');
   if (parts.length !== 4) return null;
   const out = new Uint8Array(4);
@@ -127,7 +127,7 @@ function isV4Mapped(b: Uint8Array): boolean {
   return b[10] === 0xff && b[11] === 0xff;
 }
 
-export function formatIPv4(b: Uint8Array): string {
+function formatIPv4(b: Uint8Array): string {
   return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
 }
 

@@ -84,7 +84,7 @@ export class IpRoute {
           throw new LookupFailed(`${this.ipCommand} route get: ${(err as Error).message}`);
         }
       }
-      const failure = parseIpRouteError(res.stderr ?? '');
+      const failure = parseIpRouteError(res.stderr);
       if (failure.kind === 'refused') throw new RouteRefused(failure.errno);
       if (failure.kind === 'unknown-device' && target.zone !== null) throw new UnknownZone(target.zone);
       throw new LookupFailed(`${this.ipCommand} route get failed: ${failure.kind === 'other' && failure.message ? failure.message : res.shortMessage}`);

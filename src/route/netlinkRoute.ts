@@ -168,7 +168,7 @@ export class NetlinkRoute {
       try {
         return await Promise.race([send(ch.sock), ch.failed]);
       } catch (err) {
-        const refused = KERNEL_REFUSAL.exec((err as Error).message ?? '');
+        const refused = KERNEL_REFUSAL.exec(err instanceof Error ? err.message : '');
         if (refused) throw new RouteRefused(refused[1]!);
         this.retire(ch, err as Error);
         throw new LookupFailed(`netlink request failed: ${(err as Error).message}`);

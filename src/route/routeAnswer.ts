@@ -3,7 +3,7 @@
 // place is what makes the netlink and `ip` answers identical for the same table.
 
 /** RTN_* route types, by number (include/uapi/linux/rtnetlink.h); names as `ip` prints them. */
-export const ROUTE_TYPE_NAMES = [
+const ROUTE_TYPE_NAMES = [
   'unspec', 'unicast', 'local', 'broadcast', 'anycast', 'multicast',
   'blackhole', 'unreachable', 'prohibit', 'throw', 'nat', 'xresolve',
 ] as const;
@@ -15,7 +15,7 @@ export function routeTypeName(type: number | string | undefined): string {
 }
 
 /** Kernel answers that mean there is no usable route (SPEC section 3, error 1201). */
-export const NO_ROUTE_ERRNOS = ['ENETUNREACH', 'EHOSTUNREACH', 'EINVAL', 'EACCES'] as const;
+const NO_ROUTE_ERRNOS = ['ENETUNREACH', 'EHOSTUNREACH', 'EINVAL', 'EACCES'] as const;
 
 /** The kernel answered the lookup with an error: a routing answer, never a reason to fall back. */
 export class RouteRefused extends Error {

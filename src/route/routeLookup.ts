@@ -11,7 +11,6 @@ import { metrics, type RouteLookupOutcome } from '../metrics/metrics.js';
 
 export type RouteLookupMode = 'netlink' | 'ip';
 
-
 export interface RouteLookupOptions {
   netlink?: NetlinkRouteOptions;
   ip?: IpRouteOptions;
@@ -36,8 +35,8 @@ export class RouteLookup {
       return;
     }
     this.netlink = NetlinkRoute.open(opts.netlink, (err) => this.switchToIp(`netlink socket failed and was replaced: ${err.message}`)).catch(
-      (err: Error) => {
-        this.switchToIp(err.message);
+      (err: unknown) => {
+        this.switchToIp(err instanceof Error ? err.message : String(err));
         return null;
       },
     );
@@ -48,7 +47,10 @@ export class RouteLookup {
     await this.netlink;
   }
 
-  /** Throws RouteRefused, UnknownZone, or LookupFailed when no path can answer. */
+  /**
+   * Throws RouteRefused or UnknownZone (a kernel answer: final, from either path), or LookupFailed
+   * from `ip` when it fails too; netlink's own failures never reach the caller, they switch to `ip`.
+   */
   async lookup(target: RouteTarget): Promise<Route> {
     const nl = await this.netlink;
     if (nl && !this.closed) {

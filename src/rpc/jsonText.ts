@@ -56,13 +56,17 @@ export class ReplyBuffers {
   }
 }
 
-function hasJsonText(r: JSONRPCResponse): r is JSONRPCResponse & { result: JsonText } {
-  return 'result' in r && r.result instanceof JsonText;
+/** The pre-serialised result of a response, if it has one (json-rpc-2.0 types results as any). */
+function jsonTextOf(r: JSONRPCResponse): JsonText | null {
+  return 'result' in r && r.result instanceof JsonText ? r.result : null;
 }
 
+const hasJsonText = (r: JSONRPCResponse): boolean => jsonTextOf(r) !== null;
+
 function responseBytes(r: JSONRPCResponse, alloc: BufferAlloc): Buffer {
-  if (!hasJsonText(r)) return Buffer.from(JSON.stringify(r));
-  return r.result.render(Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(r.id)},"result":`), CLOSE_BRACE, alloc);
+  const text = jsonTextOf(r);
+  if (!text) return Buffer.from(JSON.stringify(r));
+  return text.render(Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(r.id)},"result":`), CLOSE_BRACE, alloc);
 }
 
 /** The UTF-8 text of a reply (a response or a batch of them); plain JSON.stringify when nothing is pre-serialised. */

@@ -1,6 +1,7 @@
 // Declared params and their pure checks. A method declares its params by name and position;
 // `bindParams` accepts either JSON-RPC form (object by name, array by position) and throws
 // -32602 naming the param and the reason.
+import { isUuid } from '../wire.js';
 import { invalidParams } from './errors.js';
 
 /** Checks one value; returns it (possibly normalised) or throws a plain message via `fail`. */
@@ -15,12 +16,6 @@ export interface ParamDecl<T = unknown> {
 export const fail = (name: string, reason: string): never => {
   throw invalidParams(`'${name}' ${reason}`);
 };
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(text: string): boolean {
-  return UUID_RE.test(text);
-}
 
 export const uuid: Check<string> = (value, name) => {
   if (typeof value !== 'string') return fail(name, `must be a UUID string, got ${describe(value)}`);
@@ -47,7 +42,7 @@ export function describe(value: unknown): string {
 
 /** Binds JSON-RPC params to the declaration: returns values by name, in declaration order. */
 export function bindParams(params: unknown, decls: readonly ParamDecl[]): Record<string, unknown> {
-  const out: Record<string, unknown> = Object.create(null);
+  const out = Object.create(null) as Record<string, unknown>;
   if (params === undefined || params === null) params = decls.length === 0 ? [] : {};
   if (Array.isArray(params)) {
     if (params.length > decls.length) {

@@ -42,8 +42,8 @@ export class MethodRegistry {
       },
     });
     // Name the method: a typo (Host.getAllVmStatz) is then obvious to whoever reads the error.
-    this.server.handleMethodNotFound = async (request) =>
-      request.id === undefined ? null : createJSONRPCErrorResponse(request.id, ErrorCode.methodNotFound, `Method not found: ${request.method.slice(0, 100)}`);
+    this.server.handleMethodNotFound = (request) =>
+      Promise.resolve(request.id === undefined ? null : createJSONRPCErrorResponse(request.id, ErrorCode.methodNotFound, `Method not found: ${request.method.slice(0, 100)}`));
     this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) => {
       if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
       this.log.error({ err: error }, 'method failed unexpectedly');
@@ -88,10 +88,6 @@ export class MethodRegistry {
   }
 
   /**
-   * Handles one parsed message (request, notification or batch). `invalid` messages are answered
-   * here per JSON-RPC 2.0, so the library only ever sees well-formed requests.
-   */
-  /**
    * Requests wait until `until` settles. The daemon binds its port first (so a taken port fails
    * before any other work), then learns the VMs already present; nobody gets a partial VM list.
    */
@@ -106,6 +102,10 @@ export class MethodRegistry {
     });
   }
 
+  /**
+   * Handles one parsed message (request, notification or batch). `invalid` messages are answered
+   * here per JSON-RPC 2.0, so the library only ever sees well-formed requests.
+   */
   async handle(message: unknown, session: Session, limits: HandleLimits): Promise<Reply> {
     if (this.held) await this.held;
     if (Array.isArray(message)) {
@@ -156,7 +156,7 @@ function idOf(message: unknown): string | number | null {
 }
 
 /** Pure check of a request object's envelope (JSON-RPC 2.0 section 4). */
-export function envelopeProblem(message: unknown): string | null {
+function envelopeProblem(message: unknown): string | null {
   if (message === null || typeof message !== 'object' || Array.isArray(message)) return 'a request must be a JSON object';
   const m = message as Record<string, unknown>;
   if (m.jsonrpc !== '2.0') return "'jsonrpc' must be exactly \"2.0\"";
@@ -168,7 +168,7 @@ export function envelopeProblem(message: unknown): string | null {
   return null;
 }
 
-export function invalidRequest(id: string | number | null, why: string): JSONRPCResponse {
+function invalidRequest(id: string | number | null, why: string): JSONRPCResponse {
   return createJSONRPCErrorResponse(id, ErrorCode.invalidRequest, `Invalid Request: ${why}`);
 }
 

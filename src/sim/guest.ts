@@ -3,7 +3,7 @@
 // guest that speaks both protocols reports consistent data, as a real one does.
 
 export type SimAgent = 'ovirt' | 'qemu';
-export type OvirtChannel = 'ovirt-guest-agent.0' | 'com.redhat.rhevm.vdsm';
+type OvirtChannel = 'ovirt-guest-agent.0' | 'com.redhat.rhevm.vdsm';
 
 export interface SimAddress {
   type: 'ipv4' | 'ipv6';
@@ -67,7 +67,7 @@ function hex(n: number, width: number): string {
   return n.toString(16).padStart(width, '0');
 }
 
-export function simVmId(index: number, idPrefix: string): string {
+function simVmId(index: number, idPrefix: string): string {
   return `${idPrefix}-0000-4000-8000-${hex(index, 12)}`;
 }
 

@@ -3,9 +3,9 @@
 // file and the field, so a broken fixture is fixed, not silently skipped.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isUuid } from '../wire.js';
 import type { SimAddress, SimGuest, SimInterface } from './guest.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 class GuestFileError extends Error {
   override name = 'GuestFileError';
@@ -50,10 +50,10 @@ function nic(v: unknown, where: string): SimInterface {
   return out;
 }
 
-export function parseGuest(json: unknown, where: string): SimGuest {
+function parseGuest(json: unknown, where: string): SimGuest {
   const o = obj(json, where);
   const vmId = str(o, 'vmId', where);
-  if (!UUID.test(vmId)) throw new GuestFileError(`${where}: 'vmId' must be a UUID`);
+  if (!isUuid(vmId)) throw new GuestFileError(`${where}: 'vmId' must be a UUID`);
   const agents = list(o.agents, `${where}.agents`);
   if (agents.length === 0 || !agents.every((a) => a === 'ovirt' || a === 'qemu')) {
     throw new GuestFileError(`${where}: 'agents' must list "ovirt" and/or "qemu"`);
@@ -62,7 +62,7 @@ export function parseGuest(json: unknown, where: string): SimGuest {
   for (const [k, v] of Object.entries(osInfo)) if (typeof v !== 'string') throw new GuestFileError(`${where}.osInfo: '${k}' must be a string`);
   const guest: SimGuest = {
     vmId,
-    agents: agents as SimGuest['agents'],
+    agents,
     hostName: str(o, 'hostName', where),
     fqdn: str(o, 'fqdn', where),
     osVersion: str(o, 'osVersion', where),

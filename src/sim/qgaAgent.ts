@@ -1,10 +1,11 @@
 // The simulated qemu-ga's answers, pure: one parsed request in, the reply the real agent
 // (7.2, checked against it by test/sim-qga-drift.test.ts) would write out. Covers the commands
 // vdsm-agentd sends plus guest-ping/guest-info/guest-sync; anything else is CommandNotFound.
+import { isPlainObject } from '../guest/sanitize.js';
 import { spacedJson } from './spacedJson.js';
 import { qgaInterfaces, type SimGuest } from './guest.js';
 
-export const QGA_VERSION = '7.2.22';
+const QGA_VERSION = '7.2.22';
 
 export interface QgaReply {
   /** guest-sync-delimited: the reply is preceded by a 0xFF byte. */
@@ -40,10 +41,6 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export const SIMULATED_COMMANDS: readonly string[] = Object.keys(COMMANDS);
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 function outcome(request: unknown, guest: SimGuest, counters: number): Outcome {
   if (!isPlainObject(request)) return genericError('QMP input must be a JSON object');

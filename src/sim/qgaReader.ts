@@ -14,7 +14,7 @@ const BACKSLASH = 0x5c;
 const SYNC_BYTE = 0xff;
 
 /** Bounds one value, as the real agent bounds its token buffer; larger input is dropped. */
-export const MAX_REQUEST_BYTES = 1 << 20;
+const MAX_REQUEST_BYTES = 1 << 20;
 
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;

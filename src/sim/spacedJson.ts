@@ -15,6 +15,7 @@ function quote(text: string, hexCase: HexCase): string {
 
 export function spacedJson(value: unknown, hexCase: HexCase): string {
   if (typeof value === 'string') return quote(value, hexCase);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- JSON.stringify(undefined) is undefined, whatever its type says
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) {
     let out = '[';

@@ -2,6 +2,8 @@
 // detection) or by the WebSocket endpoint (subprotocol v12.stomp), and keeps track of their
 // sessions for the connection limit and for shutdown.
 import type { Socket } from 'node:net';
+// Grace-period timers (ref: false) never keep a stopping process alive.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { StompSession, type StompSessionDeps } from './session.js';
@@ -50,7 +52,7 @@ export class StompServer {
 
   /** Lets in-flight requests finish (up to `graceMs`), then closes every session. */
   async stop(graceMs: number): Promise<void> {
-    await Promise.race([Promise.all([...this.sessions].map((s) => s.whenIdle())), delay(graceMs)]);
+    await Promise.race([Promise.all([...this.sessions].map((s) => s.whenIdle())), delay(graceMs, undefined, { ref: false })]);
     for (const s of this.sessions) s.shutdown('daemon shutting down');
   }
 
@@ -66,8 +68,4 @@ export class StompServer {
     session.closed();
     this.log.info({ peer: session.peer, conn: session.id, protocol: 'stomp' }, 'connection closed');
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

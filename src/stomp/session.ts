@@ -15,15 +15,15 @@ import { replyText } from '../rpc/jsonText.js';
 import { ErrorCode } from '../wire.js';
 import { encodeFrame, FrameParser, type StompFrame } from './frame.js';
 
-export const EVENTS_DESTINATION = 'jms.queue.events';
+const EVENTS_DESTINATION = 'jms.queue.events';
 /** VDSM's request queues; a destination below one of them ("queue.x") counts too, as in VDSM. */
-export const REQUEST_DESTINATIONS = ['jms.topic.vdsm_requests', 'jms.topic.vdsm_irs_requests'];
+const REQUEST_DESTINATIONS = ['jms.topic.vdsm_requests', 'jms.topic.vdsm_irs_requests'];
 /**
  * The client's declared send interval is stretched by this before it is called silent: a peer
  * that sends exactly every cx ms must not be dropped by jitter (python-stomp and the engine
  * allow 1.5 x their interval the other way round). VDSM itself cuts at exactly cx.
  */
-export const SILENCE_TOLERANCE = 1.5;
+const SILENCE_TOLERANCE = 1.5;
 const HEARTBEAT_BYTES = Buffer.from('\n');
 
 /** What a session writes to and closes; one call to `write` is one frame (or a heart-beat). */
@@ -38,7 +38,7 @@ export interface StompTransport {
   destroy(): void;
 }
 
-export interface StompLimits {
+interface StompLimits {
   maxFrameBytes: number;
   maxBatch: number;
   maxInFlight: number;
@@ -115,6 +115,7 @@ export class StompSession implements Session, EventSink {
     if (this.isClosed) return;
     this.silenceTimer?.refresh();
     for (const item of this.parser.push(chunk)) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the frame before may have closed it
       if (this.isClosed) return;
       if (item.kind === 'frame') this.onFrame(item.frame);
       else if (item.kind === 'error') {

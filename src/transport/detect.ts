@@ -7,7 +7,7 @@ export type Detected = 'http' | 'stomp' | 'unknown' | 'undecided';
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'];
 /** The frames a STOMP client may send (STOMP 1.2 "Client Frames"). */
-export const STOMP_CLIENT_COMMANDS = ['CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'BEGIN', 'COMMIT', 'ABORT', 'ACK', 'NACK', 'DISCONNECT'];
+const STOMP_CLIENT_COMMANDS = ['CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'BEGIN', 'COMMIT', 'ABORT', 'ACK', 'NACK', 'DISCONNECT'];
 
 const HTTP_OPENINGS = HTTP_METHODS.map((m) => Buffer.from(m + ' '));
 const STOMP_OPENINGS = STOMP_CLIENT_COMMANDS.flatMap((c) => [Buffer.from(c + '\n'), Buffer.from(c + '\r\n')]);

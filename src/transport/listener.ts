@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { detectProtocol } from './detect.js';
 
-export const DETECT_TIMEOUT_MS = 10_000;
+const DETECT_TIMEOUT_MS = 10_000;
 
 export interface PortListenerOptions {
   listen: Config['listen'];
@@ -46,6 +46,7 @@ export class PortListener {
       });
       server.on('secureConnection', (socket: tls.TLSSocket) => {
         if (socket.authorized) return this.sort(socket);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- null once the socket is destroyed (Node's documentation; its types leave that out)
         const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
         const reason = given ? `client certificate refused: ${String(socket.authorizationError)}` : 'no client certificate given';
         this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');

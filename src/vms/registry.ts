@@ -260,5 +260,5 @@ function freezeInterfaces(list: GuestReport['netIfaces'] & object): NonNullable<
     Object.freeze(i.inet6);
     Object.freeze(i);
   }
-  return Object.freeze(list) as NonNullable<GuestReport['netIfaces']>;
+  return Object.freeze(list);
 }

@@ -16,7 +16,7 @@ export interface ChannelGuestState {
 export type VmStatsBase = Omit<VmStats, 'statusTime' | 'elapsedTime'>;
 
 /** The fields whose change is announced (SPEC section 3, Events). */
-export const WATCHED_FIELDS = ['status', 'netIfaces', 'guestIPs', 'guestName', 'guestFQDN', 'guestAgentStatus'] as const;
+const WATCHED_FIELDS = ['status', 'netIfaces', 'guestIPs', 'guestName', 'guestFQDN', 'guestAgentStatus'] as const;
 export type WatchedField = (typeof WATCHED_FIELDS)[number];
 
 export function emptyChannelState(): ChannelGuestState {
@@ -24,10 +24,10 @@ export function emptyChannelState(): ChannelGuestState {
 }
 
 /** qemu-ga first, then the oVirt channels: the first channel that reported a field wins it. */
-export const CHANNEL_PRIORITY: readonly ChannelName[] = ['org.qemu.guest_agent.0', ...CHANNEL_NAMES.filter((c) => c !== 'org.qemu.guest_agent.0')];
+const CHANNEL_PRIORITY: readonly ChannelName[] = ['org.qemu.guest_agent.0', ...CHANNEL_NAMES.filter((c) => c !== 'org.qemu.guest_agent.0')];
 
 /** IPv4 addresses of netIfaces, in order, loopback (127/8) left out, space-separated. */
-export function guestIPsOf(netIfaces: readonly GuestNetworkDeviceInfo[] | null): string {
+function guestIPsOf(netIfaces: readonly GuestNetworkDeviceInfo[] | null): string {
   if (!netIfaces) return '';
   const ips: string[] = [];
   for (const iface of netIfaces) for (const a of iface.inet) if (isIP(a) === 4 && !a.startsWith('127.')) ips.push(a);
@@ -35,7 +35,7 @@ export function guestIPsOf(netIfaces: readonly GuestNetworkDeviceInfo[] | null):
 }
 
 /** Any agent answering makes the VM responsive; any heard-from agent gone quiet, unresponsive. */
-export function mergeAgentStatus(states: Iterable<ChannelGuestState>): GuestAgentStatus {
+function mergeAgentStatus(states: Iterable<ChannelGuestState>): GuestAgentStatus {
   let result: GuestAgentStatus = 'unknown';
   for (const s of states) {
     if (s.agentStatus === 'responsive') return 'responsive';

@@ -81,12 +81,12 @@ export function statsArrayJson(
   nowMs: number,
   before: Buffer = EMPTY,
   after: Buffer = EMPTY,
-  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+  alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size),
 ): Buffer {
   const statusTime = eventTime(nowMs);
   const timeWidth = digitCount(statusTime);
-  const picked: Chunk[] = new Array(vms.length);
-  const elapsed: number[] = new Array(vms.length);
+  const picked = new Array<Chunk>(vms.length);
+  const elapsed = new Array<number>(vms.length);
   let size = before.length + 2 + Math.max(0, vms.length - 1) + after.length;
   for (let i = 0; i < vms.length; i++) {
     const v = vms[i]!;

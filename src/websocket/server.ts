@@ -5,8 +5,10 @@
 // v12.stomp) are handed to the StompServer, which shares the registry, hub and limits.
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import { TLSSocket, type PeerCertificate } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
+// Grace-period timers (ref: false) never keep a stopping process alive.
+import { setTimeout as delay } from 'node:timers/promises';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -21,7 +23,7 @@ import { replyText, ReplyBuffers } from '../rpc/jsonText.js';
 import { metrics } from '../metrics/metrics.js';
 import { serveMetricsHttp } from '../metrics/http.js';
 
-export type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
+type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
 
 export interface ServerOptions {
   listen: Config['listen'];
@@ -164,7 +166,8 @@ export class RpcServer {
     if (this.connectionCount() >= this.opts.limits.maxConnections) {
       return this.stomp.refuseSocket(socket, peer, `connection limit of ${this.opts.limits.maxConnections} reached`);
     }
-    const cert = this.opts.tls ? (socket as TLSSocket).getPeerCertificate() : null;
+    // {} when the client gave no certificate: Partial, whatever Node's types say.
+    const cert: Partial<PeerCertificate> | null = socket instanceof TLSSocket ? socket.getPeerCertificate() : null;
     this.stomp.acceptSocket(socket, opening, peer, cert?.subject?.CN);
   }
 
@@ -193,7 +196,7 @@ export class RpcServer {
   }
 
   private onConnection(ws: WebSocket, req: http.IncomingMessage, peer: string): void {
-    const cert = this.opts.tls ? (req.socket as TLSSocket).getPeerCertificate() : null;
+    const cert: Partial<PeerCertificate> | null = req.socket instanceof TLSSocket ? req.socket.getPeerCertificate() : null;
     if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
     const conn = new Connection(ws, peer, this);
     this.connections.add(conn);
@@ -221,7 +224,7 @@ export class RpcServer {
       if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString('utf8');
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : (data as Buffer).toString('utf8'); // binaryType nodebuffer: never an ArrayBuffer
     if (debug) this.log.debug({ conn: conn.id, request: clip(text) }, 'request');
     let message: unknown;
     try {
@@ -267,16 +270,16 @@ export class RpcServer {
     this.http.close(); // no listening socket of its own: this only stops its timeout checks
     const stompStopped = this.stomp.stop(graceMs);
     const conns = [...this.connections];
-    await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs)]);
+    await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs, undefined, { ref: false })]);
     const busy = conns.filter((c) => c.inFlight > 0).length;
     if (busy) this.log.warn({ connections: busy }, 'closing connections with requests still unanswered after the shutdown timeout');
     const gone = conns.map((c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))));
     for (const c of conns) c.ws.close(1001, 'daemon shutting down');
-    await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500))]);
+    await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500), undefined, { ref: false })]);
     for (const c of this.connections) c.ws.terminate();
-    this.http.closeAllConnections?.();
+    this.http.closeAllConnections();
     await stompStopped;
-    await Promise.race([closed, delay(500)]);
+    await Promise.race([closed, delay(500, undefined, { ref: false })]);
   }
 }
 
@@ -288,8 +291,4 @@ function byteLength(data: RawData): number {
 /** At debug the log shows what went over the wire, cut short so one frame cannot flood it. */
 function clip(text: string): string {
   return text.length > 2048 ? `${text.slice(0, 2048)}... (${text.length} chars)` : text;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

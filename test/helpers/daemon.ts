@@ -50,7 +50,7 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
   let stderr = '';
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let buf = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
+  proc.stdout.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) !== -1) {
@@ -71,7 +71,7 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
       }
     }
   });
-  proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) =>
     proc.on('exit', (code) => {
       running.delete(proc);
@@ -83,7 +83,13 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
-      waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
       void exited.then((code) => {
         clearTimeout(timer);
         reject(new Error(`daemon exited (${code}) before the log line; stderr: ${stderr}`));

@@ -4,5 +4,7 @@
 import { afterAll } from 'vitest';
 
 export function atFileEnd(cleanup: () => unknown): void {
-  if (process.env.VITEST) afterAll(async () => void (await cleanup()));
+  if (process.env.VITEST) afterAll(async () => {
+      await cleanup();
+    });
 }

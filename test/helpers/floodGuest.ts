@@ -36,7 +36,7 @@ export function startFloodGuest(socketPath: string): Promise<FloodGuest> {
   procs.add(proc);
   let sent = 0;
   return new Promise((resolve, reject) => {
-    proc.stdout!.on('data', (chunk: Buffer) => {
+    proc.stdout.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) {
         if (line === 'ready') resolve({ proc, sent: () => sent, stop: () => (proc.kill('SIGKILL'), procs.delete(proc)) });
         const m = /^sent (\d+)$/.exec(line);

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './daemon.js';
 
-export const FIXTURES = path.join(ROOT, 'fixtures');
+const FIXTURES = path.join(ROOT, 'fixtures');
 
 export function fixtureBytes(rel: string): Buffer {
   return readFileSync(path.join(FIXTURES, rel));

@@ -66,10 +66,13 @@ export async function virsh(...args: string[]): Promise<string> {
 }
 
 /** Whether something answers on libvirtd's socket right now. */
-export function libvirtdAnswers(): Promise<boolean> {
+function libvirtdAnswers(): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(LIBVIRT_SOCKET);
-    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -172,8 +175,8 @@ export class Libvirtd {
     const keep = (c: Buffer): void => {
       this.output = (this.output + c.toString()).slice(-500_000);
     };
-    p.stdout!.on('data', keep);
-    p.stderr!.on('data', keep);
+    p.stdout.on('data', keep);
+    p.stderr.on('data', keep);
     return p;
   }
 
@@ -268,8 +271,8 @@ export class Libvirtd {
       },
     };
     this.domains.add(dom);
-    await waitFor(() => serialLog().includes(`vdsm-test-guest: ready ${hostname}`), 90_000, `domain ${name} ready`).catch((err: Error) => {
-      throw new Error(`${err.message}; serial:\n${serialLog()}`);
+    await waitFor(() => serialLog().includes(`vdsm-test-guest: ready ${hostname}`), 90_000, `domain ${name} ready`).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; serial:\n${serialLog()}`);
     });
     return dom;
   }

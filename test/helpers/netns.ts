@@ -1,11 +1,9 @@
 // Network namespaces with unique names, always deleted (and their processes killed) after
 // the test file, even when it fails.
-import { execFileSync, execFile } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { atFileEnd } from './fileCleanup.js';
 
-const run = promisify(execFile);
 const created = new Set<string>();
 // Registered at import: vitest ignores hooks added from inside beforeAll, and the namespaces
 // must go even when the file's set-up fails.
@@ -17,11 +15,7 @@ export function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export async function shAsync(cmd: string, args: string[]): Promise<string> {
-  return (await run(cmd, args, { encoding: 'utf8' })).stdout;
-}
-
-export function uniqueName(prefix: string): string {
+function uniqueName(prefix: string): string {
   return `${prefix}${process.pid.toString(36)}${randomBytes(3).toString('hex')}`.slice(0, 15);
 }
 

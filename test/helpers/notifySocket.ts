@@ -1,7 +1,7 @@
 // A stand-in for systemd's NOTIFY_SOCKET: an AF_UNIX datagram socket (which Node cannot open, so
 // Debian's python3 holds it) that records every sd_notify message. Like systemd it receives and
 // closes the file descriptor systemd-notify passes for its BARRIER=1 handshake.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,7 +47,7 @@ export async function openNotifySocket(): Promise<NotifySocket> {
   let buf = '';
   let bound!: () => void;
   const isBound = new Promise<void>((r) => (bound = r));
-  proc.stdout!.on('data', (chunk: Buffer) => {
+  proc.stdout.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) !== -1) {

@@ -38,8 +38,13 @@ export async function startQemuGa(ns: string, socketPath: string): Promise<QemuG
   });
   running.add(proc);
   let stderr = '';
-  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => (running.delete(proc), resolve())));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) =>
+    proc.once('exit', () => {
+      running.delete(proc);
+      resolve();
+    }),
+  );
   // Listening once its own socket file is there (qemu-ga unlinks a stale one and binds anew).
   await withTimeout(
     (async () => {

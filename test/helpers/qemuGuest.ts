@@ -57,7 +57,7 @@ export interface BootedGuest {
 }
 
 /** The full-length argument list, public so a test can show exactly what was booted. */
-export interface GuestCommand {
+interface GuestCommand {
   argv: string[];
   serialPath: string;
 }
@@ -89,7 +89,7 @@ export function testGuestImage(): Promise<GuestImage> {
 }
 
 /** Locally administered, unique within this run: 52:54:00 (QEMU's prefix), then run and counter. */
-export function uniqueMac(): string {
+function uniqueMac(): string {
   const n = ++macCounter;
   return ['52', '54', '00', hex(runByte), hex((n >> 8) & 0xff), hex(n & 0xff)].join(':');
 }
@@ -99,7 +99,7 @@ function hex(n: number): string {
 }
 
 /** The EUI-64 link-local IPv6 address Linux derives from a MAC (addr_gen_mode eui64, the default). */
-export function linkLocalFromMac(mac: string): string {
+function linkLocalFromMac(mac: string): string {
   const b = mac.split(':').map((h) => parseInt(h, 16));
   b[0]! ^= 0x02;
   const groups = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | 0xff, (0xfe << 8) | b[3]!, (b[4]! << 8) | b[5]!];
@@ -115,7 +115,7 @@ export function defaultNics(index: number): NicSpec[] {
   ];
 }
 
-export function guestCommand(image: GuestImage, g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number }, serialPath: string): GuestCommand {
+function guestCommand(image: GuestImage, g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number }, serialPath: string): GuestCommand {
   const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', `vdsm_hostname=${g.hostname}`, ...g.nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
   const argv = [
     'qemu-system-x86_64',
@@ -159,7 +159,7 @@ export async function bootGuest(spec: GuestSpec = {}, readyTimeoutMs = 90_000): 
   // setpriv: the emulator gets SIGKILL if the test process dies without cleaning up.
   const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const serialLog = (): string => (existsSync(serialPath) ? readFileSync(serialPath, 'utf8') : '');
   const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);

@@ -86,7 +86,13 @@ export class QgaSocket {
         this.waiter = undefined;
         reject(new Error(`no answer to ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.waiter = { accept, resolve: (r) => (clearTimeout(timer), resolve(r)) };
+      this.waiter = {
+        accept,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      };
       this.sock.write(payload);
     });
   }

@@ -129,7 +129,7 @@ export async function eventually<T>(fn: () => Promise<T> | T, ok: (v: T) => bool
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`${what} not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}${lastErr ? `; last error: ${String(lastErr)}` : ''}`);
+  throw new Error(`${what} not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}${lastErr === undefined ? '' : `; last error: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}`}`);
 }
 
 /**

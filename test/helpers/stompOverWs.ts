@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Client, type IFrame, type IMessage } from '@stomp/stompjs';
 import { WebSocket } from 'ws';
 
-export const STOMP_REQUESTS = 'jms.topic.vdsm_requests';
+const STOMP_REQUESTS = 'jms.topic.vdsm_requests';
 export const STOMP_RESPONSES = 'jms.topic.vdsm_responses';
 export const STOMP_EVENTS = 'jms.queue.events';
 
@@ -25,6 +25,8 @@ export class WsStompPeer {
 
   static async connect(url: string, opts: WsStompOptions = {}): Promise<WsStompPeer> {
     const tls = opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key), ca: readFileSync(opts.tls.ca) } : {};
+    // stompjs declares its option bags (StompConfig, StompHeaders) as classes; literals are its API.
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     const client = new Client({
       webSocketFactory: () => new WebSocket(url, ['v12.stomp'], tls),
       reconnectDelay: 0,
@@ -56,6 +58,7 @@ export class WsStompPeer {
     const id = `ws-${this.nextId++}`;
     this.client.publish({
       destination: STOMP_REQUESTS,
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- an option bag, as above
       headers: { 'reply-to': STOMP_RESPONSES },
       body: JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }),
     });

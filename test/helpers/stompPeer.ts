@@ -6,7 +6,7 @@ import { ROOT } from './daemon.js';
 import { IN_CI, missing } from './prereq.js';
 import { atFileEnd } from './fileCleanup.js';
 
-export const PYTHON = '/usr/bin/python3';
+const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(ROOT, 'test/helpers/stomp_peer.py');
 
 /** Like `missing`: null when /usr/bin/python3 can import stomp; skips on a dev machine, throws under CI. */
@@ -24,7 +24,7 @@ export function missingPythonStomp(): string | null {
   }
 }
 
-export interface PeerMessage {
+interface PeerMessage {
   headers: Record<string, string>;
   body: string;
 }
@@ -81,7 +81,7 @@ export function runStompPeer(plan: PeerPlan): RunningPeer {
   let summary: (PeerSummary & { clients?: (PeerSummary | null)[] }) | null = null;
   let onReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => (onReady = resolve));
-  proc.stdout!.on('data', (c: Buffer) => {
+  proc.stdout.on('data', (c: Buffer) => {
     buf += c.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) !== -1) {
@@ -91,7 +91,7 @@ export function runStompPeer(plan: PeerPlan): RunningPeer {
       if (line.summary) summary = line as unknown as PeerSummary;
     }
   });
-  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const done = new Promise<PeerSummary & { clients?: (PeerSummary | null)[] }>((resolve, reject) =>
     proc.on('exit', (code) => {
       running.delete(proc);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
 
-export interface KeyPair {
+interface KeyPair {
   cert: string;
   key: string;
 }

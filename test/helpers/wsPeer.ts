@@ -21,7 +21,7 @@ export function openPeer(url: string, opts: ClientOptions = {}): Promise<WsPeer>
   let taken = 0;
   const waiters: (() => void)[] = [];
   ws.on('message', (data) => {
-    received.push(JSON.parse(data.toString()));
+    received.push(JSON.parse((data as Buffer).toString())); // binaryType nodebuffer
     for (const w of waiters.splice(0)) w();
   });
   ws.on('error', () => {});
