@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
+/** The benchmark's naive baseline daemon (bench-only, run from source through tsx). */
+export const NAIVE_DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'naiveStats.ts');
 
 export interface BenchDaemon {
   proc: ChildProcess;
@@ -12,8 +14,9 @@ export interface BenchDaemon {
   stop: () => Promise<void>;
 }
 
-export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchDaemon> {
-  const proc = spawn(process.execPath, [...nodeArgs, DAEMON, ...args], {
+export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], script = DAEMON): Promise<BenchDaemon> {
+  const tsx = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, ...tsx, script, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -1,8 +1,8 @@
 // 1,000 simulated VMs (half oVirt agent, half qemu-ga, 4 NICs x 4 addresses each) against the
 // daemon started as a separate process, in one run:
 // - Host.getAllVmStats over one connection: calls/s, p50/p99, response size, side by side with
-//   the naive baseline (every VM's stats rebuilt and the whole reply re-serialised per call,
-//   selected with the diagnostic flag --stats-serialisation naive) -> measured ratio. Both
+//   the naive baseline (every VM's stats rebuilt and the whole reply re-serialised per call:
+//   the bench-only daemon entry bench/naiveStats.ts) -> measured ratio. Both
 //   daemons run at once on identical guests and are called in alternating blocks, so a busy
 //   machine weighs on both alike;
 // - VM.getStats calls/s;
@@ -20,7 +20,7 @@ import { RpcClient } from '../src/client/rpcClient.js';
 import { GuestSimulator } from '../src/sim/simulator.js';
 import { generateGuests, type SimGuest } from '../src/sim/guest.js';
 import type { VmStats } from '../src/wire.js';
-import { startDaemon, type BenchDaemon } from './daemonProcess.js';
+import { NAIVE_DAEMON, startDaemon, type BenchDaemon } from './daemonProcess.js';
 
 const VMS = Number(process.env.BENCH_VMS ?? 1000);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
@@ -100,10 +100,10 @@ async function measureCalls(c: RawCaller, n: number, method: string, params: () 
   return { rate: n / seconds, p50: pct(sorted, 0.5), p99: pct(sorted, 0.99), bytes, lat, seconds };
 }
 
-async function start(dir: string, extra: string[] = []): Promise<{ d: BenchDaemon; listeningMs: number }> {
+async function start(dir: string, script?: string): Promise<{ d: BenchDaemon; listeningMs: number }> {
   const t0 = performance.now();
   const nodeArgs = PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : [];
-  const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, ...extra], {}, nodeArgs);
+  const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir], {}, nodeArgs, script);
   return { d, listeningMs: performance.now() - t0 };
 }
 
@@ -200,7 +200,7 @@ export async function run(): Promise<void> {
     const ours = await start(dir);
     daemons.push(ours.d);
     const allReportedMs = await waitAllReported(ours.d.url, VMS, t0);
-    const naive = await start(naiveDir, ['--stats-serialisation', 'naive']);
+    const naive = await start(naiveDir, NAIVE_DAEMON);
     daemons.push(naive.d);
     await waitAllReported(naive.d.url, VMS, performance.now());
 

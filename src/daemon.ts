@@ -14,6 +14,12 @@ import { routeMethods } from './rpc/methods/route.js';
 import { RouteLookup } from './route/routeLookup.js';
 import { LibvirtClient } from './libvirt/client.js';
 import { LibvirtQgaLink, LibvirtRouteDecider } from './libvirt/agentLink.js';
+import type { MethodDef } from './rpc/registry.js';
+
+/** Parts a caller may swap: the benchmark's baseline daemon (bench/naiveStats.ts) serves other VM stats methods. */
+export interface DaemonParts {
+  vmMethods?: (vms: VmRegistry) => MethodDef[];
+}
 
 /** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
 const LIBVIRT_HOLD_MS = 30_000;
@@ -33,12 +39,13 @@ export class Daemon {
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    parts: DaemonParts = {},
   ) {
     this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
-    this.registry.add(vmMethods(this.vms, config.statsSerialisation));
+    this.registry.add((parts.vmMethods ?? vmMethods)(this.vms));
     this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
     this.guests = new GuestChannels({
       dir: config.channelsDir,
