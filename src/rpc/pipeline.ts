@@ -54,6 +54,7 @@ export class RequestPipeline {
   private readonly waiting: Pending[] = [];
   private paused = false;
   private closed = false;
+  private pumpScheduled = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: PipelineOptions) {}
@@ -139,6 +140,20 @@ export class RequestPipeline {
     if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
   }
 
+  /**
+   * After an answer went out, the next waiting requests start on a later turn of the event loop:
+   * started from the write callbacks directly, one pipelining client's answers and requests would
+   * chain without end and starve every other connection's input.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
   private start(p: Pending): void {
     this.inFlightCount += p.n;
     let settled = false;
@@ -146,7 +161,7 @@ export class RequestPipeline {
       if (settled) return;
       settled = true;
       this.inFlightCount -= p.n;
-      this.pump();
+      this.schedulePump();
     };
     p.answer()
       .catch((err: unknown) => {
