@@ -17,6 +17,7 @@ export default defineConfig({
       'test/load-stats-json.test.ts',
       'test/route-netlink.test.ts',
       'test/route-parse.test.ts',
+      'test/rpc-backpressure.test.ts',
       'test/rpc-registry.test.ts',
       'test/sim-agents.test.ts',
       'test/stomp-events.test.ts',

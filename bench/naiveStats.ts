@@ -24,7 +24,8 @@ function entries(vms: VmRegistry): Map<string, Entry> {
   return (vms as unknown as { vms: Map<string, Entry> }).vms;
 }
 
-const rebuilt = (e: Entry, now: number): VmStats => stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, now);
+const rebuilt = (e: Entry, now: number): VmStats =>
+  stampStats(buildStats(e.vmId, e.base.status, e.channels), e.firstSeenMs, now);
 
 /** Host.getAllVmStats and VM.getStats answered with plain values, rebuilt per call. */
 export function naiveVmMethods(vms: VmRegistry): MethodDef[] {

@@ -19,17 +19,22 @@ const N = Number(process.env.BENCH_PIPELINED ?? 100_000);
 
 const memMiB = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
   Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+const pct = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 
 type Transport = 'WebSocket' | 'raw STOMP';
 
 function floodInProcess(transport: Transport, url: string): Promise<Flood> {
   const script = fileURLToPath(new URL('./pipelineFlood.ts', import.meta.url));
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, transport, url, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, transport, url, String(N)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) =>
-    proc.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Flood) : reject(new Error(`flood client exited with ${code}`)))),
+    proc.once('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as Flood) : reject(new Error(`flood client exited with ${code}`)),
+    ),
   );
 }
 
@@ -95,16 +100,27 @@ export async function run(): Promise<void> {
         Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, fn(v)]));
       rows.push(
         { what: `${transport}: ${N} pipelined, answered ok / wrong`, ...col((c) => `${c.answered} / ${c.wrong}`) },
-        { what: `${transport}: time s (requests/s)`, ...col((c) => `${c.seconds.toFixed(2)} (${Math.round(N / c.seconds)})`) },
-        { what: `${transport}: daemon RSS MiB before / peak`, ...col((c) => `${c.rssBefore.toFixed(0)} / ${c.rssPeak.toFixed(0)}`) },
-        { what: `${transport}: other conn ping2 p50/p99 ms, quiet`, ...col((c) => `${pct(c.quiet, 0.5).toFixed(2)} / ${pct(c.quiet, 0.99).toFixed(2)}`) },
+        {
+          what: `${transport}: time s (requests/s)`,
+          ...col((c) => `${c.seconds.toFixed(2)} (${Math.round(N / c.seconds)})`),
+        },
+        {
+          what: `${transport}: daemon RSS MiB before / peak`,
+          ...col((c) => `${c.rssBefore.toFixed(0)} / ${c.rssPeak.toFixed(0)}`),
+        },
+        {
+          what: `${transport}: other conn ping2 p50/p99 ms, quiet`,
+          ...col((c) => `${pct(c.quiet, 0.5).toFixed(2)} / ${pct(c.quiet, 0.99).toFixed(2)}`),
+        },
         {
           what: `${transport}: other conn ping2 p50/p99 ms, during flood`,
           ...col((c) => `${pct(c.busy, 0.5).toFixed(2)} / ${pct(c.busy, 0.99).toFixed(2)} (${c.busy.length} calls)`),
         },
       );
     }
-    console.log(`${N} Host.ping2 requests written back to back on one connection; another connection calls Host.ping2 sequentially`);
+    console.log(
+      `${N} Host.ping2 requests written back to back on one connection; another connection calls Host.ping2 sequentially`,
+    );
     console.table(rows);
   } finally {
     for (const d of daemons) await d.stop();

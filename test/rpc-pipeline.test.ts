@@ -54,7 +54,9 @@ async function overWebSocket(url: string): Promise<Conn> {
 
 async function overRawStomp(url: string): Promise<Conn> {
   const c = await RawStomp.connect(Number(new URL(url).port));
-  c.write('CONNECT\naccept-version:1.2\n\n\0' + frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'r', receipt: 'sub' }));
+  c.write(
+    'CONNECT\naccept-version:1.2\n\n\0' + frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'r', receipt: 'sub' }),
+  );
   await c.nextFrames(2);
   let taken = 2;
   const bodies = (): unknown[] =>
@@ -64,7 +66,9 @@ async function overRawStomp(url: string): Promise<Conn> {
       .map((f) => JSON.parse(f.slice(f.indexOf('\n\n') + 2)) as unknown);
   return {
     send(texts) {
-      c.write(texts.map((t) => frame('SEND', { destination: STOMP_REQUESTS, 'reply-to': STOMP_RESPONSES }, t)).join(''));
+      c.write(
+        texts.map((t) => frame('SEND', { destination: STOMP_REQUESTS, 'reply-to': STOMP_RESPONSES }, t)).join(''),
+      );
     },
     async next() {
       const i = taken++; // taken at the call: several may wait at once
@@ -118,7 +122,13 @@ const cases: Case[] = [
   {
     name: `a batch of 300 requests (over --max-batch ${MAX_BATCH}): one -32600`,
     send: [JSON.stringify(Array.from({ length: 300 }, (_, i) => ping(i)))],
-    expect: [{ jsonrpc: '2.0', id: null, error: { code: -32600, message: `Invalid Request: batch of 300 requests exceeds the limit of ${MAX_BATCH}` } }],
+    expect: [
+      {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32600, message: `Invalid Request: batch of 300 requests exceeds the limit of ${MAX_BATCH}` },
+      },
+    ],
   },
   {
     name: 'a batch longer than --max-in-flight: -32000 for each request with its id, nothing for its notification',
@@ -143,7 +153,9 @@ const cases: Case[] = [
   {
     name: 'a request with a bad envelope: -32600 with its id',
     send: [JSON.stringify({ jsonrpc: '1.0', id: 7, method: 'Host.ping2' })],
-    expect: [{ jsonrpc: '2.0', id: 7, error: { code: -32600, message: `Invalid Request: 'jsonrpc' must be exactly "2.0"` } }],
+    expect: [
+      { jsonrpc: '2.0', id: 7, error: { code: -32600, message: `Invalid Request: 'jsonrpc' must be exactly "2.0"` } },
+    ],
   },
   {
     name: 'a batch of exactly --max-in-flight requests: all answered',
@@ -154,8 +166,14 @@ const cases: Case[] = [
 
 describe('the same limits on every transport', () => {
   const daemon = suiteDaemon([
-    '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
-    '--max-batch', String(MAX_BATCH), '--max-in-flight', String(MAX_IN_FLIGHT),
+    '--listen',
+    '127.0.0.1:0',
+    '--channels-dir',
+    NO_CHANNELS,
+    '--max-batch',
+    String(MAX_BATCH),
+    '--max-in-flight',
+    String(MAX_IN_FLIGHT),
   ]);
 
   for (const [transport, open] of transports) {
@@ -188,7 +206,9 @@ describe('the same limits on every transport', () => {
         try {
           conn.send(Array.from({ length: 12 }, (_, i) => JSON.stringify(ping(i + 1))));
           const replies = (await Promise.all(Array.from({ length: 12 }, () => conn.next()))) as { id: number }[];
-          expect(replies.sort((a, b) => a.id - b.id)).toEqual(Array.from({ length: 12 }, (_, i) => ({ jsonrpc: '2.0', id: i + 1, result: true })));
+          expect(replies.sort((a, b) => a.id - b.id)).toEqual(
+            Array.from({ length: 12 }, (_, i) => ({ jsonrpc: '2.0', id: i + 1, result: true })),
+          );
           conn.send([JSON.stringify(ping('probe'))]);
           expect(await conn.next()).toEqual({ jsonrpc: '2.0', id: 'probe', result: true });
           expect(conn.unread()).toEqual([]);
@@ -220,7 +240,11 @@ describe('a client pipelining 20,000 requests (default limits)', () => {
     const c = await RawStomp.connect(Number(new URL(daemon().url).port));
     try {
       c.write('CONNECT\naccept-version:1.2\n\n\0' + frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'r' }));
-      c.write(Array.from({ length: N }, (_, i) => frame('SEND', { destination: STOMP_REQUESTS, 'reply-to': STOMP_RESPONSES }, JSON.stringify(ping(i)))).join(''));
+      c.write(
+        Array.from({ length: N }, (_, i) =>
+          frame('SEND', { destination: STOMP_REQUESTS, 'reply-to': STOMP_RESPONSES }, JSON.stringify(ping(i))),
+        ).join(''),
+      );
       await c.nextFrames(N + 1, 120_000);
       const bodies = c
         .frames()

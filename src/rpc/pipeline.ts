@@ -70,7 +70,10 @@ export class RequestPipeline {
     try {
       message = JSON.parse(text);
     } catch {
-      this.answerWith(errorReply(null, ErrorCode.parseError, `Parse error: ${this.opts.notJson} is not valid JSON`), deliver);
+      this.answerWith(
+        errorReply(null, ErrorCode.parseError, `Parse error: ${this.opts.notJson} is not valid JSON`),
+        deliver,
+      );
       return;
     }
     this.submit(message, deliver);
@@ -125,7 +128,11 @@ export class RequestPipeline {
   /** Starts what fits under the limit, in arrival order; pauses or resumes reading to match. */
   private pump(): void {
     const max = this.opts.limits.maxInFlight;
-    for (let next = this.waiting[0]; !this.closed && next && this.inFlightCount + next.n <= max; next = this.waiting[0]) {
+    for (
+      let next = this.waiting[0];
+      !this.closed && next && this.inFlightCount + next.n <= max;
+      next = this.waiting[0]
+    ) {
       this.waiting.shift();
       this.start(next);
     }
