@@ -275,7 +275,8 @@ export class StompSession implements Session, EventSink {
     const subs = replyTo === null || this.isClosed ? [] : [...this.subs.values()].filter((s) => s.destination === replyTo);
     if (subs.length === 0) {
       if (replyTo !== null) this.log.debug({ replyTo: replyTo.slice(0, 100) }, 'response dropped: no subscription to its reply-to');
-      return written();
+      written();
+      return;
     }
     // Pre-serialised results (Host.getAllVmStats) are written into the envelope as they are.
     const json = replyText(reply);

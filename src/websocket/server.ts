@@ -228,7 +228,8 @@ export class RpcServer {
     if (isBinary) {
       if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
       const why = 'Invalid Request: binary frames are not accepted; send JSON-RPC as a UTF-8 text frame';
-      return conn.pipeline.answerWith(errorReply(null, ErrorCode.invalidRequest, why), deliver);
+      conn.pipeline.answerWith(errorReply(null, ErrorCode.invalidRequest, why), deliver);
+      return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString('utf8');
     if (debug) this.log.debug({ conn: conn.id, request: clip(text) }, 'request');
