@@ -46,6 +46,7 @@ export interface Config {
   maxSubscriberBufferBytes: number;
   shutdownTimeoutMs: number;
   handshakeTimeoutMs: number;
+  routeTimeoutMs: number;
 }
 
 type Kind = 'string' | 'boolean' | 'int' | 'number' | 'list';
@@ -83,6 +84,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
   { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected" },
   { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections' },
+  { flag: 'route-timeout', kind: 'number', default: 2, help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`' },
   { flag: 'handshake-timeout', kind: 'number', default: 10, help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed' },
 ];
 
@@ -364,6 +366,7 @@ export function loadConfig(
     maxSubscriberBufferBytes: positive('max-subscriber-buffer-bytes'),
     shutdownTimeoutMs: Math.round(shutdownSeconds * 1000),
     handshakeTimeoutMs: seconds('handshake-timeout', 0.1, 600),
+    routeTimeoutMs: seconds('route-timeout', 0.05, 60),
   };
 }
 

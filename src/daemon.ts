@@ -58,7 +58,7 @@ export class Daemon {
       qgaLinkFor: (vmId, note) => (this.libvirt ? new LibvirtQgaLink(this.libvirt, vmId, log.child({ part: 'libvirt' }), note) : null),
       qgaUseLibvirt: config.qgaVia === 'auto' ? (vmId) => this.qgaRoutes?.useLibvirt(vmId) ?? Promise.resolve(false) : undefined,
     });
-    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
+    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }), { netlink: { timeoutMs: config.routeTimeoutMs } });
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
     this.stoppers.push(() => this.routes.close());
     this.server = new RpcServer({
