@@ -77,7 +77,9 @@ function noProblem(problem: string | null, where: string): void {
 }
 
 describe('guest protocol fuzzing', () => {
-  it(`${ITERATIONS} inputs: framing and parsing never throw and only return sanitised data`, () => {
+  // CPU work of a few seconds; with both cores busy a test worker gets a fraction of one, so the
+  // bound is well above vitest's 60 s default.
+  it(`${ITERATIONS} inputs: framing and parsing never throw and only return sanitised data`, { timeout: 300_000 }, () => {
     const seeds = allFixtureBytes();
     const r = rng(SEED);
     let reports = 0;
