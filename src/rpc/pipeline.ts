@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { ErrorCode } from '../wire.js';
 import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from './registry.js';
 
-export interface PipelineLimits {
+interface PipelineLimits {
   maxBatch: number;
   maxInFlight: number;
 }
@@ -25,14 +25,14 @@ export interface PipelineLimits {
 export type Deliver = (reply: NonNullable<Reply>, written: () => void) => void;
 
 /** What the pipeline asks of the transport's input side. */
-export interface InputControl {
+interface InputControl {
   /** Stop reading from the peer (pause the socket). */
   pause(): void;
   /** Read again. */
   resume(): void;
 }
 
-export interface PipelineOptions {
+interface PipelineOptions {
   registry: MethodRegistry;
   limits: PipelineLimits;
   session: Session;

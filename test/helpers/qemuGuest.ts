@@ -151,7 +151,7 @@ let guestIndex = 0;
  * 2-core host and several times that with both cores busy; the wait ends at the guest's "ready"
  * line, so this bound only decides how long a broken boot takes to report.
  */
-export const BOOT_TIMEOUT_MS = 240_000;
+const BOOT_TIMEOUT_MS = 240_000;
 /** Per-test timeout for tests that boot guests: above BOOT_TIMEOUT_MS, so the boot's own error is what a failure shows. */
 export const VM_TEST_TIMEOUT_MS = BOOT_TIMEOUT_MS + 60_000;
 
