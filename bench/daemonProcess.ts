@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
+/** The benchmark's naive baseline daemon (bench-only, run from source through tsx). */
+export const NAIVE_DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'naiveStats.ts');
 
 export interface BenchDaemon {
   proc: ChildProcess;
@@ -12,9 +14,10 @@ export interface BenchDaemon {
   stop: () => Promise<void>;
 }
 
-/** `main`: another build of the daemon (e.g. an old commit's, bench/oldDaemon.ts). */
+/** `main`: another daemon entry (an old commit's build, bench/oldDaemon.ts; or a .ts entry run through tsx). */
 export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], main = DAEMON): Promise<BenchDaemon> {
-  const proc = spawn(process.execPath, [...nodeArgs, main, ...args], {
+  const tsx = main.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, ...tsx, main, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -11,6 +11,8 @@
 // - a changed guest address -> the subscriber's event (qemu-ga: within one poll interval + 100 ms).
 // Both daemons run at default settings except `--qga-via direct` (the simulated guests are not
 // libvirt domains, and the system libvirtd is not this bench's to ask).
+// BENCH_OLD_REF=naive compares with the naive baseline instead (bench/naiveStats.ts: today's daemon
+// with every VM's stats rebuilt and the whole reply JSON.stringify'd per call), to measure serialise-once.
 // BENCH_VMS (default 1000), BENCH_IDLE_SECONDS (default 60) shorten a trial run;
 // BENCH_CPU_PROF=DIR runs both daemons under `node --cpu-prof --cpu-prof-dir DIR`;
 // BENCH_NODE_ARGS adds node flags to both (e.g. --trace-gc).
@@ -22,7 +24,7 @@ import { RpcClient } from '../src/client/rpcClient.js';
 import { GuestSimulator } from '../src/sim/simulator.js';
 import { generateGuests, type SimGuest } from '../src/sim/guest.js';
 import type { VmStats } from '../src/wire.js';
-import { DAEMON, startDaemon, type BenchDaemon } from './daemonProcess.js';
+import { DAEMON, NAIVE_DAEMON, startDaemon, type BenchDaemon } from './daemonProcess.js';
 import { oldDaemonMain } from './oldDaemon.js';
 
 const VMS = Number(process.env.BENCH_VMS ?? 1000);
@@ -238,7 +240,7 @@ function sameStats(a: Buffer, b: Buffer): boolean {
 }
 
 export async function run(): Promise<void> {
-  const oldMain = oldDaemonMain(OLD_REF);
+  const oldMain = OLD_REF === 'naive' ? NAIVE_DAEMON : oldDaemonMain(OLD_REF);
   const dirs = [0, 1].map((k) => mkdtempSync(path.join(os.tmpdir(), `vdsm-agentd-bench-${k ? 'old' : 'ours'}-`)));
   const sims = dirs.map((dir) => new GuestSimulator({ dir }));
   const [sim, oldSim] = sims as [GuestSimulator, GuestSimulator];

@@ -7,7 +7,6 @@ import { createSecureContext } from 'node:tls';
 import type { QgaVia } from './channels/guestChannels.js';
 import type { LogFormat, LogLevel } from './log.js';
 import type { RouteLookupMode } from './route/routeLookup.js';
-import type { StatsSerialisation } from './vms/statsJson.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -38,7 +37,6 @@ export interface Config {
   qgaVia: QgaVia;
   libvirtUri: string;
   routeLookup: RouteLookupMode;
-  statsSerialisation: StatsSerialisation;
   logLevel: LogLevel;
   logFormat: LogFormat;
   maxFrameBytes: number;
@@ -48,6 +46,8 @@ export interface Config {
   allowedOrigins: string[];
   maxSubscriberBufferBytes: number;
   shutdownTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  routeTimeoutMs: number;
 }
 
 type Kind = 'string' | 'boolean' | 'int' | 'number' | 'list';
@@ -77,16 +77,17 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
   { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
-  { flag: 'stats-serialisation', kind: 'string', default: 'cached', help: 'diagnostic: cached | naive (naive rebuilds and re-serialises every VM per call; the benchmark baseline)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'log-format', kind: 'string', default: 'auto', help: 'json (one JSON object a line) | text (pino-pretty, for a person) | auto (text on a terminal, json otherwise)' },
   { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
-  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection (more: error -32000 Server busy)' },
+  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection: at the limit the daemon stops reading from it until answers have gone out; a batch longer than this: error -32000 Server busy' },
   { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections' },
   { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
   { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected" },
   { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections' },
+  { flag: 'route-timeout', kind: 'number', default: 2, help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`' },
+  { flag: 'handshake-timeout', kind: 'number', default: 10, help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed' },
 ];
 
 const BY_FLAG = new Map(OPTIONS.map((o) => [o.flag, o]));
@@ -331,10 +332,6 @@ export function loadConfig(
   if (routeLookup !== 'netlink' && routeLookup !== 'ip') {
     throw new ConfigError(`--route-lookup: expected netlink or ip, got '${routeLookup}'`);
   }
-  const statsSerialisation = get('stats-serialisation') as string;
-  if (statsSerialisation !== 'cached' && statsSerialisation !== 'naive') {
-    throw new ConfigError(`--stats-serialisation: expected cached or naive, got '${statsSerialisation}'`);
-  }
   const logLevel = get('log-level') as string;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
@@ -367,7 +364,6 @@ export function loadConfig(
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
     routeLookup,
-    statsSerialisation,
     logLevel: logLevel as LogLevel,
     logFormat,
     maxFrameBytes: positive('max-frame-bytes'),
@@ -377,6 +373,8 @@ export function loadConfig(
     allowedOrigins: get('allowed-origins') as string[],
     maxSubscriberBufferBytes: positive('max-subscriber-buffer-bytes'),
     shutdownTimeoutMs: Math.round(shutdownSeconds * 1000),
+    handshakeTimeoutMs: seconds('handshake-timeout', 0.1, 600),
+    routeTimeoutMs: seconds('route-timeout', 0.05, 60),
   };
 }
 
@@ -433,7 +431,8 @@ const FIELD_FLAGS: Record<keyof Config, string> = {
   qgaVia: 'qga-via',
   libvirtUri: 'libvirt-uri',
   routeLookup: 'route-lookup',
-  statsSerialisation: 'stats-serialisation',
+  routeTimeoutMs: 'route-timeout',
+  handshakeTimeoutMs: 'handshake-timeout',
   logLevel: 'log-level',
   logFormat: 'log-format',
   maxFrameBytes: 'max-frame-bytes',

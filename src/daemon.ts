@@ -17,6 +17,12 @@ import { QgaRouting } from './libvirt/qgaRouting.js';
 import { LibvirtInventory, qemuStartedAt } from './libvirt/inventory.js';
 import { logLevelMethods } from './rpc/methods/logLevel.js';
 import { metrics } from './metrics/metrics.js';
+import type { MethodDef } from './rpc/registry.js';
+
+/** Parts a caller may swap: the benchmark's baseline daemon (bench/naiveStats.ts) serves other VM stats methods. */
+export interface DaemonParts {
+  vmMethods?: (vms: VmRegistry) => MethodDef[];
+}
 
 /** How long `auto` keeps a VM on libvirt while libvirtd is away (a restart), before going direct. */
 const LIBVIRT_HOLD_MS = 30_000;
@@ -39,13 +45,14 @@ export class Daemon {
   constructor(
     readonly config: Config,
     readonly log: Logger,
+    parts: DaemonParts = {},
   ) {
     this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
     this.registry.add(logLevelMethods(log));
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
-    this.registry.add(vmMethods(this.vms, config.statsSerialisation));
+    this.registry.add((parts.vmMethods ?? vmMethods)(this.vms));
     this.stoppers.push(publishVmChanges(this.hub, (listener) => this.vms.onChange(listener)));
     if (config.qgaVia !== 'direct') {
       const lvLog = log.child({ part: 'libvirt' });
@@ -75,7 +82,7 @@ export class Daemon {
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
       qga: this.qgaRouting ?? undefined,
     });
-    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }));
+    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }), { netlink: { timeoutMs: config.routeTimeoutMs } });
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
     this.stoppers.push(() => this.routes.close());
     metrics.attach(

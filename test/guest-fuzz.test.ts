@@ -71,8 +71,15 @@ function chunks(r: () => number, bytes: Buffer): Buffer[] {
   return out;
 }
 
+/** expect() only for a problem found: on the ~100,000 checks that pass, its cost made the test take a minute on a loaded machine. */
+function noProblem(problem: string | null, where: string): void {
+  if (problem !== null) expect(problem, where).toBeNull();
+}
+
 describe('guest protocol fuzzing', () => {
-  it(`${ITERATIONS} inputs: framing and parsing never throw and only return sanitised data`, () => {
+  // CPU work of a few seconds; with both cores busy a test worker gets a fraction of one, so the
+  // bound is well above vitest's 60 s default.
+  it(`${ITERATIONS} inputs: framing and parsing never throw and only return sanitised data`, { timeout: 300_000 }, () => {
     const seeds = allFixtureBytes();
     const r = rng(SEED);
     let reports = 0;
@@ -88,17 +95,17 @@ describe('guest protocol fuzzing', () => {
           for (const f of framer.push(c)) {
             if (f.kind !== 'line') continue;
             const m = parseOvirtLine(f.bytes);
-            if (m.name !== null) expect(textProblem(m.name, 50), where).toBeNull();
+            if (m.name !== null) noProblem(textProblem(m.name, 50), where);
             if (m.report) {
               reports++;
-              expect(guestDataProblem(m.report as Record<string, unknown>), where).toBeNull();
+              noProblem(guestDataProblem(m.report as Record<string, unknown>), where);
             }
           }
           for (const e of reader.push(c)) {
             if (e.type !== 'reply' || e.reply.kind === 'invalid') continue;
             if (e.reply.kind === 'error') {
-              expect(textProblem(e.reply.errorClass, 50), where).toBeNull();
-              expect(textProblem(e.reply.desc, 255), where).toBeNull();
+              noProblem(textProblem(e.reply.errorClass, 50), where);
+              noProblem(textProblem(e.reply.desc, 255), where);
               continue;
             }
             const v = e.reply.value;
@@ -106,10 +113,10 @@ describe('guest protocol fuzzing', () => {
             const guestName = mapQgaHostName(v, new Map());
             const guestOs = mapQgaOsInfo(v, new Map());
             if (netIfaces) reports++;
-            expect(guestDataProblem({ netIfaces: netIfaces ?? undefined, guestName: guestName ?? undefined, guestOs: guestOs ?? undefined }), where).toBeNull();
+            noProblem(guestDataProblem({ netIfaces: netIfaces ?? undefined, guestName: guestName ?? undefined, guestOs: guestOs ?? undefined }), where);
           }
         }
-        expect(framer.bufferedBytes).toBeLessThanOrEqual(GUEST_LIMITS.maxLineBytes);
+        if (framer.bufferedBytes > GUEST_LIMITS.maxLineBytes) expect(framer.bufferedBytes, where).toBeLessThanOrEqual(GUEST_LIMITS.maxLineBytes);
       } catch (err) {
         const msg = (err as Error).message;
         throw new Error(msg.includes(where) ? msg : `${where}: ${msg}`, { cause: err });

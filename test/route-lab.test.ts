@@ -30,7 +30,9 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
     lab = buildRouteLab();
     for (const mode of ['netlink', 'ip'] as const) {
       const daemon = await startDaemon(
-        ['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--route-lookup', mode, '--max-in-flight', '6000'],
+        // --route-timeout well above the 2 s default: with both cores busy, 5000 concurrent lookups
+        // can keep a netlink answer waiting longer, and these tests are about answers, not timeouts.
+        ['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--route-lookup', mode, '--max-in-flight', '6000', '--route-timeout', '30'],
         { wrap: ['ip', 'netns', 'exec', lab.host] },
       );
       paths[mode] = { daemon, client: await RpcClient.connect(await relayIntoNetns(lab.host, daemon.url)) };

@@ -99,7 +99,7 @@ describe('frame, batch and in-flight limits set by flags', () => {
     peer.ws.close();
   });
 
-  it('answers pipelined requests past --max-in-flight with -32000 and each of them exactly once', async () => {
+  it('answers pipelined requests past --max-in-flight, each exactly once and none refused (backpressure)', async () => {
     const peer = await openPeer(daemon().url);
     // Corked: all twelve frames leave in one write, so the daemon reads them in one go and the
     // first four are still unanswered when the others are parsed.
@@ -109,9 +109,8 @@ describe('frame, batch and in-flight limits set by flags', () => {
     socket.uncork();
     const replies = (await Promise.all(Array.from({ length: 12 }, () => peer.next()))) as { id: number; result?: true; error?: { code: number } }[];
     expect(replies.map((r) => r.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
-    for (const r of replies) expect(r.result === true || r.error?.code === -32000).toBe(true);
-    expect(replies.filter((r) => r.result === true).length).toBeGreaterThanOrEqual(4);
-    expect(replies.filter((r) => r.error?.code === -32000).length).toBeGreaterThan(0);
+    // At the limit the daemon stops reading until answers have gone out: nothing is "Server busy".
+    for (const r of replies) expect(r.result).toBe(true);
     expect(await peer.ask(ping(13))).toMatchObject({ id: 13, result: true });
     peer.ws.close();
   });
@@ -129,14 +128,21 @@ function silentSocket(url: string): Promise<{ socket: Socket; closed: Promise<vo
   });
 }
 
-describe('idle sockets', () => {
-  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1']);
+describe('silent peer', () => {
+  // A short --handshake-timeout (default 10 s), so the silent peer's drop is seen in seconds.
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1', '--handshake-timeout', '2']);
 
-  it('drops a peer that connects and never sends its upgrade request (after 10 s)', async () => {
+  it('drops a peer that connects and never sends its upgrade request (after --handshake-timeout)', async () => {
     const { closed } = await silentSocket(daemon().url);
     await closed;
+    await daemon().waitForLog((l) => l.msg === 'connection closed: nothing recognisable sent within the detection timeout');
     expect(await pingsOnNewConnection(daemon().url)).toBe(true);
-  }, 30_000);
+  });
+});
+
+describe('idle sockets', () => {
+  // The default 10 s handshake timeout: the held sockets must outlive the test's own set-up.
+  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1']);
 
   it('bounds raw sockets at --max-connections plus 100: the next one is dropped while the others stay', async () => {
     const held = await Promise.all(Array.from({ length: 101 }, () => silentSocket(daemon().url)));

@@ -61,11 +61,11 @@ describe('graceful shutdown', () => {
     expect(read).toBeGreaterThan(0);
     expect(answered).toBe(read);
     expect(peer.received).toHaveLength(read);
-    // Each request of those frames answered once: true, or -32000 when the client had more than
-    // --max-in-flight (256) unanswered; busy answers go out first, so order by id.
+    // Each request of those frames answered once, and with true: past --max-in-flight (256) the
+    // daemon stops reading rather than refusing (backpressure). Answers may overtake each other.
     const replies = (peer.received as { id: number; result?: boolean; error?: { code: number } }[][]).flat();
     expect(replies.map((r) => r.id).sort((x, y) => x - y)).toEqual(Array.from({ length: read * 100 }, (_, i) => i));
-    for (const r of replies) expect(r.result === true || r.error?.code === -32000).toBe(true);
+    for (const r of replies) expect(r.result).toBe(true);
     // Frames that crossed the daemon's Close frame are not answered (RFC 6455), and are said so.
     const ignored = d.logs().filter((l) => l.msg === 'message after close ignored').length;
     console.log(`shutdown while pipelining: ${read} of ${frames} frames read and answered, ${ignored} arrived after the Close frame`);

@@ -6,7 +6,7 @@ import type { VmStats } from '../src/wire.js';
 import { tempDir } from './helpers/channelsDir.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
-import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, type BootedGuest } from './helpers/qemuGuest.js';
+import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, VM_TEST_TIMEOUT_MS, type BootedGuest } from './helpers/qemuGuest.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
 const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'setpriv'] });
@@ -43,7 +43,7 @@ function pick(s: VmStats): Partial<VmStats> {
   return { vmId: s.vmId, status: s.status, netIfaces: s.netIfaces, guestIPs: s.guestIPs, guestName: s.guestName, guestAgentStatus: s.guestAgentStatus };
 }
 
-describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', () => {
+describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', { timeout: VM_TEST_TIMEOUT_MS }, () => {
   let dir: string;
   let d: RunningDaemon;
   let c: RpcClient;

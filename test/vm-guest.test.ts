@@ -3,7 +3,7 @@
 // daemon's tests rely on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { missing } from './helpers/prereq.js';
-import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, type BootedGuest } from './helpers/qemuGuest.js';
+import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, VM_TEST_TIMEOUT_MS, type BootedGuest } from './helpers/qemuGuest.js';
 import { QgaSocket } from './helpers/qgaSocket.js';
 
 const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'setpriv'] });
@@ -36,7 +36,7 @@ async function interfacesOnceSettled(q: QgaSocket, g: BootedGuest, timeoutMs = 3
   }
 }
 
-describe.skipIf(skip)('test guest under QEMU, raw qemu-ga over its channel socket', () => {
+describe.skipIf(skip)('test guest under QEMU, raw qemu-ga over its channel socket', { timeout: VM_TEST_TIMEOUT_MS }, () => {
   beforeAll(async () => {
     const t0 = Date.now();
     await testGuestImage();

@@ -31,8 +31,9 @@ export class StompServer {
     socket.on('error', (err) => this.log.debug({ peer, conn: session.id, err: err.message }, 'connection error'));
     socket.on('end', () => socket.end());
     socket.on('close', () => this.closed(session));
-    session.receive(opening);
+    // Flowing from the next tick; the opening goes first, and may already pause reading.
     socket.resume();
+    session.receive(opening);
   }
 
   acceptWebSocket(ws: WebSocket, peer: string, client: string | string[] | undefined): void {
@@ -52,7 +53,7 @@ export class StompServer {
 
   /** Lets in-flight requests finish (up to `graceMs`), then closes every session. */
   async stop(graceMs: number): Promise<void> {
-    await Promise.race([Promise.all([...this.sessions].map((s) => s.whenIdle())), delay(graceMs, undefined, { ref: false })]);
+    await Promise.race([Promise.all([...this.sessions].map((s) => s.pipeline.whenIdle())), delay(graceMs, undefined, { ref: false })]);
     for (const s of this.sessions) s.shutdown('daemon shutting down');
   }
 

@@ -10,9 +10,9 @@
 import type { Logger } from 'pino';
 import type { EventHub, EventSink } from '../events/hub.js';
 import { nextConnectionId } from '../transport/connectionId.js';
-import { errorReply, requestCount, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
+import type { MethodRegistry, Reply, Session } from '../rpc/registry.js';
+import { RequestPipeline } from '../rpc/pipeline.js';
 import { replyText } from '../rpc/jsonText.js';
-import { ErrorCode } from '../wire.js';
 import { encodeFrame, FrameParser, type StompFrame } from './frame.js';
 
 const EVENTS_DESTINATION = 'jms.queue.events';
@@ -29,7 +29,10 @@ const HEARTBEAT_BYTES = Buffer.from('\n');
 /** What a session writes to and closes; one call to `write` is one frame (or a heart-beat). */
 export interface StompTransport {
   readonly peer: string;
-  write(data: Buffer): void;
+  /** `written`, when given, is called once the bytes reached the kernel or were dropped (closed). */
+  write(data: Buffer, written?: () => void): void;
+  /** Stops reading from the peer while `hold` is true (the request pipeline is full). */
+  holdInput(hold: boolean): void;
   /** Bytes accepted by `write` and not yet handed to the kernel. */
   bufferedBytes(): number;
   /** Sends what is queued, then closes. */
@@ -89,7 +92,7 @@ interface Subscription {
 export class StompSession implements Session, EventSink {
   readonly id = nextConnectionId();
   readonly peer: string;
-  inFlight = 0;
+  readonly pipeline: RequestPipeline;
   private readonly parser: FrameParser;
   private readonly subs = new Map<string, Subscription>();
   private sendTimer: NodeJS.Timeout | null = null;
@@ -98,7 +101,6 @@ export class StompSession implements Session, EventSink {
   private eventsMuted = false;
   private messageSeq = 0;
   private isClosed = false;
-  private idleWaiters: (() => void)[] = [];
   private readonly log: Logger;
 
   constructor(
@@ -108,6 +110,14 @@ export class StompSession implements Session, EventSink {
     this.peer = transport.peer;
     this.parser = new FrameParser({ maxFrameBytes: deps.limits.maxFrameBytes });
     this.log = deps.log.child({ conn: this.id });
+    this.pipeline = new RequestPipeline({
+      registry: deps.registry,
+      limits: deps.limits,
+      session: this,
+      input: { pause: () => transport.holdInput(true), resume: () => transport.holdInput(false) },
+      log: this.log,
+      notJson: 'the SEND body',
+    });
   }
 
   /** Bytes from the peer, in any chunking. */
@@ -130,13 +140,10 @@ export class StompSession implements Session, EventSink {
   closed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.pipeline.close();
     this.stopHeartBeats();
     this.subs.clear();
     this.deps.hub.unsubscribe(this);
-  }
-
-  whenIdle(): Promise<void> {
-    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Daemon shutdown: an ERROR saying why, then close. */
@@ -260,53 +267,33 @@ export class StompSession implements Session, EventSink {
 
   private dispatch(frame: StompFrame): void {
     const replyTo = frame.headers.get('reply-to') ?? null;
-    const flowId = frame.headers.get('ovirtCorrelationId');
-    let message: unknown;
-    try {
-      message = JSON.parse(frame.body.toString('utf8'));
-    } catch {
-      return this.reply(replyTo, errorReply(null, ErrorCode.parseError, 'Parse error: the SEND body is not valid JSON'));
-    }
-    const n = requestCount(message);
-    if (this.inFlight + n > this.deps.limits.maxInFlight) {
-      const id = !Array.isArray(message) && message && typeof message === 'object' ? (message as { id?: unknown }).id : null;
-      const safeId = typeof id === 'string' || typeof id === 'number' ? id : null;
-      return this.reply(replyTo, errorReply(safeId, ErrorCode.serverBusy, `Server busy: more than ${this.deps.limits.maxInFlight} requests in flight on this connection`));
-    }
-    this.inFlight += n;
-    this.log.debug({ bytes: frame.body.length, flowId }, 'request');
-    this.deps.registry
-      .handle(message, this, { maxBatch: this.deps.limits.maxBatch })
-      .then(
-        (reply) => this.reply(replyTo, reply),
-        (err: unknown) => {
-          this.log.error({ err }, 'request handling failed');
-          this.reply(replyTo, errorReply(null, ErrorCode.internalError, 'Internal error'));
-        },
-      )
-      .finally(() => {
-        this.inFlight -= n;
-        if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
-      });
+    this.log.debug({ bytes: frame.body.length, flowId: frame.headers.get('ovirtCorrelationId') }, 'request');
+    this.pipeline.submitText(frame.body.toString('utf8'), (reply, written) => this.reply(replyTo, reply, written));
   }
 
   /** A response goes to this connection's subscriptions of reply-to; none (or no reply-to): dropped, as VDSM. */
-  private reply(replyTo: string | null, reply: Reply): void {
-    if (reply === null || replyTo === null || this.isClosed) return;
+  private reply(replyTo: string | null, reply: NonNullable<Reply>, written: () => void): void {
+    const subs = replyTo === null || this.isClosed ? [] : [...this.subs.values()].filter((s) => s.destination === replyTo);
+    if (subs.length === 0) {
+      if (replyTo !== null) this.log.debug({ replyTo: replyTo.slice(0, 100) }, 'response dropped: no subscription to its reply-to');
+      written();
+      return;
+    }
     // Pre-serialised results (Host.getAllVmStats) are written into the envelope as they are.
     const json = replyText(reply);
-    let sent = false;
-    for (const sub of this.subs.values()) {
-      if (sub.destination !== replyTo) continue;
-      this.sendMessage(sub, json);
-      sent = true;
-    }
-    if (!sent) this.log.debug({ replyTo: replyTo.slice(0, 100) }, 'response dropped: no subscription to its reply-to');
+    let left = subs.length;
+    for (const sub of subs) this.sendMessage(sub, json, [], sub.destination, () => --left === 0 && written());
   }
 
   // ---- output -----------------------------------------------------------------------------
 
-  private sendMessage(sub: Subscription, body: string | Buffer, extra: readonly [string, string][] = [], destination = sub.destination): void {
+  private sendMessage(
+    sub: Subscription,
+    body: string | Buffer,
+    extra: readonly [string, string][] = [],
+    destination = sub.destination,
+    written?: () => void,
+  ): void {
     const headers: [string, string][] = [
       ['destination', destination],
       ['content-type', 'application/json'],
@@ -314,7 +301,7 @@ export class StompSession implements Session, EventSink {
       ['message-id', `${this.id}-${++this.messageSeq}`],
     ];
     for (const [k, v] of extra) if (!headers.some(([h]) => h === k)) headers.push([k, v]);
-    this.write(encodeFrame({ command: 'MESSAGE', headers, body }));
+    this.write(encodeFrame({ command: 'MESSAGE', headers, body }), written);
   }
 
   private receipt(frame: StompFrame): void {
@@ -327,9 +314,9 @@ export class StompSession implements Session, EventSink {
     this.write(errorFrame(text));
   }
 
-  private write(data: Buffer): void {
-    if (this.isClosed) return;
-    this.transport.write(data);
+  private write(data: Buffer, written?: () => void): void {
+    if (this.isClosed) return written?.();
+    this.transport.write(data, written);
     this.sendTimer?.refresh();
   }
 

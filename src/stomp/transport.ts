@@ -18,10 +18,13 @@ const PAUSE_READING_AT = 1 << 20;
  * the next one starts only when the previous one reached the kernel.
  */
 export class SocketTransport implements StompTransport {
-  private readonly queue: Buffer[] = [];
+  private readonly queue: { data: Buffer; written: (() => void) | undefined }[] = [];
   private queuedBytes = 0;
   private writing = false;
   private ending = false;
+  /** Reading stops while either holds: the request pipeline is full, or our output piled up. */
+  private inputHeld = false;
+  private outputFull = false;
 
   constructor(
     private readonly socket: Socket,
@@ -30,26 +33,47 @@ export class SocketTransport implements StompTransport {
     socket.setNoDelay(true);
   }
 
-  write(data: Buffer): void {
-    if (this.ending || this.socket.destroyed) return;
+  write(data: Buffer, written?: () => void): void {
+    if (this.ending || this.socket.destroyed) return written?.();
     if (this.writing) {
-      this.queue.push(data);
+      this.queue.push({ data, written });
       this.queuedBytes += data.length;
-      if (this.bufferedBytes() > PAUSE_READING_AT) this.socket.pause();
+      if (this.bufferedBytes() > PAUSE_READING_AT) this.setOutputFull(true);
       return;
     }
-    this.writeNow(data);
+    this.writeNow(data, written);
   }
 
-  private writeNow(data: Buffer): void {
+  holdInput(hold: boolean): void {
+    this.inputHeld = hold;
+    this.syncReading();
+  }
+
+  private setOutputFull(full: boolean): void {
+    this.outputFull = full;
+    this.syncReading();
+  }
+
+  private syncReading(): void {
+    if (this.socket.destroyed) return;
+    if (this.inputHeld || this.outputFull) this.socket.pause();
+    else if (!this.ending) this.socket.resume();
+  }
+
+  private writeNow(data: Buffer, written: (() => void) | undefined): void {
     this.writing = true;
     this.socket.write(data, (err) => {
       this.writing = false;
-      if (err || this.socket.destroyed) return;
+      written?.();
+      if (err || this.socket.destroyed) {
+        // Nothing more goes out: whoever waits for a queued frame is told now.
+        for (const q of this.queue.splice(0)) q.written?.();
+        return;
+      }
       const next = this.queue.shift();
-      if (next) this.queuedBytes -= next.length;
-      if (this.socket.isPaused() && !this.ending && this.bufferedBytes() < PAUSE_READING_AT / 2) this.socket.resume();
-      if (next) this.writeNow(next);
+      if (next) this.queuedBytes -= next.data.length;
+      if (this.outputFull && this.bufferedBytes() < PAUSE_READING_AT / 2) this.setOutputFull(false);
+      if (next) this.writeNow(next.data, next.written);
       else if (this.ending) this.socket.end();
     });
   }
@@ -77,9 +101,15 @@ export class WebSocketTransport implements StompTransport {
     readonly peer: string,
   ) {}
 
-  write(data: Buffer): void {
+  write(data: Buffer, written?: () => void): void {
     // STOMP frames and heart-beats are UTF-8 text: text messages, as stomp.js expects.
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data, { binary: false });
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data, { binary: false }, written && (() => written()));
+    else written?.();
+  }
+
+  holdInput(hold: boolean): void {
+    if (hold) this.ws.pause();
+    else this.ws.resume();
   }
 
   bufferedBytes(): number {

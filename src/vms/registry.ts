@@ -92,18 +92,6 @@ export class VmRegistry {
     return e ? statsArrayJson([e], this.clock(), before, after) : undefined;
   }
 
-  /** The benchmark's naive baseline: every VM's stats rebuilt from its channel state, as if nothing were cached. */
-  allRebuilt(): VmStats[] {
-    const now = this.clock();
-    return [...this.vms.values()].map((e) => stampStats(buildStats(e.vmId, e.base.status, e.channels, e.base.network), e.firstSeenMs, now));
-  }
-
-  /** One VM rebuilt from its channel state (the naive baseline of VM.getStats). */
-  getRebuilt(vmId: string): VmStats | undefined {
-    const e = this.vms.get(vmId.toLowerCase());
-    return e ? stampStats(buildStats(e.vmId, e.base.status, e.channels, e.base.network), e.firstSeenMs, this.clock()) : undefined;
-  }
-
   has(vmId: string): boolean {
     return this.vms.has(vmId.toLowerCase());
   }

@@ -6,9 +6,6 @@
 // large string.
 import { eventTime, type VmStatsBase } from './stats.js';
 
-/** `naive` is the benchmark's baseline (every VM rebuilt and re-serialised per call), never for production. */
-export type StatsSerialisation = 'cached' | 'naive';
-
 interface Chunk {
   /** `{"vmId":…,"status":…,"statusTime":"<T>","elapsedTime":"<E>",…}` with digit slots T and E. */
   bytes: Buffer;

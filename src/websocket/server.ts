@@ -1,7 +1,7 @@
 // WebSocket transport: HTTP endpoint behind the port listener (TCP or mutual TLS, protocol
-// detection: listener.ts), Origin and connection limits at the upgrade, frame/batch/in-flight
-// limits per connection. It parses frames and hands messages to the MethodRegistry; it knows
-// nothing about what the methods do. STOMP connections (raw, or WebSocket subprotocol
+// detection: listener.ts), Origin and connection limits at the upgrade, the frame size limit.
+// It frames bytes and delivers: each text frame goes to the connection's RequestPipeline
+// (rpc/pipeline.ts: batches, in-flight limit, backpressure), which calls the MethodRegistry. STOMP connections (raw, or WebSocket subprotocol
 // v12.stomp) are handed to the StompServer, which shares the registry, hub and limits.
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,7 +14,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ErrorCode } from '../wire.js';
 import type { EventHub, EventSink } from '../events/hub.js';
-import { errorReply, refuseAll, requestCount, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
+import { errorReply, type MethodRegistry, type Reply, type Session } from '../rpc/registry.js';
+import { RequestPipeline, type Deliver } from '../rpc/pipeline.js';
 import { nextConnectionId } from '../transport/connectionId.js';
 import { PortListener } from '../transport/listener.js';
 import { StompServer } from '../stomp/server.js';
@@ -23,7 +24,7 @@ import { replyText, ReplyBuffers } from '../rpc/jsonText.js';
 import { metrics } from '../metrics/metrics.js';
 import { serveMetricsHttp } from '../metrics/http.js';
 
-type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins'>;
+type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins' | 'handshakeTimeoutMs'>;
 
 export interface ServerOptions {
   listen: Config['listen'];
@@ -34,21 +35,29 @@ export interface ServerOptions {
   log: Logger;
 }
 
-const SILENT_PEER_MS = 10_000;
 /** Raw sockets allowed above the connection limit, so a client over the limit still hears why. */
 const RAW_SOCKET_MARGIN = 100;
 
 /** One client connection: the registry sees it as a Session, the event hub as an EventSink. */
 class Connection implements Session, EventSink {
   readonly id = nextConnectionId();
-  inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
+  readonly pipeline: RequestPipeline;
 
   constructor(
     readonly ws: WebSocket,
     readonly peer: string,
     private readonly server: RpcServer,
-  ) {}
+    deps: { registry: MethodRegistry; limits: ServerLimits; log: Logger },
+  ) {
+    this.pipeline = new RequestPipeline({
+      registry: deps.registry,
+      limits: deps.limits,
+      session: this,
+      input: { pause: () => ws.pause(), resume: () => ws.resume() },
+      log: deps.log,
+      notJson: 'the frame',
+    });
+  }
 
   subscribeEvents(prefixes: string[] | null): void {
     this.server.hub.subscribe(this, prefixes);
@@ -72,25 +81,27 @@ class Connection implements Session, EventSink {
     setTimeout(() => this.ws.terminate(), 1000).unref();
   }
 
-  /** Sends a reply; returns what went out (for the debug log), or null when nothing was sent. */
-  send(reply: Reply): string | Buffer | null {
-    if (reply === null || this.ws.readyState !== WebSocket.OPEN) return null;
+  /**
+   * Sends a reply and calls `written` once it is out (or cannot go out); returns what was sent
+   * (for the debug log), or null when nothing was.
+   */
+  send(reply: NonNullable<Reply>, written: () => void): string | Buffer | null {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      written();
+      return null;
+    }
     const pool = this.server.replyBuffers;
     const data = replyText(reply, pool.alloc);
     // A text frame even when the reply was assembled as bytes; a pooled buffer returns once written.
-    if (typeof data === 'string') this.ws.send(data);
-    else if (pool.pooled(data)) this.ws.send(data, { binary: false }, () => pool.release(data));
-    else this.ws.send(data, { binary: false });
+    const done =
+      typeof data !== 'string' && pool.pooled(data)
+        ? (): void => {
+            pool.release(data);
+            written();
+          }
+        : written;
+    this.ws.send(data, { binary: false }, done);
     return data;
-  }
-
-  settled(n: number): void {
-    this.inFlight -= n;
-    if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
-  }
-
-  whenIdle(): Promise<void> {
-    return this.inFlight === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 }
 
@@ -115,8 +126,9 @@ export class RpcServer {
     };
     // TLS (when configured) is done by the listener; this server only ever sees sockets the
     // listener handed over as HTTP. A peer that never completes its upgrade request is dropped
-    // after SILENT_PEER_MS.
-    const timing = { connectionsCheckingInterval: 1000, headersTimeout: SILENT_PEER_MS, requestTimeout: SILENT_PEER_MS };
+    // after the handshake timeout (--handshake-timeout).
+    const silentMs = opts.limits.handshakeTimeoutMs;
+    const timing = { connectionsCheckingInterval: Math.min(1000, silentMs), headersTimeout: silentMs, requestTimeout: silentMs };
     this.http = http.createServer(timing, onRequest);
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.stomp = new StompServer({ registry: opts.registry, hub: opts.hub, limits: opts.limits, log: opts.log });
@@ -125,6 +137,7 @@ export class RpcServer {
       tls: opts.tls,
       log: opts.log,
       maxSockets: opts.limits.maxConnections + RAW_SOCKET_MARGIN,
+      detectTimeoutMs: opts.limits.handshakeTimeoutMs,
       onHttp: (socket) => this.http.emit('connection', socket),
       onStomp: (socket, opening, peer) => this.onStomp(socket, opening, peer),
     });
@@ -198,7 +211,8 @@ export class RpcServer {
   private onConnection(ws: WebSocket, req: http.IncomingMessage, peer: string): void {
     const cert: Partial<PeerCertificate> | null = req.socket instanceof TLSSocket ? req.socket.getPeerCertificate() : null;
     if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
-    const conn = new Connection(ws, peer, this);
+    const { registry, limits } = this.opts;
+    const conn = new Connection(ws, peer, this, { registry, limits, log: this.log });
     this.connections.add(conn);
     metrics.connectionOpened(conn, 'websocket');
     this.log.info({ peer, conn: conn.id, client: cert?.subject?.CN }, 'connection opened');
@@ -207,6 +221,7 @@ export class RpcServer {
     ws.on('close', (code, reason) => {
       this.connections.delete(conn);
       metrics.connectionClosed(conn);
+      conn.pipeline.close();
       this.hub.unsubscribe(conn);
       this.log.info({ peer, conn: conn.id, code, reason: reason.toString() || undefined }, 'connection closed');
     });
@@ -219,43 +234,19 @@ export class RpcServer {
       if (debug) this.log.debug({ conn: conn.id }, 'message after close ignored');
       return;
     }
+    const deliver: Deliver = (reply, written) => {
+      const sent = conn.send(reply, written);
+      if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent.toString()) }, sent === null ? 'no reply' : 'reply');
+    };
     if (isBinary) {
-      conn.send(errorReply(null, ErrorCode.invalidRequest, 'Invalid Request: binary frames are not accepted; send JSON-RPC as a UTF-8 text frame'));
       if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
+      const why = 'Invalid Request: binary frames are not accepted; send JSON-RPC as a UTF-8 text frame';
+      conn.pipeline.answerWith(errorReply(null, ErrorCode.invalidRequest, why), deliver);
       return;
     }
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : (data as Buffer).toString('utf8'); // binaryType nodebuffer: never an ArrayBuffer
     if (debug) this.log.debug({ conn: conn.id, request: clip(text) }, 'request');
-    let message: unknown;
-    try {
-      message = JSON.parse(text);
-    } catch {
-      this.reply(conn, errorReply(null, ErrorCode.parseError, 'Parse error: the frame is not valid JSON'), debug);
-      return;
-    }
-    // An over-long batch is refused by the registry at once; it must not count as that many requests.
-    const n = Array.isArray(message) && message.length > this.opts.limits.maxBatch ? 1 : requestCount(message);
-    if (conn.inFlight + n > this.opts.limits.maxInFlight) {
-      const why = `Server busy: more than ${this.opts.limits.maxInFlight} requests in flight on this connection`;
-      this.reply(conn, refuseAll(message, ErrorCode.serverBusy, why), debug);
-      return;
-    }
-    conn.inFlight += n;
-    this.opts.registry
-      .handle(message, conn, { maxBatch: this.opts.limits.maxBatch })
-      .then(
-        (reply) => this.reply(conn, reply, debug),
-        (err: unknown) => {
-          this.log.error({ err }, 'request handling failed');
-          this.reply(conn, errorReply(null, ErrorCode.internalError, 'Internal error'), debug);
-        },
-      )
-      .finally(() => conn.settled(n));
-  }
-
-  private reply(conn: Connection, reply: Reply, debug: boolean): void {
-    const sent = conn.send(reply);
-    if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent.toString()) }, sent === null ? 'no reply' : 'reply');
+    conn.pipeline.submitText(text, deliver);
   }
 
   /**
@@ -270,8 +261,8 @@ export class RpcServer {
     this.http.close(); // no listening socket of its own: this only stops its timeout checks
     const stompStopped = this.stomp.stop(graceMs);
     const conns = [...this.connections];
-    await Promise.race([Promise.all(conns.map((c) => c.whenIdle())), delay(graceMs, undefined, { ref: false })]);
-    const busy = conns.filter((c) => c.inFlight > 0).length;
+    await Promise.race([Promise.all(conns.map((c) => c.pipeline.whenIdle())), delay(graceMs, undefined, { ref: false })]);
+    const busy = conns.filter((c) => c.pipeline.inFlight > 0).length;
     if (busy) this.log.warn({ connections: busy }, 'closing connections with requests still unanswered after the shutdown timeout');
     const gone = conns.map((c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))));
     for (const c of conns) c.ws.close(1001, 'daemon shutting down');

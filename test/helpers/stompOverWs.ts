@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Client, type IFrame, type IMessage } from '@stomp/stompjs';
 import { WebSocket } from 'ws';
 
-const STOMP_REQUESTS = 'jms.topic.vdsm_requests';
+export const STOMP_REQUESTS = 'jms.topic.vdsm_requests';
 export const STOMP_RESPONSES = 'jms.topic.vdsm_responses';
 export const STOMP_EVENTS = 'jms.queue.events';
 
