@@ -19,7 +19,7 @@ const LEVEL_OF_LINE = /^\{"level":"([a-z]+)"/;
  * True when stdout is the stream journald gave us: JOURNAL_STREAM holds that stream's
  * "device:inode", which a child's stdout redirected elsewhere does not match.
  */
-export function stdoutIsJournal(env: NodeJS.ProcessEnv = process.env, fd = 1): boolean {
+function stdoutIsJournal(env: NodeJS.ProcessEnv = process.env, fd = 1): boolean {
   const want = env.JOURNAL_STREAM;
   if (!want) return false;
   try {

@@ -5,7 +5,7 @@
 // Restart=on-failure would leave the daemon down).
 
 /** Caught and logged; SIGHUP reloads once the daemon is up. SIGQUIT/SIGABRT keep their core dump. */
-export const HANDLED_SIGNALS = [
+const HANDLED_SIGNALS = [
   'SIGHUP',
   'SIGUSR1',
   'SIGUSR2',

@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT, ROOT, startDaemon, type RunningDaemon } from './helpers/daemon.js';
@@ -92,9 +93,7 @@ describe('vdsm-agent-client', () => {
     expect(codes.map((c) => c[0])).toEqual(['0', '1', '2', '3']);
     // The packaged page, generated the way `npm run package` does.
     const out = tempDir('man');
-    await new Promise<void>((resolve, reject) =>
-      execFile('npx', ['tsx', 'packaging/man.ts', out, path.join(ROOT, 'dist')], { cwd: ROOT }, (err) => (err ? reject(err) : resolve())),
-    );
+    await promisify(execFile)('npx', ['tsx', 'packaging/man.ts', out, path.join(ROOT, 'dist')], { cwd: ROOT });
     const man = readFileSync(path.join(out, 'vdsm-agent-client.1'), 'utf8');
     const manCodes = [...man.slice(man.indexOf('.SH EXIT STATUS')).matchAll(/^\.B (\d)\n(.+)$/gm)].map((m) => m[1]);
     expect(manCodes).toEqual(['0', '1', '2', '3']);

@@ -36,7 +36,7 @@ export interface QgaRoutePolicy {
 }
 
 /** `--qga-via direct`: every qemu-ga over its socket, nothing else asked. */
-export const DIRECT_QGA: QgaRoutePolicy = {
+const DIRECT_QGA: QgaRoutePolicy = {
   mode: 'direct',
   linkFor: () => null,
   useLibvirt: () => Promise.resolve(false),

@@ -23,7 +23,7 @@ export function statusOfState(state: number): VmStatus | null {
 }
 
 /** vmexitreason.py codes used here. */
-export const ExitReason = {
+const ExitReason = {
   succeeded: 0,
   error: 1,
   lostQemuConnection: 2,
@@ -95,7 +95,7 @@ export function lifecycleChange(event: number, detail: number): LifecycleChange 
 }
 
 /** VDSM's link speed by NIC model. */
-export function nicSpeed(model: string): string {
+function nicSpeed(model: string): string {
   return model === 'virtio' || model === 'e1000' || model === 'e1000e' ? '1000' : '100';
 }
 

@@ -403,7 +403,7 @@ export function encodeGetAllDomainStats(doms: readonly DomainRef[], stats: numbe
 }
 
 /** A typed parameter's value: 64-bit integers as decimal text, booleans as booleans. */
-export type TypedValue = number | string | boolean;
+type TypedValue = number | string | boolean;
 
 export interface DomainStatsRecord {
   dom: DomainRef;
@@ -458,10 +458,6 @@ export function encodeEventCallbackRegister(eventId: number): Buffer {
 
 export function decodeCallbackId(body: Buffer): number {
   return new XdrReader(body).i32();
-}
-
-export function encodeEventCallbackDeregister(callbackId: number): Buffer {
-  return new XdrWriter().i32(callbackId).bytes();
 }
 
 export type DomainEvent =

@@ -96,7 +96,7 @@ export function monotonicMs(): number {
 }
 
 /** 2**31 - 1: engines before 4.4 reject event times not above INT_MAX. */
-export const EVENT_CLOCK_BASE = 2147483647;
+const EVENT_CLOCK_BASE = 2147483647;
 
 /**
  * VDSM's event clock (vdsm/common/time.py event_time): INT_MAX + monotonic ms, an integer. Used

@@ -44,7 +44,7 @@ async function lockLibvirtd(): Promise<() => void> {
       // just created, pid not written yet (or a crash in between: stale after a few seconds)
     }
     const alive = owner > 0 && existsSync(`/proc/${owner}`);
-    let young = false;
+    let young: boolean;
     try {
       young = Date.now() - statSync(LOCK_DIR).mtimeMs < 5_000;
     } catch {

@@ -115,7 +115,7 @@ export function defaultNics(index: number): NicSpec[] {
   ];
 }
 
-export function guestCommand(image: GuestImage, g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number }, serialPath: string): GuestCommand {
+function guestCommand(image: GuestImage, g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number }, serialPath: string): GuestCommand {
   // no_timer_check: on a loaded host the TCG vCPU is descheduled during the kernel's IO-APIC
   // timer check, which then panics ("IO-APIC + timer doesn't work!"); the check proves nothing in a VM.
   const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', 'no_timer_check', `vdsm_hostname=${g.hostname}`, ...g.nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];

@@ -15,7 +15,7 @@ export function textProblem(value: unknown, maxChars: number): string | null {
   return null;
 }
 
-export function interfacesProblem(list: unknown): string | null {
+function interfacesProblem(list: unknown): string | null {
   if (!Array.isArray(list)) return 'netIfaces is not an array';
   if (list.length > 128) return `${list.length} interfaces`;
   for (const i of list as GuestNetworkDeviceInfo[]) {
