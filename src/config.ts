@@ -228,7 +228,8 @@ export function rangeText(opt: OptionDef): string | null {
 }
 
 function checkRange(opt: OptionDef, n: number): void {
-  if (n >= opt.min! && n <= opt.max!) return;
+  const { min = -Infinity, max = Infinity } = opt;
+  if (n >= min && n <= max) return;
   const what = opt.kind === 'int' ? 'a whole number' : 'seconds'; // every 'number' option counts seconds
   throw new ConfigError(`--${opt.flag}: expected ${what} between ${opt.min} and ${opt.max}, got ${n}`);
 }
@@ -331,7 +332,7 @@ export function loadConfig(
   }
 
   // Every number within its option's range, whichever source gave it.
-  for (const opt of OPTIONS) if (opt.min !== undefined) checkRange(opt, get(opt.flag) as number);
+  for (const opt of OPTIONS) if (opt.kind === 'int' || opt.kind === 'number') checkRange(opt, get(opt.flag) as number);
   const num = (flag: string): number => get(flag) as number;
   const seconds = (flag: string): number => Math.round(num(flag) * 1000);
   const qgaVia = get('qga-via') as string;
@@ -414,8 +415,9 @@ export function optionsMarkdown(): string {
     const def = defaultText(o);
     const key = o.flag === 'config' ? '(flag or env only)' : `\`${o.flag}\` (${KIND_TEXT[o.kind]})`;
     const cell = (t: string): string => t.replace(/\|/g, '\\|');
+    const range = rangeText(o);
     rows.push(
-      `| \`--${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}\` | \`${envName(o.flag)}\` | ${key} | ${def === null ? '' : `\`${def}\``} | ${cell(o.help)}${rangeText(o) === null ? '' : ` (range ${rangeText(o)!})`} |`,
+      `| \`--${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}\` | \`${envName(o.flag)}\` | ${key} | ${def === null ? '' : `\`${def}\``} | ${cell(o.help)}${range === null ? '' : ` (range ${range})`} |`,
     );
   }
   return rows.join('\n');
