@@ -12,8 +12,8 @@ export interface BenchDaemon {
   stop: () => Promise<void>;
 }
 
-export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchDaemon> {
-  const proc = spawn(process.execPath, [...nodeArgs, DAEMON, ...args], {
+export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], daemon = DAEMON): Promise<BenchDaemon> {
+  const proc = spawn(process.execPath, [...nodeArgs, daemon, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -89,7 +89,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections', min: 1, max: 10_000 },
   { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
   { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected", min: 65_536, max: 256 * 1_048_576 },
-  { flag: 'max-events-buffer-bytes', kind: 'int', default: 64 * 1_048_576, help: 'unsent event bytes allowed across all subscribers together; past it the subscribers holding most are disconnected (close 1008)', min: 1_048_576, max: 1024 * 1_048_576 },
+  { flag: 'max-events-buffer-bytes', kind: 'int', default: 32 * 1_048_576, help: 'unsent event bytes allowed across all subscribers together; past it the subscribers holding most are disconnected (close 1008)', min: 1_048_576, max: 1024 * 1_048_576 },
   { flag: 'subscriber-drain-timeout', kind: 'number', default: 5, help: 'seconds an event subscriber may hold unsent events without catching up before it is disconnected (close 1008)', min: 0.5, max: 300 },
   { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections', min: 0, max: 300 },
 ];

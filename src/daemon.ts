@@ -34,7 +34,12 @@ export class Daemon {
     readonly config: Config,
     readonly log: Logger,
   ) {
-    this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
+    this.hub = new EventHub(log.child({ part: 'events' }), {
+      maxBufferedBytes: config.maxSubscriberBufferBytes,
+      maxTotalBufferedBytes: config.maxEventsBufferBytes,
+      drainTimeoutMs: config.subscriberDrainTimeoutMs,
+    });
+    this.stoppers.push(() => this.hub.close());
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
     this.vms = new VmRegistry({ log: log.child({ part: 'vms' }) });
