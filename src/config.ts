@@ -181,6 +181,11 @@ function fromFile(path: string): Raw {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+  return parseConfigText(text, path);
+}
+
+/** The config file's text -> its values by option, checked for type (pure: the fuzz target). Throws ConfigError. */
+export function parseConfigText(text: string, path: string): Map<string, unknown> {
   let json: unknown;
   try {
     json = JSON.parse(text);
