@@ -8,7 +8,7 @@
 // A failure prints the seed and path to replay it (fast-check's counterexample); each one found
 // becomes a case in the 'regressions' block at the end.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig, OPTIONS, envName, parseConfigText } from '../src/config.js';
 import { LineFramer, QGA_DELIMITER } from '../src/guest/framing.js';
 import { parseOvirtLine } from '../src/guest/ovirtAgent.js';
@@ -31,6 +31,8 @@ import { guestDataProblem, textProblem } from './helpers/sanitisedShape.js';
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1500);
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed2026);
 const rate: Record<string, string> = {};
+// A long run (FUZZ_RUNS) takes as long as it needs; the CI run stays within seconds per target.
+vi.setConfig({ testTimeout: Math.max(60_000, RUNS * 50) });
 
 /** Runs one property with the shared seed and run count; records executions per second. */
 function check<T>(name: string, arb: fc.Arbitrary<T>, body: (v: T) => void, runs = RUNS): void {
