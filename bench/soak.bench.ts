@@ -103,7 +103,7 @@ async function client(
   ids: string[],
   subscribe: boolean,
   run: { stop: boolean },
-  calls: { n: number; errors: number },
+  calls: { n: number; errors: number; kinds: Map<string, number> },
 ): Promise<void> {
   const c = await RpcClient.connect(url);
   if (subscribe) await c.call('Host.subscribeEvents');
@@ -114,8 +114,10 @@ async function client(
       if (which === 0) await c.call('Host.getAllVmStats');
       else if (which === 1) await c.call('VM.getStats', { vmID: ids[k % ids.length] });
       else await c.call('Host.ping2');
-    } catch {
+    } catch (err) {
       calls.errors++; // "no such VM" for a VM that is away at the moment
+      const what = (err as Error).message.slice(0, 60);
+      calls.kinds.set(what, (calls.kinds.get(what) ?? 0) + 1);
     }
     calls.n++;
     c.notifications.length = 0;
@@ -140,8 +142,17 @@ export async function run(): Promise<void> {
     `--inspect=127.0.0.1:${port}`,
   ]);
   const insp = await Inspector.open(port);
+  // Warnings and errors the daemon logs during the soak are part of its result.
+  const problems = new Map<string, number>();
+  d.proc.stdout?.on('data', (b: Buffer) => {
+    for (const l of b.toString().split('\n')) {
+      const m = /"level":(\d+).*"msg":"([^"]*)"/.exec(l);
+      if (m && Number(m[1]) >= 40) problems.set(m[2]!, (problems.get(m[2]!) ?? 0) + 1);
+      if (process.env.SOAK_TRACE && l.includes('too slow')) console.log(l);
+    }
+  });
   const runFlag = { stop: false };
-  const calls = { n: 0, errors: 0 };
+  const calls = { n: 0, errors: 0, kinds: new Map<string, number>() };
   const ids = guests.map((g) => g.vmId);
   const clients = Array.from({ length: CLIENTS }, (_, i) => client(d.url, ids, i < 2, runFlag, calls));
   let removals = 0;
@@ -202,6 +213,8 @@ export async function run(): Promise<void> {
     `soak: ${VMS} VMs, ${CLIENTS} clients, ${MINUTES} min; ${calls.n} calls (${calls.errors} errors: VMs away), ${removals} socket removals, ${restarts} agent restarts`,
   );
   console.table(rows);
+  console.log('call errors by kind:', JSON.stringify([...calls.kinds]));
+  console.log('daemon warnings by message:', JSON.stringify([...problems]));
   const a = byConstructor(snapA);
   const b = byConstructor(snapB);
   const diff = [...new Set([...a.keys(), ...b.keys()])]

@@ -40,6 +40,8 @@ export const SLOW_SUBSCRIBER_CLOSE_CODE = 1008;
 const SLICE_MS = 4;
 /** Subscribers cut off for not draining, at most, before the event loop gets a turn. */
 const CUTS_PER_PASS = 25;
+/** A gap this much longer than the sweep period between two looks is the daemon's own stall. */
+const STALL_MS = 500;
 
 interface Subscription {
   sink: EventSink;
@@ -73,6 +75,7 @@ export class EventHub {
   private readonly budget: EventBudget;
   /** How often a subscriber with unread events is probed, and the idle sweep's period. */
   private readonly probeEveryMs: number;
+  private lastLook = Date.now();
 
   constructor(
     private readonly log: Logger,
@@ -125,6 +128,17 @@ export class EventHub {
    */
   private enforce(incoming: number): void {
     const now = Date.now();
+    // While subscribers wait, this runs at least every probeEveryMs. A longer gap is the daemon's
+    // own stall (a heap snapshot, a swapped-out process): pongs that came meanwhile are not read
+    // yet, so that time does not count against anyone.
+    const stalled = now - this.lastLook - this.probeEveryMs;
+    this.lastLook = now;
+    if (stalled > STALL_MS) {
+      for (const sub of this.subs.values()) {
+        if (sub.unackedSince !== null) sub.unackedSince += stalled;
+        if (sub.behindSince !== null) sub.behindSince += stalled;
+      }
+    }
     const { maxBufferedBytes, maxTotalBufferedBytes, drainTimeoutMs } = this.budget;
     let total = 0;
     const held: { sub: Subscription; bytes: number }[] = [];
