@@ -227,7 +227,7 @@ function checkFileValue(opt: OptionDef, value: unknown, where: string): unknown 
 }
 
 /** `A–B`, for --help and the README. */
-export function rangeText(opt: OptionDef): string | null {
+function rangeText(opt: OptionDef): string | null {
   if (opt.min === undefined || opt.max === undefined) return null;
   return `${opt.min}–${opt.max}`;
 }

@@ -35,7 +35,7 @@ export interface EventBudget {
 }
 
 /** The close code the transports use for a subscriber cut off (WebSocket: policy violation). */
-export const SLOW_SUBSCRIBER_CLOSE_CODE = 1008;
+const SLOW_SUBSCRIBER_CLOSE_CODE = 1008;
 /** Fan-out yields to the event loop after this much work, so requests are answered in between. */
 const SLICE_MS = 4;
 /** Subscribers cut off for not draining, at most, before the event loop gets a turn. */
