@@ -45,6 +45,8 @@ export interface Config {
   maxConnections: number;
   allowedOrigins: string[];
   maxSubscriberBufferBytes: number;
+  maxEventsBufferBytes: number;
+  subscriberDrainTimeoutMs: number;
   shutdownTimeoutMs: number;
   handshakeTimeoutMs: number;
   routeTimeoutMs: number;
@@ -57,6 +59,9 @@ interface OptionDef {
   kind: Kind;
   default: string | boolean | number | string[] | null;
   help: string;
+  /** Numbers only: the accepted range, inclusive. Past it a limit no longer protects anything. */
+  min?: number;
+  max?: number;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/vdsm-agentd/config.json';
@@ -71,23 +76,25 @@ export const OPTIONS: readonly OptionDef[] = [
   { flag: 'tls-key', kind: 'string', default: null, help: 'server private key (PEM)' },
   { flag: 'tls-ca', kind: 'string', default: null, help: 'CA (PEM) that must have signed client certificates' },
   { flag: 'insecure', kind: 'boolean', default: false, help: 'allow plain ws:// on a non-loopback address' },
-  { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent' },
-  { flag: 'qga-timeout', kind: 'number', default: 5, help: 'seconds a qemu-ga command may take before the agent counts as unresponsive' },
-  { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive' },
+  { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent', min: 0.05, max: 3600 },
+  { flag: 'qga-timeout', kind: 'number', default: 5, help: 'seconds a qemu-ga command may take before the agent counts as unresponsive', min: 0.05, max: 600 },
+  { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive', min: 0.1, max: 86_400 },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
   { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
   { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
   { flag: 'log-format', kind: 'string', default: 'auto', help: 'json (one JSON object a line) | text (pino-pretty, for a person) | auto (text on a terminal, json otherwise)' },
-  { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)' },
-  { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch' },
-  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection: at the limit the daemon stops reading from it until answers have gone out; a batch longer than this: error -32000 Server busy' },
-  { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections' },
+  { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)', min: 4096, max: 64 * 1_048_576 },
+  { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch', min: 1, max: 10_000 },
+  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection: at the limit the daemon stops reading from it until answers have gone out; a batch longer than this: error -32000 Server busy', min: 1, max: 10_000 },
+  { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections', min: 1, max: 10_000 },
   { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
-  { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected" },
-  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections' },
-  { flag: 'route-timeout', kind: 'number', default: 2, help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`' },
-  { flag: 'handshake-timeout', kind: 'number', default: 10, help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed' },
+  { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected", min: 65_536, max: 256 * 1_048_576 },
+  { flag: 'max-events-buffer-bytes', kind: 'int', default: 32 * 1_048_576, help: 'unsent event bytes allowed across all subscribers together; past it the subscribers holding most are disconnected (close 1008)', min: 1_048_576, max: 1024 * 1_048_576 },
+  { flag: 'subscriber-drain-timeout', kind: 'number', default: 5, help: 'seconds an event subscriber may hold unsent events without catching up before it is disconnected (close 1008)', min: 0.5, max: 300 },
+  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections', min: 0, max: 300 },
+  { flag: 'route-timeout', kind: 'number', default: 2, help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`', min: 0.05, max: 60 },
+  { flag: 'handshake-timeout', kind: 'number', default: 10, help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed', min: 0.1, max: 600 },
 ];
 
 const BY_FLAG = new Map(OPTIONS.map((o) => [o.flag, o]));
@@ -177,6 +184,11 @@ function fromFile(path: string): Raw {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+  return parseConfigText(text, path);
+}
+
+/** The config file's text -> its values by option, checked for type (pure: the fuzz target). Throws ConfigError. */
+export function parseConfigText(text: string, path: string): Map<string, unknown> {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -215,6 +227,19 @@ function checkFileValue(opt: OptionDef, value: unknown, where: string): unknown 
   }
   const expected = { string: 'a string', boolean: 'true or false', int: 'a whole number', number: 'a number', list: 'an array of strings' }[opt.kind];
   throw new ConfigError(`${where}: expected ${expected}, got ${JSON.stringify(value)}`);
+}
+
+/** `A–B`, for --help and the README. */
+function rangeText(opt: OptionDef): string | null {
+  if (opt.min === undefined || opt.max === undefined) return null;
+  return `${opt.min}–${opt.max}`;
+}
+
+function checkRange(opt: OptionDef, n: number): void {
+  const { min = -Infinity, max = Infinity } = opt;
+  if (n >= min && n <= max) return;
+  const what = opt.kind === 'int' ? 'a whole number' : 'seconds'; // every 'number' option counts seconds
+  throw new ConfigError(`--${opt.flag}: expected ${what} between ${opt.min} and ${opt.max}, got ${n}`);
 }
 
 function parseListen(text: string): ListenAddress {
@@ -315,15 +340,10 @@ export function loadConfig(
     );
   }
 
-  const pollSeconds = get('qga-poll-interval') as number;
-  if (!(pollSeconds >= 0.05 && pollSeconds <= 3600)) {
-    throw new ConfigError(`--qga-poll-interval: expected seconds between 0.05 and 3600, got ${pollSeconds}`);
-  }
-  const seconds = (flag: string, min: number, max: number): number => {
-    const n = get(flag) as number;
-    if (!(n >= min && n <= max)) throw new ConfigError(`--${flag}: expected seconds between ${min} and ${max}, got ${n}`);
-    return Math.round(n * 1000);
-  };
+  // Every number within its option's range, whichever source gave it.
+  for (const opt of OPTIONS) if (opt.kind === 'int' || opt.kind === 'number') checkRange(opt, get(opt.flag) as number);
+  const num = (flag: string): number => get(flag) as number;
+  const seconds = (flag: string): number => Math.round(num(flag) * 1000);
   const qgaVia = get('qga-via') as string;
   if (qgaVia !== 'auto' && qgaVia !== 'direct' && qgaVia !== 'libvirt') {
     throw new ConfigError(`--qga-via: expected auto, direct or libvirt, got '${qgaVia}'`);
@@ -340,15 +360,6 @@ export function loadConfig(
   if (logFormat !== 'json' && logFormat !== 'text' && logFormat !== 'auto') {
     throw new ConfigError(`--log-format: expected json, text or auto, got '${logFormat}'`);
   }
-  const positive = (flag: string): number => {
-    const n = get(flag) as number;
-    if (!(Number.isInteger(n) && n >= 1)) throw new ConfigError(`--${flag}: expected a whole number of at least 1, got ${n}`);
-    return n;
-  };
-  const shutdownSeconds = get('shutdown-timeout') as number;
-  if (!(shutdownSeconds >= 0 && shutdownSeconds <= 300)) {
-    throw new ConfigError(`--shutdown-timeout: expected seconds between 0 and 300, got ${shutdownSeconds}`);
-  }
   const channelsDir = get('channels-dir') as string;
   if (channelsDir === '') throw new ConfigError('--channels-dir: must not be empty');
 
@@ -358,23 +369,25 @@ export function loadConfig(
     configFile,
     tls,
     insecure,
-    qgaPollIntervalMs: Math.round(pollSeconds * 1000),
-    qgaTimeoutMs: seconds('qga-timeout', 0.05, 600),
-    agentSilenceTimeoutMs: seconds('agent-silence-timeout', 0.1, 86_400),
+    qgaPollIntervalMs: seconds('qga-poll-interval'),
+    qgaTimeoutMs: seconds('qga-timeout'),
+    agentSilenceTimeoutMs: seconds('agent-silence-timeout'),
     qgaVia,
     libvirtUri: get('libvirt-uri') as string,
     routeLookup,
     logLevel: logLevel as LogLevel,
     logFormat,
-    maxFrameBytes: positive('max-frame-bytes'),
-    maxBatch: positive('max-batch'),
-    maxInFlight: positive('max-in-flight'),
-    maxConnections: positive('max-connections'),
+    maxFrameBytes: num('max-frame-bytes'),
+    maxBatch: num('max-batch'),
+    maxInFlight: num('max-in-flight'),
+    maxConnections: num('max-connections'),
     allowedOrigins: get('allowed-origins') as string[],
-    maxSubscriberBufferBytes: positive('max-subscriber-buffer-bytes'),
-    shutdownTimeoutMs: Math.round(shutdownSeconds * 1000),
-    handshakeTimeoutMs: seconds('handshake-timeout', 0.1, 600),
-    routeTimeoutMs: seconds('route-timeout', 0.05, 60),
+    maxSubscriberBufferBytes: num('max-subscriber-buffer-bytes'),
+    maxEventsBufferBytes: num('max-events-buffer-bytes'),
+    subscriberDrainTimeoutMs: seconds('subscriber-drain-timeout'),
+    shutdownTimeoutMs: seconds('shutdown-timeout'),
+    handshakeTimeoutMs: seconds('handshake-timeout'),
+    routeTimeoutMs: seconds('route-timeout'),
   };
 }
 
@@ -396,7 +409,9 @@ export function usage(): string {
   const width = Math.max(...OPTIONS.map((o) => flagText(o).length)) + 2;
   for (const o of OPTIONS) {
     const def = defaultText(o);
-    lines.push(flagText(o).padEnd(width) + o.help + (def === null ? '' : ` (default: ${def})`));
+    const range = rangeText(o);
+    const notes = [def === null ? null : `default: ${def}`, range === null ? null : `range: ${range}`].filter((n) => n !== null);
+    lines.push(flagText(o).padEnd(width) + o.help + (notes.length ? ` (${notes.join('; ')})` : ''));
   }
   lines.push('', '  --help, --version, --help-markdown (the table above as Markdown, for the README)');
   return lines.join('\n');
@@ -411,8 +426,9 @@ export function optionsMarkdown(): string {
     const def = defaultText(o);
     const key = o.flag === 'config' ? '(flag or env only)' : `\`${o.flag}\` (${KIND_TEXT[o.kind]})`;
     const cell = (t: string): string => t.replace(/\|/g, '\\|');
+    const range = rangeText(o);
     rows.push(
-      `| \`--${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}\` | \`${envName(o.flag)}\` | ${key} | ${def === null ? '' : `\`${def}\``} | ${cell(o.help)} |`,
+      `| \`--${o.flag}${o.kind === 'boolean' ? '' : ' VALUE'}\` | \`${envName(o.flag)}\` | ${key} | ${def === null ? '' : `\`${def}\``} | ${cell(o.help)}${range === null ? '' : ` (range ${range})`} |`,
     );
   }
   return rows.join('\n');
@@ -441,6 +457,8 @@ const FIELD_FLAGS: Record<keyof Config, string> = {
   maxConnections: 'max-connections',
   allowedOrigins: 'allowed-origins',
   maxSubscriberBufferBytes: 'max-subscriber-buffer-bytes',
+  maxEventsBufferBytes: 'max-events-buffer-bytes',
+  subscriberDrainTimeoutMs: 'subscriber-drain-timeout',
   shutdownTimeoutMs: 'shutdown-timeout',
 };
 

@@ -47,7 +47,12 @@ export class Daemon {
     readonly log: Logger,
     parts: DaemonParts = {},
   ) {
-    this.hub = new EventHub(log.child({ part: 'events' }), config.maxSubscriberBufferBytes);
+    this.hub = new EventHub(log.child({ part: 'events' }), {
+      maxBufferedBytes: config.maxSubscriberBufferBytes,
+      maxTotalBufferedBytes: config.maxEventsBufferBytes,
+      drainTimeoutMs: config.subscriberDrainTimeoutMs,
+    });
+    this.stoppers.push(() => this.hub.close());
     this.registry = new MethodRegistry(log.child({ part: 'rpc' }));
     this.registry.add(hostMethods());
     this.registry.add(logLevelMethods(log));

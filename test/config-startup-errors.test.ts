@@ -34,7 +34,11 @@ describe('start-up errors exit 2 with one line naming the problem', () => {
     ['a bad listen address', ['--listen', 'localhost'], /--listen: expected HOST:PORT/],
     ['an out-of-range port', ['--listen', '127.0.0.1:65536'], /port 65536 is out of range/],
     ['a non-number', ['--max-batch', 'many'], /--max-batch: expected a whole number, got 'many'/],
-    ['a zero limit', ['--max-connections', '0'], /--max-connections: expected a whole number of at least 1/],
+    ['a zero limit', ['--max-connections', '0'], /--max-connections: expected a whole number between 1 and 10000, got 0/],
+    // Each of these would silently turn its protection off: the range is named instead.
+    ['a frame limit past its ceiling', ['--max-frame-bytes', '9999999999'], /--max-frame-bytes: expected a whole number between 4096 and 67108864, got 9999999999$/m],
+    ['an in-flight limit past its ceiling', ['--max-in-flight', '1000000000'], /--max-in-flight: expected a whole number between 1 and 10000, got 1000000000$/m],
+    ['a timeout past its ceiling', ['--qga-timeout', '1e9'], /--qga-timeout: expected seconds between 0.05 and 600, got 1000000000$/m],
     ['a bad choice', ['--qga-via', 'carrier-pigeon'], /--qga-via: expected auto, direct or libvirt/],
     ['a bad log level', ['--log-level', 'loud'], /--log-level: expected one of/],
     ['a bad boolean', ['--insecure=perhaps'], /--insecure: expected true or false/],
@@ -48,6 +52,7 @@ describe('start-up errors exit 2 with one line naming the problem', () => {
 
   it.each([
     ['a bad value', { VDSM_AGENTD_MAX_BATCH: 'lots' }, /VDSM_AGENTD_MAX_BATCH: expected a whole number/],
+    ['an in-flight limit past its ceiling', { VDSM_AGENTD_MAX_IN_FLIGHT: '1000000000' }, /--max-in-flight: expected a whole number between 1 and 10000, got 1000000000$/m],
     ['an unknown variable', { VDSM_AGENTD_LISTEN_ADDRESS: '127.0.0.1:0' }, /unknown environment variable VDSM_AGENTD_LISTEN_ADDRESS/],
     ['a config file that does not exist', { VDSM_AGENTD_CONFIG: '/nonexistent/vdsm-agentd.json' }, /cannot read config file \/nonexistent\/vdsm-agentd.json: ENOENT/],
   ])('from the environment: %s', async (_what, env, problem) => {
@@ -57,6 +62,8 @@ describe('start-up errors exit 2 with one line naming the problem', () => {
   it.each([
     ['an unknown key', '{"listen": "127.0.0.1:0", "colour": "blue"}', /unknown key 'colour'/],
     ['a value of the wrong type', '{"max-batch": "10"}', /key 'max-batch': expected a whole number, got "10"/],
+    ['a connection limit past its ceiling', '{"max-connections": 1e9}', /--max-connections: expected a whole number between 1 and 10000, got 1000000000$/m],
+    ['a buffer limit past its ceiling', '{"max-subscriber-buffer-bytes": 1e300}', /--max-subscriber-buffer-bytes: expected a whole number between 65536 and 268435456, got 1e\+300$/m],
     ['a list of the wrong type', '{"allowed-origins": "https://a.example"}', /key 'allowed-origins': expected an array of strings/],
     ['text that is not JSON', '{"listen": ', /is not valid JSON/],
     ['JSON that is not an object', '["--listen", "127.0.0.1:0"]', /must hold a JSON object/],

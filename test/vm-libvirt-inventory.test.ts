@@ -308,6 +308,7 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
         body: {
           vmId: two.uuid,
           status: 'Down',
+          statusTime: expect.stringMatching(/^\d+$/) as unknown,
           exitCode: 0,
           exitMessage: 'User shut down from within the guest',
           exitReason: 7,
@@ -362,6 +363,7 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     expect(evs[2]!.body).toEqual({
       vmId: bare.uuid,
       status: 'Down',
+      statusTime: expect.stringMatching(/^\d+$/) as unknown,
       exitCode: 0,
       exitMessage: 'Admin shut down from the engine',
       exitReason: 6,

@@ -159,7 +159,7 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
 
     it('a VM libvirt does not know is unresponsive with a "domain not found" warning', async () => {
       const s = await eventually(() => stats(c, fakeId), (x) => x.guestAgentStatus === 'unresponsive', 10_000, 'fake VM unresponsive');
-      expect(s.netIfaces).toBeNull();
+      expect(s.netIfaces).toEqual([]);
       expect(logged(d, fakeId, 'LIBVIRT_ERR_NO_DOMAIN')).toBe(true);
       expect(fakeConnections).toBe(0);
     });
@@ -183,9 +183,13 @@ describe.skipIf(skip)('qemu-ga through a real libvirtd', () => {
         const noise = /dnsmasq|DBus|udevGetDMI|dmidecode|qemuDomainAgentAvailable|cgroup/;
         throw new Error(`${(err as Error).message}\nlibvirtd:\n${lv.logs().split('\n').filter((l) => !noise.test(l)).slice(-40).join('\n')}\nguest:\n${a.serialLog()}`);
       });
-      await guestExec(a.uuid, ['/bin/hostname', 'lv-a-renamed']);
-      const s = await eventually(() => stats(c, a.uuid), (x) => x.guestName === 'lv-a-renamed' && x.guestAgentStatus === 'responsive', 30_000, 'fresh data after the restart');
+      // An address, not the host name: addresses are polled every interval, the host name every 120 s.
+      const added = '198.51.100.99';
+      await guestExec(a.uuid, ['/bin/sh', '-c', `ip addr add ${added}/32 dev eth1`]);
+      const s = await eventually(() => stats(c, a.uuid), (x) => x.guestIPs.split(' ').includes(added) && x.guestAgentStatus === 'responsive', 30_000, 'fresh data after the restart');
       expect(s.netIfaces).toEqual(await domifaddr(a.uuid));
+      await guestExec(a.uuid, ['/bin/sh', '-c', `ip addr del ${added}/32 dev eth1`]);
+      await eventually(() => stats(c, a.uuid), (x) => !x.guestIPs.split(' ').includes(added), 30_000, 'the added address gone again');
       expect(d.proc.exitCode).toBeNull();
     });
 

@@ -48,7 +48,8 @@ export class ChannelConnection {
   private resumeTimer: NodeJS.Timeout | null = null;
   private attempt = 0;
   private stopped = false;
-  private failing = false;
+  /** errno of the current streak of failures (null: connected or not tried), so each cause is said once. */
+  private failing: string | null = null;
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
 
@@ -97,16 +98,20 @@ export class ChannelConnection {
       up = true;
       upSince = this.now();
       socket.setTimeout(0);
-      this.failing = false;
+      this.failing = null;
       log.info({ path }, 'channel connected');
       this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       // Reported once per streak of failures; the retries behind it are debug.
       const code = up ? ChannelLogCode.failed : ChannelLogCode.unavailable;
-      if (!this.failing && !this.stopped) log.info({ path, code, errno: err.code, err: err.message }, up ? 'channel failed' : 'channel not available');
-      else log.debug({ path, code, errno: err.code }, 'channel connect failed');
-      this.failing = true;
+      const errno = err.code ?? 'EUNKNOWN';
+      // A socket we may not connect to is a setup problem (service user's groups), not a VM stopping.
+      if (this.failing === errno || this.stopped) log.debug({ path, code, errno }, 'channel connect failed');
+      else if (errno === 'EACCES' || errno === 'EPERM') {
+        log.warn({ path, code, errno, err: err.message }, `may not connect to channel socket ${path} (${errno}): the service user needs the socket's group`);
+      } else log.info({ path, code, errno, err: err.message }, up ? 'channel failed' : 'channel not available');
+      this.failing = errno;
     });
     socket.on('close', () => {
       if (this.socket !== socket) return;

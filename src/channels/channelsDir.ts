@@ -1,8 +1,12 @@
-// Discovery: the channels directory is watched (inotify via fs.watch, plus a periodic listing
-// that catches missed events and a replaced directory). A UNIX socket named <uuid>.<channel>
-// is reported as added the moment it is seen, as removed when it goes, and as replaced when a
-// new socket took the same name (QEMU restarted). Everything else in the directory is ignored.
-// A missing directory is logged once and picked up when it appears.
+// Discovery: the channels directory is watched with inotify (fs.watch). A UNIX socket named
+// <uuid>.<channel> is reported as added the moment it is seen, as removed when it goes, and as
+// replaced when a new socket took the same name (QEMU restarted). Everything else in the
+// directory is ignored, and costs nothing while idle: every 2 s only the directory itself is
+// stat()ed (a replaced or vanished directory); the whole listing is read again only when the
+// watch is (re)made, and every minute if the directory's mtime moved since the last listing
+// (events inotify may have dropped: Node does not report an inotify queue overflow).
+// A missing, unreadable or unwatchable directory is said once per cause at warning level, with
+// the path and errno, and its recovery once at info.
 import { watch, type FSWatcher } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -46,9 +50,11 @@ export class ChannelsDirWatcher {
   private watcher: FSWatcher | null = null;
   /** inode and birth time of the watched directory: a recreated one may reuse the inode number. */
   private watchedId: string | null = null;
-  private missingLogged = false;
-  /** The directory's mtime when it was last listed, if it had settled by then. */
-  private listedMtimeMs: number | null = null;
+  /** The problem last reported (`<errno>`), so each cause is said once; null while all is well. */
+  private problem: string | null = null;
+  /** The directory's mtime at the last full listing, and when that was. */
+  private listedMtimeMs = -1;
+  private listedAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private pending = new Set<string>();
   private fullScan = false;
@@ -60,6 +66,7 @@ export class ChannelsDirWatcher {
     private readonly listener: ChannelsDirListener,
     private readonly log: Logger,
     private readonly rescanMs = 2000,
+    private readonly relistMs = 60_000,
   ) {}
 
   /** Resolves after the first full listing has been reported. */
@@ -75,7 +82,7 @@ export class ChannelsDirWatcher {
     this.closeWatcher();
   }
 
-  /** Directory present -> watched and listed; missing -> every socket removed, said once. */
+  /** Directory present -> watched and listed; missing or unreadable -> every socket removed, said once. */
   private async checkDir(): Promise<void> {
     if (this.stopped) return;
     let id: string;
@@ -86,21 +93,15 @@ export class ChannelsDirWatcher {
       id = `${st.ino}/${st.birthtimeMs}`;
       mtimeMs = st.mtimeMs;
     } catch (err) {
-      if (!this.missingLogged) {
-        this.missingLogged = true;
-        this.log.warn({ dir: this.dir, code: (err as NodeJS.ErrnoException).code }, 'channels directory is missing; waiting for it to appear');
-      }
+      this.trouble(err);
       this.closeWatcher();
       this.schedule(null);
       return;
     }
     if (this.watcher && this.watchedId === id) {
-      // Periodic listing: catches events inotify dropped. Skipped while the directory's mtime is
-      // the one a listing already saw settled (a second old: coarse timestamps cannot hide a
-      // later change), which with 1,000 sockets was a third of the daemon's idle allocation.
-      if (mtimeMs === this.listedMtimeMs) return;
-      this.listedMtimeMs = Date.now() - mtimeMs > 1000 ? mtimeMs : null;
-      this.schedule(null);
+      // Idle: inotify reports changes. A long-interval listing catches dropped events, and only
+      // when the directory changed since the last one.
+      if (Date.now() - this.listedAt >= this.relistMs && mtimeMs !== this.listedMtimeMs) this.schedule(null);
       return;
     }
     this.closeWatcher();
@@ -113,14 +114,36 @@ export class ChannelsDirWatcher {
       });
       this.watchedId = id;
     } catch (err) {
-      this.log.debug({ err, dir: this.dir }, 'cannot watch channels directory yet');
+      this.trouble(err); // EACCES: a directory we may not read cannot be watched either
       this.schedule(null);
       return;
     }
-    if (this.missingLogged) this.log.info({ dir: this.dir }, 'channels directory appeared');
-    this.missingLogged = false;
     this.schedule(null);
     await this.running;
+  }
+
+  /** Says what is wrong with the directory, once per cause (errno). */
+  private trouble(err: unknown): void {
+    const e = err as NodeJS.ErrnoException;
+    const errno = e.code ?? 'EUNKNOWN';
+    if (this.problem === errno) {
+      this.log.debug({ dir: this.dir, errno }, 'channels directory still unavailable');
+      return;
+    }
+    this.problem = errno;
+    if (errno === 'ENOENT' || errno === 'ENOTDIR') {
+      this.log.warn({ dir: this.dir, errno }, 'channels directory is missing; waiting for it to appear');
+    } else {
+      this.log.warn({ dir: this.dir, errno, err: e.message }, `cannot read channels directory ${this.dir} (${errno}); no VMs are found until it can be read`);
+    }
+  }
+
+  /** The directory was listed: a problem said before is over. */
+  private recovered(): void {
+    if (this.problem === null) return;
+    const was = this.problem;
+    this.problem = null;
+    this.log.info({ dir: this.dir, was }, was === 'ENOENT' || was === 'ENOTDIR' ? 'channels directory appeared' : 'channels directory can be read again');
   }
 
   private closeWatcher(): void {
@@ -159,9 +182,15 @@ export class ChannelsDirWatcher {
 
   private async list(): Promise<string[]> {
     try {
-      return (await readdir(this.dir)).filter((n) => parseChannelFileName(n) !== null);
-    } catch {
-      return []; // gone: every known socket is forgotten by the caller
+      const mtimeMs = (await stat(this.dir)).mtimeMs;
+      const names = await readdir(this.dir);
+      this.listedMtimeMs = mtimeMs;
+      this.listedAt = Date.now();
+      if (this.watcher) this.recovered();
+      return names.filter((n) => parseChannelFileName(n) !== null);
+    } catch (err) {
+      this.trouble(err);
+      return []; // gone or unreadable: every known socket is forgotten by the caller
     }
   }
 
@@ -176,8 +205,9 @@ export class ChannelsDirWatcher {
     try {
       const st = await lstat(full);
       if (st.isSocket()) identity = `${st.ino}/${st.birthtimeMs || st.ctimeMs}`;
-    } catch {
-      /* gone */
+    } catch (err) {
+      // Gone; or the directory lost its search permission while watched: say so, once.
+      if ((err as NodeJS.ErrnoException).code === 'EACCES') this.trouble(err);
     }
     if (this.stopped) return;
     const k = this.known.get(name);

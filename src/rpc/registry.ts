@@ -156,7 +156,7 @@ function idOf(message: unknown): string | number | null {
 }
 
 /** Pure check of a request object's envelope (JSON-RPC 2.0 section 4). */
-function envelopeProblem(message: unknown): string | null {
+export function envelopeProblem(message: unknown): string | null {
   if (message === null || typeof message !== 'object' || Array.isArray(message)) return 'a request must be a JSON object';
   const m = message as Record<string, unknown>;
   if (m.jsonrpc !== '2.0') return "'jsonrpc' must be exactly \"2.0\"";

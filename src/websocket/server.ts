@@ -71,14 +71,19 @@ class Connection implements Session, EventSink {
     return this.ws.bufferedAmount;
   }
 
-  sendEvent(json: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(json);
+  sendEvent(_json: string, _method: string, utf8: Buffer): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(utf8, { binary: false }); // shared bytes: no copy per subscriber
   }
 
   dropSlow(reason: string): void {
     // 1008 policy violation: the peer did not read its events; terminate frees the buffer now.
     this.ws.close(1008, reason);
     setTimeout(() => this.ws.terminate(), 1000).unref();
+  }
+
+  probe(acked: () => void): void {
+    this.ws.ping(); // the pong comes back once the peer has read every event sent before it
+    this.ws.once('pong', acked);
   }
 
   /**
