@@ -18,7 +18,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       // `() => void run()` and `(x) => sink.push(x)` read well and hide nothing; nor does
       // `if (bad) return this.fail(...)` in a function that returns nothing (parsers, sessions).
-      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true, ignoreVoidReturningFunctions: true }],
+      '@typescript-eslint/no-confusing-void-expression': [
+        'error',
+        { ignoreArrowShorthand: true, ignoreVoidReturningFunctions: true },
+      ],
       // tsconfig has noUncheckedIndexedAccess: `parts[i]!` after a bounds check, `m[1]!` after a
       // regex matched and `map.get(k)!` after a set are how the code says "checked"; forbidding
       // `!` would only trade it for casts or dead branches.

@@ -15,7 +15,12 @@ export interface BenchDaemon {
 }
 
 /** `main`: another daemon entry (an old commit's build, bench/oldDaemon.ts; or a .ts entry run through tsx). */
-export function startDaemon(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = [], main = DAEMON): Promise<BenchDaemon> {
+export function startDaemon(
+  args: string[],
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+  main = DAEMON,
+): Promise<BenchDaemon> {
   const tsx = main.endsWith('.ts') ? ['--import', 'tsx'] : [];
   const proc = spawn(process.execPath, [...nodeArgs, ...tsx, main, ...args], {
     env: { ...process.env, ...env },

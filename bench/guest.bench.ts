@@ -27,32 +27,55 @@ function rate(fn: () => void, ms = 400): number {
 }
 
 function parsing(): void {
-  const line = readFileSync(path.join(ROOT, 'fixtures/ovirt/linux-session.jsonl'), 'utf8').split('\n').find((l) => l.includes('network-interfaces'))!;
+  const line = readFileSync(path.join(ROOT, 'fixtures/ovirt/linux-session.jsonl'), 'utf8')
+    .split('\n')
+    .find((l) => l.includes('network-interfaces'))!;
   const bytes = Buffer.from(line);
   const qga = readFileSync(path.join(ROOT, 'fixtures/qga/linux-interfaces.json'));
   const big = Buffer.from(
     JSON.stringify({
       __name__: 'network-interfaces',
-      interfaces: Array.from({ length: 128 }, (_, i) => ({ name: `eth${i}`, hw: '52:54:00:00:00:01', inet: [`10.0.${i}.1`], inet6: [`fd00::${i.toString(16)}`] })),
+      interfaces: Array.from({ length: 128 }, (_, i) => ({
+        name: `eth${i}`,
+        hw: '52:54:00:00:00:01',
+        inet: [`10.0.${i}.1`],
+        inet6: [`fd00::${i.toString(16)}`],
+      })),
     }),
   );
   const rows = [
-    { what: 'oVirt network-interfaces (2 ifaces)', ours: rate(() => parseOvirtLine(bytes)), bare: rate(() => JSON.parse(bytes.toString())) },
-    { what: 'oVirt network-interfaces (128 ifaces)', ours: rate(() => parseOvirtLine(big)), bare: rate(() => JSON.parse(big.toString())) },
+    {
+      what: 'oVirt network-interfaces (2 ifaces)',
+      ours: rate(() => parseOvirtLine(bytes)),
+      bare: rate(() => JSON.parse(bytes.toString())),
+    },
+    {
+      what: 'oVirt network-interfaces (128 ifaces)',
+      ours: rate(() => parseOvirtLine(big)),
+      bare: rate(() => JSON.parse(big.toString())),
+    },
     {
       what: 'qemu-ga interfaces reply (captured)',
       ours: rate(() => mapQgaInterfaces((JSON.parse(qga.toString()) as { return: unknown }).return, new Map())),
       bare: rate(() => JSON.parse(qga.toString())),
     },
   ];
-  console.table(rows.map((r) => ({ what: r.what, 'ours msg/s': Math.round(r.ours), 'JSON.parse msg/s': Math.round(r.bare), 'ours/bare': (r.ours / r.bare).toFixed(2) })));
+  console.table(
+    rows.map((r) => ({
+      what: r.what,
+      'ours msg/s': Math.round(r.ours),
+      'JSON.parse msg/s': Math.round(r.bare),
+      'ours/bare': (r.ours / r.bare).toFixed(2),
+    })),
+  );
 }
 
 function cpuTicks(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime
 }
-const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+const rssMiB = (pid: number): number =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 async function pingWindow(c: RpcClient, pid: number, ms: number): Promise<Record<string, string | number>> {
   const lat: number[] = [];
@@ -66,7 +89,12 @@ async function pingWindow(c: RpcClient, pid: number, ms: number): Promise<Record
   }
   lat.sort((a, b) => a - b);
   const cpu = ((cpuTicks(pid) - t0) / 100 / (ms / 1000)) * 100;
-  return { 'ping2 p50 ms': lat[lat.length >> 1]!.toFixed(2), 'ping2 p99 ms': lat[Math.floor(lat.length * 0.99)]!.toFixed(2), 'daemon CPU %': cpu.toFixed(0), 'daemon RSS MiB': rssMiB(pid).toFixed(0) };
+  return {
+    'ping2 p50 ms': lat[lat.length >> 1]!.toFixed(2),
+    'ping2 p99 ms': lat[Math.floor(lat.length * 0.99)]!.toFixed(2),
+    'daemon CPU %': cpu.toFixed(0),
+    'daemon RSS MiB': rssMiB(pid).toFixed(0),
+  };
 }
 
 async function flood(): Promise<void> {
@@ -77,12 +105,17 @@ net.createServer(s=>{s.on('error',()=>{});const p=()=>{while(s.write(b)){}};s.on
   try {
     const c = await RpcClient.connect(d.url);
     const idle = await pingWindow(c, d.pid, 3000);
-    const g = spawn(process.execPath, ['-e', script, path.join(dir, `${randomUUID()}.ovirt-guest-agent.0`)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const g = spawn(process.execPath, ['-e', script, path.join(dir, `${randomUUID()}.ovirt-guest-agent.0`)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise((r) => g.stdout.once('data', r));
     await new Promise((r) => setTimeout(r, 1000));
     const flooding = await pingWindow(c, d.pid, 5000);
     g.kill('SIGKILL');
-    console.table([{ guest: 'idle (no guests)', ...idle }, { guest: 'one guest flooding heartbeats', ...flooding }]);
+    console.table([
+      { guest: 'idle (no guests)', ...idle },
+      { guest: 'one guest flooding heartbeats', ...flooding },
+    ]);
     await c.close();
   } finally {
     await d.stop();

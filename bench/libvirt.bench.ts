@@ -14,7 +14,9 @@ const CMD = '{"execute":"guest-get-host-name"}';
 
 /** A long-lived virsh reading commands on stdin; each answer ends at the marker echoed after it. */
 class VirshSession {
-  private readonly proc = spawn('sh', ['-c', 'exec virsh -q -c "$1" 2>&1', 'sh', LIBVIRT_URI], { stdio: ['pipe', 'pipe', 'inherit'] });
+  private readonly proc = spawn('sh', ['-c', 'exec virsh -q -c "$1" 2>&1', 'sh', LIBVIRT_URI], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   private buf = '';
   private waiter: ((out: string) => void) | null = null;
   private n = 0;
@@ -64,7 +66,11 @@ function cpuMs(): number {
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
-async function measure(way: string, n: number, one: () => Promise<unknown>): Promise<{ row: Omit<Row, 'vs ours (p50)'>; p50: number }> {
+async function measure(
+  way: string,
+  n: number,
+  one: () => Promise<unknown>,
+): Promise<{ row: Omit<Row, 'vs ours (p50)'>; p50: number }> {
   for (let i = 0; i < Math.min(5, n); i++) await one(); // warm-up
   const lat: number[] = [];
   const cpu0 = cpuMs();
@@ -80,7 +86,14 @@ async function measure(way: string, n: number, one: () => Promise<unknown>): Pro
   const p50 = lat[Math.floor(n / 2)]!;
   return {
     p50,
-    row: { way, commands: n, 'ms/command p50': p50.toFixed(2), 'ms/command p95': lat[Math.floor(n * 0.95)]!.toFixed(2), 'commands/s': Math.round(n / (total / 1000)), 'CPU ms/command': cpu.toFixed(2) },
+    row: {
+      way,
+      commands: n,
+      'ms/command p50': p50.toFixed(2),
+      'ms/command p95': lat[Math.floor(n * 0.95)]!.toFixed(2),
+      'commands/s': Math.round(n / (total / 1000)),
+      'CPU ms/command': cpu.toFixed(2),
+    },
   };
 }
 
@@ -102,7 +115,13 @@ export async function run(): Promise<void> {
     await lv.start();
     const dom = await lv.createDomain({ hostname: 'bench' });
     for (let i = 0; i < 300; i++) {
-      if (await virsh('qemu-agent-command', dom.uuid, CMD).then(() => true, () => false)) break;
+      if (
+        await virsh('qemu-agent-command', dom.uuid, CMD).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
       await new Promise((r) => setTimeout(r, 100));
     }
     client = new LibvirtClient({ uri: LIBVIRT_URI, log: pino({ level: 'silent' }) });
@@ -110,32 +129,55 @@ export async function run(): Promise<void> {
     session = new VirshSession();
     const c = client;
     const s = session;
-    const ours = await measure('ours: libvirt RPC, long-lived connections', 300, () => c.agentCommand(dom.uuid, CMD, 5_000));
-    const sess = await measure('one long-lived virsh session (stdin)', 300, () => s.command(`qemu-agent-command ${dom.uuid} '${CMD}'`));
-    const spawned = await measure('spawn virsh qemu-agent-command per command', 40, () => exec('virsh', ['-c', LIBVIRT_URI, 'qemu-agent-command', dom.uuid, CMD]));
+    const ours = await measure('ours: libvirt RPC, long-lived connections', 300, () =>
+      c.agentCommand(dom.uuid, CMD, 5_000),
+    );
+    const sess = await measure('one long-lived virsh session (stdin)', 300, () =>
+      s.command(`qemu-agent-command ${dom.uuid} '${CMD}'`),
+    );
+    const spawned = await measure('spawn virsh qemu-agent-command per command', 40, () =>
+      exec('virsh', ['-c', LIBVIRT_URI, 'qemu-agent-command', dom.uuid, CMD]),
+    );
     // libvirt alone, no agent in the path: a domain lookup by UUID.
     const oursLookup = await measure('ours: domain lookup only', 300, () => (c.forget(dom.uuid), c.domain(dom.uuid)));
     const sessLookup = await measure('virsh session: domid, lookup only', 300, () => s.command(`domid ${dom.uuid}`));
-    const spawnLookup = await measure('spawn virsh domid: lookup only', 40, () => exec('virsh', ['-c', LIBVIRT_URI, 'domid', dom.uuid]));
+    const spawnLookup = await measure('spawn virsh domid: lookup only', 40, () =>
+      exec('virsh', ['-c', LIBVIRT_URI, 'domid', dom.uuid]),
+    );
     // Many VMs polled at once: 20 commands in flight on our connections (a virsh session can only
     // take them one after another).
     const n = 400;
     const t0 = performance.now();
-    for (let i = 0; i < n / 20; i++) await Promise.all(Array.from({ length: 20 }, () => c.agentCommand(dom.uuid, CMD, 5_000)));
+    for (let i = 0; i < n / 20; i++)
+      await Promise.all(Array.from({ length: 20 }, () => c.agentCommand(dom.uuid, CMD, 5_000)));
     const parRate = Math.round(n / ((performance.now() - t0) / 1000));
     const ratio = (x: number): string => `${(x / ours.p50).toFixed(1)}x`;
     console.table([
       { ...ours.row, 'vs ours (p50)': '1.0x' },
       { ...sess.row, 'vs ours (p50)': ratio(sess.p50) },
       { ...spawned.row, 'vs ours (p50)': ratio(spawned.p50) },
-      { way: 'ours, 20 in flight', commands: n, 'ms/command p50': '', 'ms/command p95': '', 'commands/s': parRate, 'CPU ms/command': '', 'vs ours (p50)': '' },
+      {
+        way: 'ours, 20 in flight',
+        commands: n,
+        'ms/command p50': '',
+        'ms/command p95': '',
+        'commands/s': parRate,
+        'CPU ms/command': '',
+        'vs ours (p50)': '',
+      },
       { ...oursLookup.row, 'vs ours (p50)': '1.0x' },
       { ...sessLookup.row, 'vs ours (p50)': `${(sessLookup.p50 / oursLookup.p50).toFixed(0)}x` },
       { ...spawnLookup.row, 'vs ours (p50)': `${(spawnLookup.p50 / oursLookup.p50).toFixed(0)}x` },
     ]);
-    console.log('agent rows: a real guest-get-host-name answered by qemu-ga in a TCG guest (the agent round trip is in every figure);');
-    console.log("CPU: this process plus the children it reaped (spawned virsh), not libvirtd's (the same for all ways);");
-    console.log('the virsh session\'s own CPU is not in its row (not reaped until it exits), and it runs one command at a time');
+    console.log(
+      'agent rows: a real guest-get-host-name answered by qemu-ga in a TCG guest (the agent round trip is in every figure);',
+    );
+    console.log(
+      "CPU: this process plus the children it reaped (spawned virsh), not libvirtd's (the same for all ways);",
+    );
+    console.log(
+      "the virsh session's own CPU is not in its row (not reaped until it exits), and it runs one command at a time",
+    );
   } finally {
     session?.close();
     client?.stop();

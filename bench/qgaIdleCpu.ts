@@ -27,9 +27,20 @@ function cpu(pid: number): { user: number; sys: number } {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function startDaemon(dist: string, dir: string): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [...(process.env.QGA_IDLE_NODE_ARGS?.split(' ').filter(Boolean) ?? []), path.resolve(dist, 'main.js'), '--listen', '127.0.0.1:0', '--channels-dir', dir], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      ...(process.env.QGA_IDLE_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      path.resolve(dist, 'main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      dir,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (c: Buffer): void => {
@@ -80,7 +91,9 @@ async function main(): Promise<void> {
       console.log(`window ${w + 1}: ${line.join(' | ')}`);
     }
     for (const [k, t] of totals.entries()) {
-      console.log(`TOTAL ${path.basename(path.resolve(setups[k]!.dist))}: ${(((t.user + t.sys) / t.wall) * 100).toFixed(2)} % of a core (user ${((t.user / t.wall) * 100).toFixed(2)} %, sys ${((t.sys / t.wall) * 100).toFixed(2)} %)`);
+      console.log(
+        `TOTAL ${path.basename(path.resolve(setups[k]!.dist))}: ${(((t.user + t.sys) / t.wall) * 100).toFixed(2)} % of a core (user ${((t.user / t.wall) * 100).toFixed(2)} %, sys ${((t.sys / t.wall) * 100).toFixed(2)} %)`,
+      );
     }
   } finally {
     for (const s of setups) {

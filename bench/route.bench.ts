@@ -35,7 +35,19 @@ function buildNamespace(ns: string): void {
 function startDaemonIn(ns: string, mode: string): Promise<{ proc: ChildProcess; url: string }> {
   const proc = spawn(
     'ip',
-    ['netns', 'exec', ns, process.execPath, path.join(ROOT, 'dist/main.js'), '--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--route-lookup', mode],
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      path.join(ROOT, 'dist/main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      '/nonexistent-vdsm-agentd',
+      '--route-lookup',
+      mode,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   return new Promise((resolve, reject) => {
@@ -54,14 +66,22 @@ function startDaemonIn(ns: string, mode: string): Promise<{ proc: ChildProcess; 
 }
 
 function runWorker(ns: string, args: string[]): Promise<Figures[]> {
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(ROOT, 'bench/routeWorker.ts'), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const proc = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, '--import', 'tsx', path.join(ROOT, 'bench/routeWorker.ts'), ...args],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
   return new Promise((resolve, reject) =>
-    proc.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Figures[]) : reject(new Error(`worker exited with ${code}`)))),
+    proc.once('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Figures[])
+        : reject(new Error(`worker exited with ${code}`)),
+    ),
   );
 }
 
@@ -90,7 +110,8 @@ export async function run(): Promise<void> {
         'p99 ms': f.p99ms === null ? '' : f.p99ms.toFixed(3),
       })),
     );
-    const get = (what: string, mode: string): Figures => figures.find((f) => f.what.startsWith(what) && f.mode === mode)!;
+    const get = (what: string, mode: string): Figures =>
+      figures.find((f) => f.what.startsWith(what) && f.mode === mode)!;
     for (const mode of ['sequential', 'parallel']) {
       const n = get('daemon, netlink', mode);
       const i = get('daemon, ip', mode);

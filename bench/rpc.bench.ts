@@ -22,7 +22,12 @@ export async function run(): Promise<void> {
     const parRate = n / ((performance.now() - t0) / 1000);
     lat.sort((a, b) => a - b);
     console.table([
-      { what: 'Host.ping2 sequential', 'calls/s': Math.round(seqRate), 'p50 ms': lat[n >> 1]!.toFixed(3), 'p99 ms': lat[Math.floor(n * 0.99)]!.toFixed(3) },
+      {
+        what: 'Host.ping2 sequential',
+        'calls/s': Math.round(seqRate),
+        'p50 ms': lat[n >> 1]!.toFixed(3),
+        'p99 ms': lat[Math.floor(n * 0.99)]!.toFixed(3),
+      },
       { what: 'Host.ping2 32 in flight', 'calls/s': Math.round(parRate), 'p50 ms': '', 'p99 ms': '' },
     ]);
     console.log(`ratio pipelined/sequential: ${(parRate / seqRate).toFixed(2)}x`);

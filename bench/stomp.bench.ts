@@ -26,7 +26,15 @@ class BenchStompClient {
     const socket = net.connect(port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.setNoDelay(true);
-    socket.write(encodeFrame({ command: 'SUBSCRIBE', headers: [['destination', 'jms.topic.vdsm_responses'], ['id', 'r']] }));
+    socket.write(
+      encodeFrame({
+        command: 'SUBSCRIBE',
+        headers: [
+          ['destination', 'jms.topic.vdsm_responses'],
+          ['id', 'r'],
+        ],
+      }),
+    );
     return new BenchStompClient(socket);
   }
 
@@ -35,7 +43,16 @@ class BenchStompClient {
     const body = JSON.stringify({ jsonrpc: '2.0', id, method });
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.socket.write(encodeFrame({ command: 'SEND', headers: [['destination', 'jms.topic.vdsm_requests'], ['reply-to', 'jms.topic.vdsm_responses']], body }));
+      this.socket.write(
+        encodeFrame({
+          command: 'SEND',
+          headers: [
+            ['destination', 'jms.topic.vdsm_requests'],
+            ['reply-to', 'jms.topic.vdsm_responses'],
+          ],
+          body,
+        }),
+      );
     });
   }
 
@@ -88,7 +105,10 @@ function timeParse(label: string, chunks: Buffer[], frames: number, bytes: numbe
     return n;
   };
   const rows: Record<string, string | number>[] = [];
-  for (const [name, fn] of [['FrameParser', ours], ['append+rescan', () => naiveParse(chunks)]] as const) {
+  for (const [name, fn] of [
+    ['FrameParser', ours],
+    ['append+rescan', () => naiveParse(chunks)],
+  ] as const) {
     if (fn() !== frames) throw new Error(`${name} miscounted frames`);
     const t0 = performance.now();
     const reps = 3;
@@ -112,15 +132,28 @@ export async function run(): Promise<void> {
       { what: 'Host.ping2 over STOMP', 'sequential calls/s': s.seq, '32 in flight calls/s': s.par },
       { what: 'Host.ping2 over WebSocket', 'sequential calls/s': w.seq, '32 in flight calls/s': w.par },
     ]);
-    console.log(`ratio STOMP/WebSocket: sequential ${(s.seq / w.seq).toFixed(2)}x, 32 in flight ${(s.par / w.par).toFixed(2)}x`);
+    console.log(
+      `ratio STOMP/WebSocket: sequential ${(s.seq / w.seq).toFixed(2)}x, 32 in flight ${(s.par / w.par).toFixed(2)}x`,
+    );
     stomp.close();
     await ws.close();
   } finally {
     await d.stop();
   }
 
-  const body = JSON.stringify({ jsonrpc: '2.0', id: 1, result: [{ vmId: 'x', netIfaces: [], guestIPs: '192.0.2.1'.repeat(20) }] });
-  const one = encodeFrame({ command: 'MESSAGE', headers: [['destination', 'jms.topic.vdsm_responses'], ['subscription', 's']], body });
+  const body = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    result: [{ vmId: 'x', netIfaces: [], guestIPs: '192.0.2.1'.repeat(20) }],
+  });
+  const one = encodeFrame({
+    command: 'MESSAGE',
+    headers: [
+      ['destination', 'jms.topic.vdsm_responses'],
+      ['subscription', 's'],
+    ],
+    body,
+  });
   const many = Buffer.concat(Array.from({ length: 2000 }, () => one));
   const big = encodeFrame({ command: 'MESSAGE', headers: [['destination', 'd']], body: 'x'.repeat(1 << 20) });
   console.table([

@@ -104,7 +104,7 @@ function clientPage(): string {
     [
       header('vdsm-agent-client', 1),
       '.SH NAME',
-      "vdsm\\-agent\\-client \\- views and JSON\\-RPC calls for vdsm\\-agentd, in the manner of vdsm\\-client",
+      'vdsm\\-agent\\-client \\- views and JSON\\-RPC calls for vdsm\\-agentd, in the manner of vdsm\\-client',
       '.SH SYNOPSIS',
       esc((synopsis ?? '').replace(/^usage: /, '')),
       '.SH DESCRIPTION',

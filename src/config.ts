@@ -12,7 +12,6 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-
 interface ListenAddress {
   host: string;
   port: number;
@@ -69,32 +68,156 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 
 /** The option table. The README's flags table is generated from the same entries (`--help`). */
 export const OPTIONS: readonly OptionDef[] = [
-  { flag: 'listen', kind: 'string', default: '127.0.0.1:54325', help: 'listen address HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port)' },
-  { flag: 'channels-dir', kind: 'string', default: '/var/lib/libvirt/qemu/channels', help: "directory of the VMs' guest-agent channel sockets" },
-  { flag: 'config', kind: 'string', default: null, help: `JSON config file (default ${DEFAULT_CONFIG_FILE} if present)` },
-  { flag: 'tls-cert', kind: 'string', default: null, help: 'server certificate (PEM); with --tls-key and --tls-ca serves wss:// with mutual TLS' },
+  {
+    flag: 'listen',
+    kind: 'string',
+    default: '127.0.0.1:54325',
+    help: 'listen address HOST:PORT ([::1]:PORT for IPv6; port 0 picks a free port)',
+  },
+  {
+    flag: 'channels-dir',
+    kind: 'string',
+    default: '/var/lib/libvirt/qemu/channels',
+    help: "directory of the VMs' guest-agent channel sockets",
+  },
+  {
+    flag: 'config',
+    kind: 'string',
+    default: null,
+    help: `JSON config file (default ${DEFAULT_CONFIG_FILE} if present)`,
+  },
+  {
+    flag: 'tls-cert',
+    kind: 'string',
+    default: null,
+    help: 'server certificate (PEM); with --tls-key and --tls-ca serves wss:// with mutual TLS',
+  },
   { flag: 'tls-key', kind: 'string', default: null, help: 'server private key (PEM)' },
   { flag: 'tls-ca', kind: 'string', default: null, help: 'CA (PEM) that must have signed client certificates' },
   { flag: 'insecure', kind: 'boolean', default: false, help: 'allow plain ws:// on a non-loopback address' },
-  { flag: 'qga-poll-interval', kind: 'number', default: 5, help: 'seconds between polls of the QEMU guest agent', min: 0.05, max: 3600 },
-  { flag: 'qga-timeout', kind: 'number', default: 5, help: 'seconds a qemu-ga command may take before the agent counts as unresponsive', min: 0.05, max: 600 },
-  { flag: 'agent-silence-timeout', kind: 'number', default: 120, help: 'seconds without a message before an oVirt guest agent counts as unresponsive', min: 0.1, max: 86_400 },
+  {
+    flag: 'qga-poll-interval',
+    kind: 'number',
+    default: 5,
+    help: 'seconds between polls of the QEMU guest agent',
+    min: 0.05,
+    max: 3600,
+  },
+  {
+    flag: 'qga-timeout',
+    kind: 'number',
+    default: 5,
+    help: 'seconds a qemu-ga command may take before the agent counts as unresponsive',
+    min: 0.05,
+    max: 600,
+  },
+  {
+    flag: 'agent-silence-timeout',
+    kind: 'number',
+    default: 120,
+    help: 'seconds without a message before an oVirt guest agent counts as unresponsive',
+    min: 0.1,
+    max: 86_400,
+  },
   { flag: 'qga-via', kind: 'string', default: 'auto', help: 'reach qemu-ga: auto | direct | libvirt' },
-  { flag: 'libvirt-uri', kind: 'string', default: 'qemu:///system', help: 'libvirt connection used with --qga-via libvirt' },
-  { flag: 'route-lookup', kind: 'string', default: 'netlink', help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)' },
+  {
+    flag: 'libvirt-uri',
+    kind: 'string',
+    default: 'qemu:///system',
+    help: 'libvirt connection used with --qga-via libvirt',
+  },
+  {
+    flag: 'route-lookup',
+    kind: 'string',
+    default: 'netlink',
+    help: 'Host.getRoute asks the kernel over: netlink (falls back to ip when netlink fails) | ip (always `ip route get`)',
+  },
   { flag: 'log-level', kind: 'string', default: 'info', help: 'fatal | error | warn | info | debug | trace | silent' },
-  { flag: 'log-format', kind: 'string', default: 'auto', help: 'json (one JSON object a line) | text (pino-pretty, for a person) | auto (text on a terminal, json otherwise)' },
-  { flag: 'max-frame-bytes', kind: 'int', default: 1_048_576, help: 'largest WebSocket message accepted (larger: close 1009)', min: 4096, max: 64 * 1_048_576 },
+  {
+    flag: 'log-format',
+    kind: 'string',
+    default: 'auto',
+    help: 'json (one JSON object a line) | text (pino-pretty, for a person) | auto (text on a terminal, json otherwise)',
+  },
+  {
+    flag: 'max-frame-bytes',
+    kind: 'int',
+    default: 1_048_576,
+    help: 'largest WebSocket message accepted (larger: close 1009)',
+    min: 4096,
+    max: 64 * 1_048_576,
+  },
   { flag: 'max-batch', kind: 'int', default: 100, help: 'most requests in one JSON-RPC batch', min: 1, max: 10_000 },
-  { flag: 'max-in-flight', kind: 'int', default: 256, help: 'most unanswered requests per connection: at the limit the daemon stops reading from it until answers have gone out; a batch longer than this: error -32000 Server busy', min: 1, max: 10_000 },
-  { flag: 'max-connections', kind: 'int', default: 1000, help: 'most concurrent client connections', min: 1, max: 10_000 },
-  { flag: 'allowed-origins', kind: 'list', default: [], help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused' },
-  { flag: 'max-subscriber-buffer-bytes', kind: 'int', default: 8 * 1_048_576, help: "an event subscriber whose unsent output passes this is disconnected", min: 65_536, max: 256 * 1_048_576 },
-  { flag: 'max-events-buffer-bytes', kind: 'int', default: 32 * 1_048_576, help: 'unsent event bytes allowed across all subscribers together; past it the subscribers holding most are disconnected (close 1008)', min: 1_048_576, max: 1024 * 1_048_576 },
-  { flag: 'subscriber-drain-timeout', kind: 'number', default: 5, help: 'seconds an event subscriber may hold unsent events without catching up before it is disconnected (close 1008)', min: 0.5, max: 300 },
-  { flag: 'shutdown-timeout', kind: 'number', default: 5, help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections', min: 0, max: 300 },
-  { flag: 'route-timeout', kind: 'number', default: 2, help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`', min: 0.05, max: 60 },
-  { flag: 'handshake-timeout', kind: 'number', default: 10, help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed', min: 0.1, max: 600 },
+  {
+    flag: 'max-in-flight',
+    kind: 'int',
+    default: 256,
+    help: 'most unanswered requests per connection: at the limit the daemon stops reading from it until answers have gone out; a batch longer than this: error -32000 Server busy',
+    min: 1,
+    max: 10_000,
+  },
+  {
+    flag: 'max-connections',
+    kind: 'int',
+    default: 1000,
+    help: 'most concurrent client connections',
+    min: 1,
+    max: 10_000,
+  },
+  {
+    flag: 'allowed-origins',
+    kind: 'list',
+    default: [],
+    help: 'Origin header values allowed to connect (comma-separated; an array in the config file); requests with any other Origin are refused',
+  },
+  {
+    flag: 'max-subscriber-buffer-bytes',
+    kind: 'int',
+    default: 8 * 1_048_576,
+    help: 'an event subscriber whose unsent output passes this is disconnected',
+    min: 65_536,
+    max: 256 * 1_048_576,
+  },
+  {
+    flag: 'max-events-buffer-bytes',
+    kind: 'int',
+    default: 32 * 1_048_576,
+    help: 'unsent event bytes allowed across all subscribers together; past it the subscribers holding most are disconnected (close 1008)',
+    min: 1_048_576,
+    max: 1024 * 1_048_576,
+  },
+  {
+    flag: 'subscriber-drain-timeout',
+    kind: 'number',
+    default: 5,
+    help: 'seconds an event subscriber may hold unsent events without catching up before it is disconnected (close 1008)',
+    min: 0.5,
+    max: 300,
+  },
+  {
+    flag: 'shutdown-timeout',
+    kind: 'number',
+    default: 5,
+    help: 'on SIGTERM/SIGINT, seconds allowed for answering in-flight requests and closing connections',
+    min: 0,
+    max: 300,
+  },
+  {
+    flag: 'route-timeout',
+    kind: 'number',
+    default: 2,
+    help: 'seconds a route lookup over netlink may take before it is retried with `ip route get`',
+    min: 0.05,
+    max: 60,
+  },
+  {
+    flag: 'handshake-timeout',
+    kind: 'number',
+    default: 10,
+    help: 'seconds a new connection has for its TLS handshake, its first bytes (HTTP or STOMP) and its WebSocket upgrade request; slower ones are closed',
+    min: 0.1,
+    max: 600,
+  },
 ];
 
 const BY_FLAG = new Map(OPTIONS.map((o) => [o.flag, o]));
@@ -108,16 +231,30 @@ export function envName(flag: string): string {
 type Raw = Map<string, unknown>;
 
 /** Parses argv (without node and script). Throws ConfigError naming the problem. */
-export function parseArgs(argv: readonly string[]): { values: Raw; help: boolean; helpMarkdown: boolean; version: boolean } {
+export function parseArgs(argv: readonly string[]): {
+  values: Raw;
+  help: boolean;
+  helpMarkdown: boolean;
+  version: boolean;
+} {
   const values: Raw = new Map();
   let help = false;
   let helpMarkdown = false;
   let version = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') { help = true; continue; }
-    if (arg === '--version') { version = true; continue; }
-    if (arg === '--help-markdown') { helpMarkdown = true; continue; }
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    if (arg === '--version') {
+      version = true;
+      continue;
+    }
+    if (arg === '--help-markdown') {
+      helpMarkdown = true;
+      continue;
+    }
     if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument '${arg}'`);
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
@@ -154,11 +291,15 @@ function parseValue(opt: OptionDef, text: string, where: string): unknown {
     }
     case 'number': {
       const n = Number(text);
-      if (text.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${where}: expected a number, got '${text}'`);
+      if (text.trim() === '' || !Number.isFinite(n))
+        throw new ConfigError(`${where}: expected a number, got '${text}'`);
       return n;
     }
     case 'list':
-      return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      return text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
   }
 }
 
@@ -167,7 +308,8 @@ function fromEnv(env: NodeJS.ProcessEnv): Raw {
   // A misspelt variable in a unit's Environment= would otherwise be ignored without a word.
   const known = new Set(OPTIONS.map((o) => envName(o.flag)));
   for (const name of Object.keys(env)) {
-    if (name.startsWith(ENV_PREFIX) && !known.has(name)) throw new ConfigError(`unknown environment variable ${name} (see --help)`);
+    if (name.startsWith(ENV_PREFIX) && !known.has(name))
+      throw new ConfigError(`unknown environment variable ${name} (see --help)`);
   }
   for (const opt of OPTIONS) {
     if (opt.flag === 'config') continue; // the file is chosen by flag or env below
@@ -225,7 +367,13 @@ function checkFileValue(opt: OptionDef, value: unknown, where: string): unknown 
       if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value;
       break;
   }
-  const expected = { string: 'a string', boolean: 'true or false', int: 'a whole number', number: 'a number', list: 'an array of strings' }[opt.kind];
+  const expected = {
+    string: 'a string',
+    boolean: 'true or false',
+    int: 'a whole number',
+    number: 'a number',
+    list: 'an array of strings',
+  }[opt.kind];
   throw new ConfigError(`${where}: expected ${expected}, got ${JSON.stringify(value)}`);
 }
 
@@ -268,7 +416,10 @@ export function readTlsFile(path: string, what?: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new ConfigError(`cannot read ${what ? `${what} ` : ''}${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    throw new ConfigError(
+      `cannot read ${what ? `${what} ` : ''}${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -410,14 +561,22 @@ export function usage(): string {
   for (const o of OPTIONS) {
     const def = defaultText(o);
     const range = rangeText(o);
-    const notes = [def === null ? null : `default: ${def}`, range === null ? null : `range: ${range}`].filter((n) => n !== null);
+    const notes = [def === null ? null : `default: ${def}`, range === null ? null : `range: ${range}`].filter(
+      (n) => n !== null,
+    );
     lines.push(flagText(o).padEnd(width) + o.help + (notes.length ? ` (${notes.join('; ')})` : ''));
   }
   lines.push('', '  --help, --version, --help-markdown (the table above as Markdown, for the README)');
   return lines.join('\n');
 }
 
-const KIND_TEXT: Record<Kind, string> = { string: 'string', boolean: 'boolean', int: 'integer', number: 'number', list: 'list of strings' };
+const KIND_TEXT: Record<Kind, string> = {
+  string: 'string',
+  boolean: 'boolean',
+  int: 'integer',
+  number: 'number',
+  list: 'list of strings',
+};
 
 /** The flags table of the README, generated from OPTIONS so the two cannot drift apart. */
 export function optionsMarkdown(): string {
@@ -472,7 +631,12 @@ export interface ReloadPlan {
 }
 
 function sameTls(a: TlsFiles, b: TlsFiles): boolean {
-  return a.cert.equals(b.cert) && a.key.equals(b.key) && a.ca.equals(b.ca) && JSON.stringify(a.paths) === JSON.stringify(b.paths);
+  return (
+    a.cert.equals(b.cert) &&
+    a.key.equals(b.key) &&
+    a.ca.equals(b.ca) &&
+    JSON.stringify(a.paths) === JSON.stringify(b.paths)
+  );
 }
 
 /**

@@ -75,7 +75,10 @@ export class Daemon {
         log: lvLog,
         intervalMs: config.qgaPollIntervalMs,
         clock: () => vms.now(),
-        startedAt: this.libvirt.target.name === 'qemu:///system' ? qemuStartedAt('/run/libvirt/qemu', () => vms.now()) : undefined,
+        startedAt:
+          this.libvirt.target.name === 'qemu:///system'
+            ? qemuStartedAt('/run/libvirt/qemu', () => vms.now())
+            : undefined,
       });
     }
     this.guests = new GuestChannels({
@@ -87,11 +90,17 @@ export class Daemon {
       agentSilenceTimeoutMs: config.agentSilenceTimeoutMs,
       qga: this.qgaRouting ?? undefined,
     });
-    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }), { netlink: { timeoutMs: config.routeTimeoutMs } });
+    this.routes = new RouteLookup(config.routeLookup, log.child({ part: 'route' }), {
+      netlink: { timeoutMs: config.routeTimeoutMs },
+    });
     this.registry.add(routeMethods(this.routes, log.child({ part: 'route' })));
     this.stoppers.push(() => this.routes.close());
     metrics.attach(
-      { vms: () => this.vms.all(), eventsPublished: () => this.hub.published, eventSubscribers: () => this.hub.subscriberCount() },
+      {
+        vms: () => this.vms.all(),
+        eventsPublished: () => this.hub.published,
+        eventSubscribers: () => this.hub.subscriberCount(),
+      },
       this.registry.methodNames(),
     );
     this.registry.observe((method, code, seconds) => metrics.rpcRequest(method, code, seconds));
@@ -120,7 +129,10 @@ export class Daemon {
     this.stoppers.push(() => this.guests.stop());
     metrics.setState('serving');
     const url = this.server.url();
-    this.log.info({ url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length }, `listening on ${url}`);
+    this.log.info(
+      { url, channelsDir: this.config.channelsDir, methods: this.registry.methodNames().length },
+      `listening on ${url}`,
+    );
     return url;
   }
 

@@ -23,11 +23,16 @@ const DAEMON = path.join(here, 'main.js');
 function banner(url: string, dir: string, guests: SimGuest[]): string {
   const req = (id: number, method: string, params?: unknown): string =>
     JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) });
-  const changing = guests.filter((g) => g.changeEveryMs).map((g) => `${g.hostName} (${g.vmId}) changes an address every ${g.changeEveryMs! / 1000} s`);
+  const changing = guests
+    .filter((g) => g.changeEveryMs)
+    .map((g) => `${g.hostName} (${g.vmId}) changes an address every ${g.changeEveryMs! / 1000} s`);
   const lines = [
     '',
     `vdsm-agentd demo: ${guests.length} simulated guests in ${dir}`,
-    ...guests.map((g) => `  ${g.vmId}  ${g.hostName.padEnd(10)} ${g.agents.map((a) => (a === 'qemu' ? 'qemu-ga' : 'oVirt agent')).join(' + ')}`),
+    ...guests.map(
+      (g) =>
+        `  ${g.vmId}  ${g.hostName.padEnd(10)} ${g.agents.map((a) => (a === 'qemu' ? 'qemu-ga' : 'oVirt agent')).join(' + ')}`,
+    ),
     '',
     `listening on ${url}`,
     '',
@@ -74,14 +79,21 @@ async function main(): Promise<void> {
   let shown: { level: LogLevel; text: ((line: string) => string) | null } = { level: 'info', text: null };
   try {
     const c = loadConfig([...userArgs, ...ours]);
-    shown = { level: c.logLevel, text: resolveFormat(c.logFormat) === 'text' ? textFormatter(process.stdout.isTTY) : null };
+    shown = {
+      level: c.logLevel,
+      text: resolveFormat(c.logFormat) === 'text' ? textFormatter(process.stdout.isTTY) : null,
+    };
   } catch {
     /* the daemon reports a bad flag itself, in one line */
   }
   const daemonLevel = LEVEL_VALUES[shown.level] < LEVEL_VALUES.info ? shown.level : 'info';
-  const daemon = spawn(process.execPath, [DAEMON, ...userArgs, ...ours, '--log-level', daemonLevel, '--log-format', 'json'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const daemon = spawn(
+    process.execPath,
+    [DAEMON, ...userArgs, ...ours, '--log-level', daemonLevel, '--log-format', 'json'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   let announced = false;
   let pending = '';
   daemon.stdout.setEncoding('utf8');
@@ -96,7 +108,8 @@ async function main(): Promise<void> {
       } catch {
         /* not ours to judge: shown as it is */
       }
-      if (LEVEL_VALUES[entry.level ?? 'info'] >= LEVEL_VALUES[shown.level]) process.stdout.write((shown.text ? shown.text(line) : line) + (shown.text ? '' : '\n'));
+      if (LEVEL_VALUES[entry.level ?? 'info'] >= LEVEL_VALUES[shown.level])
+        process.stdout.write((shown.text ? shown.text(line) : line) + (shown.text ? '' : '\n'));
       if (!announced && entry.url && entry.msg?.startsWith('listening on')) {
         announced = true;
         process.stdout.write(banner(entry.url, dir, guests));

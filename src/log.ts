@@ -36,11 +36,24 @@ export function resolveFormat(format: LogFormat, fd = 1): 'json' | 'text' {
 
 /** A JSON log line to pino-pretty's one-line text (also used by the demo for the daemon's lines). */
 export function textFormatter(colour: boolean): (line: string) => string {
-  return prettyFactory({ colorize: colour, singleLine: true, translateTime: 'SYS:standard', ignore: 'svc,pid,hostname' });
+  return prettyFactory({
+    colorize: colour,
+    singleLine: true,
+    translateTime: 'SYS:standard',
+    ignore: 'svc,pid,hostname',
+  });
 }
 
 /** pino's numeric order of the level names (silent above all). */
-export const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+export const LEVEL_VALUES: Record<LogLevel, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Infinity,
+};
 
 export interface LoggerOptions {
   format?: LogFormat;

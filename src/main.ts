@@ -38,7 +38,11 @@ function startError(config: Config, err: unknown): string {
 /** ' (by NAME, pid N)' when ss can tell which process listens on the port (root sees all). */
 function portHolder(port: number): string {
   try {
-    const out = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('ss', ['-Hltnp', `sport = :${port}`], {
+      encoding: 'utf8',
+      timeout: 3000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(out);
     return m ? ` (by ${m[1]}, pid ${m[2]})` : '';
   } catch {
@@ -67,7 +71,10 @@ function reload(argv: readonly string[], running: Config, daemon: Daemon, log: L
       daemon.server.setTls(plan.tls);
       applied.push('tls-cert/tls-key/tls-ca');
     } catch (err) {
-      log.error({ signal: 'SIGHUP' }, `reload failed, running settings kept: TLS files not usable: ${(err as Error).message}`);
+      log.error(
+        { signal: 'SIGHUP' },
+        `reload failed, running settings kept: TLS files not usable: ${(err as Error).message}`,
+      );
       return running;
     }
   }
@@ -77,7 +84,10 @@ function reload(argv: readonly string[], running: Config, daemon: Daemon, log: L
   }
   const now: Config = { ...running, logLevel: plan.logLevel ?? running.logLevel, tls: plan.tls ?? running.tls };
   if (plan.restart.length) {
-    log.warn({ signal: 'SIGHUP', settings: plan.restart }, `changed settings need a restart to take effect: ${plan.restart.join(', ')}`);
+    log.warn(
+      { signal: 'SIGHUP', settings: plan.restart },
+      `changed settings need a restart to take effect: ${plan.restart.join(', ')}`,
+    );
   }
   log.info({ signal: 'SIGHUP', applied, tls: now.tls?.paths ?? null }, 'configuration reloaded');
   return now;
@@ -160,7 +170,8 @@ async function main(): Promise<void> {
 
   const ready = await notifyReady(`listening on ${url}`);
   if (ready.sent) log.info('told systemd the daemon is ready');
-  else if (ready.error) log.error({ err: ready.error }, 'could not tell systemd the daemon is ready (systemd-notify failed)');
+  else if (ready.error)
+    log.error({ err: ready.error }, 'could not tell systemd the daemon is ready (systemd-notify failed)');
 }
 
 void main();

@@ -13,11 +13,8 @@ function notifySocket(env: NodeJS.ProcessEnv = process.env): string | null {
 export function notifyReady(status: string): Promise<{ sent: boolean; error?: string }> {
   if (notifySocket() === null) return Promise.resolve({ sent: false });
   return new Promise((resolve) => {
-    execFile(
-      'systemd-notify',
-      ['--ready', `--status=${status}`],
-      { timeout: 10_000 },
-      (err, _stdout, stderr) => resolve(err ? { sent: false, error: (stderr || err.message).trim() } : { sent: true }),
+    execFile('systemd-notify', ['--ready', `--status=${status}`], { timeout: 10_000 }, (err, _stdout, stderr) =>
+      resolve(err ? { sent: false, error: (stderr || err.message).trim() } : { sent: true }),
     );
   });
 }

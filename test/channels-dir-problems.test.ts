@@ -67,7 +67,7 @@ function daemonAsNobody(
   const lines: Line[] = [];
   const waiters: { pred: (l: Line) => boolean; resolve: (l: Line) => void }[] = [];
   let buf = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
+  proc.stdout.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
     let nl;
     while ((nl = buf.indexOf('\n')) !== -1) {

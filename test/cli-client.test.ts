@@ -25,9 +25,14 @@ function client(args: string[], env: Record<string, string> = {}): Promise<Run> 
   return new Promise((resolve) => {
     // No default TLS files from this host's /etc/pki unless a test names a directory.
     const base = { VDSM_AGENT_PKI_DIR: '/nonexistent-vdsm-agentd-pki' };
-    execFile(process.execPath, [CLIENT, ...args], { env: { ...process.env, ...base, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [CLIENT, ...args],
+      { env: { ...process.env, ...base, ...env }, timeout: 20_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? -1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -51,14 +56,25 @@ describe('vdsm-agent-client', () => {
   });
 
   it('passes name=value params, JSON-looking values as JSON', async () => {
-    expect(await client(['--url', d.url, 'Host', 'subscribeEvents', 'prefixes=["|virt|"]'])).toMatchObject({ code: 0, stdout: 'true\n' });
+    expect(await client(['--url', d.url, 'Host', 'subscribeEvents', 'prefixes=["|virt|"]'])).toMatchObject({
+      code: 0,
+      stdout: 'true\n',
+    });
   });
 
   it('exits 1 and prints the code and message of a JSON-RPC error', async () => {
     const bad = await client(['--url', d.url, 'Host', 'subscribeEvents', 'prefixes=5']);
-    expect(bad).toEqual({ code: 1, stdout: '', stderr: "vdsm-agent-client: error -32602: Invalid params: 'prefixes' must be an array of strings, got number\n" });
+    expect(bad).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: "vdsm-agent-client: error -32602: Invalid params: 'prefixes' must be an array of strings, got number\n",
+    });
     const unknown = await client(['--url', d.url, 'Host', 'noSuchVerb']);
-    expect(unknown).toMatchObject({ code: 1, stdout: '', stderr: 'vdsm-agent-client: error -32601: Method not found: Host.noSuchVerb\n' });
+    expect(unknown).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: 'vdsm-agent-client: error -32601: Method not found: Host.noSuchVerb\n',
+    });
   });
 
   it('exits 3 with one clear line when it cannot connect', async () => {
@@ -69,27 +85,57 @@ describe('vdsm-agent-client', () => {
     const r = await client(['--url', `ws://127.0.0.1:${port}`, 'Host', 'ping2']);
     expect(r.code).toBe(3);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(new RegExp(`^vdsm-agent-client: cannot connect to ws://127.0.0.1:${port}: .*ECONNREFUSED[^\\n]*\\n$`));
+    expect(r.stderr).toMatch(
+      new RegExp(`^vdsm-agent-client: cannot connect to ws://127.0.0.1:${port}: .*ECONNREFUSED[^\\n]*\\n$`),
+    );
   });
 
   it('exits 2 on a usage error', async () => {
-    expect(await client(['--url', d.url, 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/expected NAMESPACE METHOD after 'ping2'/) });
-    expect(await client(['--url', d.url, 'VM', 'getStats', 'vmID'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/param 'vmID' must be name=value/) });
-    expect(await client(['--colour', 'Host', 'ping2'])).toEqual({ code: 2, stdout: '', stderr: "vdsm-agent-client: Unknown option '--colour' (see vdsm-agent-client --help)\n" });
-    expect(await client(['--url', d.url.replace('ws:', 'wss:'), '--tls-cert', '/x.pem', 'Host', 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/go together/) });
-    expect(await client(['--url', d.url, '--tls-ca', '/x.pem', 'Host', 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/for wss:\/\/ URLs/) });
-    expect(await client(['--url', d.url, '--timeout', 'soon', 'Host', 'ping2'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--timeout needs a number/) });
-    expect(await client(['--url', d.url, 'vms', 'extra'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/vms takes no arguments, got 'extra'/) });
+    expect(await client(['--url', d.url, 'ping2'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/expected NAMESPACE METHOD after 'ping2'/),
+    });
+    expect(await client(['--url', d.url, 'VM', 'getStats', 'vmID'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/param 'vmID' must be name=value/),
+    });
+    expect(await client(['--colour', 'Host', 'ping2'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: "vdsm-agent-client: Unknown option '--colour' (see vdsm-agent-client --help)\n",
+    });
+    expect(
+      await client(['--url', d.url.replace('ws:', 'wss:'), '--tls-cert', '/x.pem', 'Host', 'ping2']),
+    ).toMatchObject({ code: 2, stderr: expect.stringMatching(/go together/) });
+    expect(await client(['--url', d.url, '--tls-ca', '/x.pem', 'Host', 'ping2'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/for wss:\/\/ URLs/),
+    });
+    expect(await client(['--url', d.url, '--timeout', 'soon', 'Host', 'ping2'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--timeout needs a number/),
+    });
+    expect(await client(['--url', d.url, 'vms', 'extra'])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/vms takes no arguments, got 'extra'/),
+    });
   });
 
   it('takes --flag=value and --flag value alike, options before or after the method', async () => {
     expect(await client([`--url=${d.url}`, 'Host', 'ping2'])).toEqual({ code: 0, stdout: 'true\n', stderr: '' });
-    expect(await client(['Host', 'ping2', '--url', d.url, '--timeout=5'])).toEqual({ code: 0, stdout: 'true\n', stderr: '' });
+    expect(await client(['Host', 'ping2', '--url', d.url, '--timeout=5'])).toEqual({
+      code: 0,
+      stdout: 'true\n',
+      stderr: '',
+    });
   });
 
   it('the man page lists the same exit codes as --help', async () => {
     const help = (await client(['--help'])).stdout;
-    const codes = [...help.slice(help.indexOf('Exit status:')).matchAll(/^ {2}(\d) {2}(.+)$/gm)].map((m) => [m[1], m[2]]);
+    const codes = [...help.slice(help.indexOf('Exit status:')).matchAll(/^ {2}(\d) {2}(.+)$/gm)].map((m) => [
+      m[1],
+      m[2],
+    ]);
     expect(codes.map((c) => c[0])).toEqual(['0', '1', '2', '3']);
     // The packaged page, generated the way `npm run package` does.
     const out = tempDir('man');
@@ -105,7 +151,7 @@ describe('vdsm-agent-client', () => {
     expect(await client(['-V'])).toEqual({ code: 0, stdout: `vdsm-agent-client ${pkg.version}\n`, stderr: '' });
   });
 
-  it('-h at each level: usage with exit codes, a namespace\'s methods, a method\'s params; no daemon needed', async () => {
+  it("-h at each level: usage with exit codes, a namespace's methods, a method's params; no daemon needed", async () => {
     const top = await client(['-h']);
     expect(top.code).toBe(0);
     expect(top.stdout).toContain('Exit status:\n  0  success\n');
@@ -114,7 +160,9 @@ describe('vdsm-agent-client', () => {
     // Every method the daemon registers (its start-up log counts them) is listed under its namespace.
     const listed = (await client(['Host', '-h'])).stdout + (await client(['VM', '--help'])).stdout;
     const methods = methodTable();
-    expect(d.logs().find((l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'))?.methods).toBe(methods.reduce((n, m) => n + 1 + m.aliases.length, 0));
+    expect(d.logs().find((l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'))?.methods).toBe(
+      methods.reduce((n, m) => n + 1 + m.aliases.length, 0),
+    );
     for (const m of methods) expect(listed).toContain(`\n  ${m.name.split('.')[1]}`);
     expect(await client(['Host', 'getRoute', '-h'])).toEqual({
       code: 0,
@@ -133,11 +181,21 @@ describe('vdsm-agent-client', () => {
     for (const m of methods) {
       const [ns = '', verb = ''] = m.name.split('.');
       const text = (await client([ns, verb, '-h'])).stdout;
-      expect(text.split('\n').every((l) => l.length <= 80), text).toBe(true);
+      expect(
+        text.split('\n').every((l) => l.length <= 80),
+        text,
+      ).toBe(true);
       for (const p of m.params) expect(text).not.toMatch(new RegExp(`${p.name} +(required|optional) +JSON value`));
     }
-    expect(await client(['events', '-h'])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^usage: vdsm-agent-client \[OPTIONS\] events \[--prefix P\]/) });
-    expect(await client(['Host', 'getRoutez', '-h'])).toEqual({ code: 2, stdout: '', stderr: 'vdsm-agent-client: no method Host.getRoutez (Host -h lists them)\n' });
+    expect(await client(['events', '-h'])).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^usage: vdsm-agent-client \[OPTIONS\] events \[--prefix P\]/),
+    });
+    expect(await client(['Host', 'getRoutez', '-h'])).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'vdsm-agent-client: no method Host.getRoutez (Host -h lists them)\n',
+    });
   });
 
   describe('at the connection limit', () => {
@@ -147,7 +205,11 @@ describe('vdsm-agent-client', () => {
       const holder = await RpcClient.connect(full().url);
       try {
         const r = await client(['--url', full().url, 'Host', 'ping2']);
-        expect(r).toEqual({ code: 3, stdout: '', stderr: `vdsm-agent-client: lost the connection to ${full().url}: connection closed (1013: connection limit of 1 reached)\n` });
+        expect(r).toEqual({
+          code: 3,
+          stdout: '',
+          stderr: `vdsm-agent-client: lost the connection to ${full().url}: connection closed (1013: connection limit of 1 reached)\n`,
+        });
       } finally {
         await holder.close();
       }
@@ -161,27 +223,73 @@ describe('vdsm-agent-client', () => {
     let tlsDaemon: RunningDaemon;
     beforeAll(async () => {
       pki = made!;
-      tlsDaemon = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert]);
+      tlsDaemon = await startDaemon([
+        '--listen',
+        '127.0.0.1:0',
+        '--channels-dir',
+        NO_CHANNELS,
+        '--tls-cert',
+        pki.server.cert,
+        '--tls-key',
+        pki.server.key,
+        '--tls-ca',
+        pki.ca.cert,
+      ]);
     });
     afterAll(async () => {
       expect(await tlsDaemon.stop()).toBe(0);
     });
 
     it('connects with a certificate the CA signed', async () => {
-      const r = await client(['--url', tlsDaemon.url, '--tls-cert', pki.client.cert, '--tls-key', pki.client.key, '--tls-ca', pki.ca.cert, 'Host', 'ping2']);
+      const r = await client([
+        '--url',
+        tlsDaemon.url,
+        '--tls-cert',
+        pki.client.cert,
+        '--tls-key',
+        pki.client.key,
+        '--tls-ca',
+        pki.ca.cert,
+        'Host',
+        'ping2',
+      ]);
       expect(r).toEqual({ code: 0, stdout: 'true\n', stderr: '' });
     });
 
     it('exits 3 saying the daemon refused the client certificate from another CA', async () => {
-      const r = await client(['--url', tlsDaemon.url, '--tls-cert', pki.otherCaClient.cert, '--tls-key', pki.otherCaClient.key, '--tls-ca', pki.ca.cert, 'Host', 'ping2']);
+      const r = await client([
+        '--url',
+        tlsDaemon.url,
+        '--tls-cert',
+        pki.otherCaClient.cert,
+        '--tls-key',
+        pki.otherCaClient.key,
+        '--tls-ca',
+        pki.ca.cert,
+        'Host',
+        'ping2',
+      ]);
       expect(r.code).toBe(3);
       expect(r.stderr).toMatch(
-        new RegExp(`^vdsm-agent-client: cannot connect to ${tlsDaemon.url}: the daemon refused the client certificate ${pki.otherCaClient.cert}( \\([A-Z_]+\\))?: it must be signed by the CA the daemon trusts \\(its --tls-ca\\)\n$`),
+        new RegExp(
+          `^vdsm-agent-client: cannot connect to ${tlsDaemon.url}: the daemon refused the client certificate ${pki.otherCaClient.cert}( \\([A-Z_]+\\))?: it must be signed by the CA the daemon trusts \\(its --tls-ca\\)\n$`,
+        ),
       );
     });
 
-    it('exits 3 saying the daemon\'s certificate is not trusted when --tls-ca is another CA', async () => {
-      const r = await client(['--url', tlsDaemon.url, '--tls-cert', pki.client.cert, '--tls-key', pki.client.key, '--tls-ca', pki.otherCa.cert, 'Host', 'ping2']);
+    it("exits 3 saying the daemon's certificate is not trusted when --tls-ca is another CA", async () => {
+      const r = await client([
+        '--url',
+        tlsDaemon.url,
+        '--tls-cert',
+        pki.client.cert,
+        '--tls-key',
+        pki.client.key,
+        '--tls-ca',
+        pki.otherCa.cert,
+        'Host',
+        'ping2',
+      ]);
       expect(r).toMatchObject({ code: 3, stdout: '' });
       const text = `vdsm-agent-client: cannot connect to ${tlsDaemon.url}: the daemon's certificate is not trusted (CODE): it was not signed by the CA in ${pki.otherCa.cert}; give --tls-ca with the CA that signed it\n`;
       // OpenSSL's code depends on what the daemon sends along (its certificate alone, or the chain).
@@ -218,12 +326,30 @@ describe('vdsm-agent-client', () => {
       copyFileSync(pki.client.cert, path.join(pkiDir, 'certs/client.pem'));
       copyFileSync(pki.client.key, path.join(pkiDir, 'keys/client.key'));
       copyFileSync(pki.ca.cert, path.join(pkiDir, 'certs/ca.pem'));
-      expect(await client(['--url', tlsDaemon.url, 'Host', 'ping2'], { VDSM_AGENT_PKI_DIR: pkiDir })).toEqual({ code: 0, stdout: 'true\n', stderr: '' });
+      expect(await client(['--url', tlsDaemon.url, 'Host', 'ping2'], { VDSM_AGENT_PKI_DIR: pkiDir })).toEqual({
+        code: 0,
+        stdout: 'true\n',
+        stderr: '',
+      });
     });
 
     it('exits 2 naming a TLS file it cannot read', async () => {
-      const r = await client(['--url', tlsDaemon.url, '--tls-cert', '/nonexistent/client.pem', '--tls-key', pki.client.key, '--tls-ca', pki.ca.cert, 'Host', 'ping2']);
-      expect(r).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot read \/nonexistent\/client.pem: ENOENT/) });
+      const r = await client([
+        '--url',
+        tlsDaemon.url,
+        '--tls-cert',
+        '/nonexistent/client.pem',
+        '--tls-key',
+        pki.client.key,
+        '--tls-ca',
+        pki.ca.cert,
+        'Host',
+        'ping2',
+      ]);
+      expect(r).toMatchObject({
+        code: 2,
+        stderr: expect.stringMatching(/cannot read \/nonexistent\/client.pem: ENOENT/),
+      });
     });
   });
 });

@@ -40,20 +40,48 @@ describe('loadConfig', () => {
   });
 
   it.each([
-    ['a string', 'channels-dir', '/from/file', '/from/env', '/from/flag', (c: ReturnType<typeof loadConfig>) => c.channelsDir],
+    [
+      'a string',
+      'channels-dir',
+      '/from/file',
+      '/from/env',
+      '/from/flag',
+      (c: ReturnType<typeof loadConfig>) => c.channelsDir,
+    ],
     ['an integer', 'max-batch', 10, '20', '30', (c: ReturnType<typeof loadConfig>) => c.maxBatch],
-    ['a number', 'qga-poll-interval', 1.5, '2.5', '3.5', (c: ReturnType<typeof loadConfig>) => c.qgaPollIntervalMs / 1000],
-    ['a list', 'allowed-origins', ['https://file.example'], 'https://env.example', 'https://flag.example,https://two.example', (c: ReturnType<typeof loadConfig>) => c.allowedOrigins],
+    [
+      'a number',
+      'qga-poll-interval',
+      1.5,
+      '2.5',
+      '3.5',
+      (c: ReturnType<typeof loadConfig>) => c.qgaPollIntervalMs / 1000,
+    ],
+    [
+      'a list',
+      'allowed-origins',
+      ['https://file.example'],
+      'https://env.example',
+      'https://flag.example,https://two.example',
+      (c: ReturnType<typeof loadConfig>) => c.allowedOrigins,
+    ],
     ['a choice', 'log-level', 'warn', 'error', 'debug', (c: ReturnType<typeof loadConfig>) => c.logLevel],
   ])('for %s (%s): flag beats env beats file beats default', (_kind, flag, fileValue, envValue, flagValue, read) => {
     const file = configFile({ [flag]: fileValue });
     const env = { [envName(flag)]: envValue };
-    const parsed = (v: unknown) => (flag === 'allowed-origins' ? String(v).split(',') : flag === 'max-batch' || flag === 'qga-poll-interval' ? Number(v) : v);
+    const parsed = (v: unknown) =>
+      flag === 'allowed-origins'
+        ? String(v).split(',')
+        : flag === 'max-batch' || flag === 'qga-poll-interval'
+          ? Number(v)
+          : v;
     const def = OPTIONS.find((o) => o.flag === flag)!.default;
     expect(read(loadConfig([], {}, NO_DEFAULT_FILE))).toEqual(def);
     expect(read(loadConfig(['--config', file], {}, NO_DEFAULT_FILE))).toEqual(fileValue);
     expect(read(loadConfig(['--config', file], env, NO_DEFAULT_FILE))).toEqual(parsed(envValue));
-    expect(read(loadConfig(['--config', file, `--${flag}`, flagValue], env, NO_DEFAULT_FILE))).toEqual(parsed(flagValue));
+    expect(read(loadConfig(['--config', file, `--${flag}`, flagValue], env, NO_DEFAULT_FILE))).toEqual(
+      parsed(flagValue),
+    );
     expect(read(loadConfig([`--${flag}=${flagValue}`], env, NO_DEFAULT_FILE))).toEqual(parsed(flagValue));
   });
 
@@ -70,14 +98,19 @@ describe('loadConfig', () => {
     const other = configFile({ 'max-batch': 12 });
     expect(loadConfig([], {}, defaultFile)).toMatchObject({ maxBatch: 11, configFile: defaultFile });
     expect(loadConfig(['--config', other], {}, defaultFile)).toMatchObject({ maxBatch: 12, configFile: other });
-    expect(loadConfig([], { VDSM_AGENTD_CONFIG: other }, defaultFile)).toMatchObject({ maxBatch: 12, configFile: other });
+    expect(loadConfig([], { VDSM_AGENTD_CONFIG: other }, defaultFile)).toMatchObject({
+      maxBatch: 12,
+      configFile: other,
+    });
   });
 
   it('accepts every option as a config-file key except config itself', () => {
     const all: Record<string, unknown> = {};
     for (const o of OPTIONS) if (o.flag !== 'config' && !o.flag.startsWith('tls-')) all[o.flag] = o.default;
     expect(() => loadConfig(['--config', configFile(all)], {}, NO_DEFAULT_FILE)).not.toThrow();
-    expect(() => loadConfig(['--config', configFile({ config: '/x' })], {}, NO_DEFAULT_FILE)).toThrow(/unknown key 'config'/);
+    expect(() => loadConfig(['--config', configFile({ config: '/x' })], {}, NO_DEFAULT_FILE)).toThrow(
+      /unknown key 'config'/,
+    );
   });
 
   it('knows loopback addresses: plain ws is allowed there without --insecure', () => {
@@ -85,7 +118,9 @@ describe('loadConfig', () => {
       expect(() => loadConfig(['--listen', listen], {}, NO_DEFAULT_FILE)).not.toThrow();
     }
     for (const listen of ['0.0.0.0:0', '[::]:0', '192.0.2.1:0', '[::ffff:192.0.2.1]:0']) {
-      expect(() => loadConfig(['--listen', listen], {}, NO_DEFAULT_FILE)).toThrow(/refusing plain ws:\/\/ on non-loopback/);
+      expect(() => loadConfig(['--listen', listen], {}, NO_DEFAULT_FILE)).toThrow(
+        /refusing plain ws:\/\/ on non-loopback/,
+      );
     }
   });
 });

@@ -31,7 +31,11 @@ describe('README', () => {
 
   it('lists every config key in the systemd section', () => {
     const [full] = jsonBlocks(section('systemd'));
-    expect(Object.keys(full!).sort()).toEqual(OPTIONS.map((o) => o.flag).filter((f) => f !== 'config').sort());
+    expect(Object.keys(full!).sort()).toEqual(
+      OPTIONS.map((o) => o.flag)
+        .filter((f) => f !== 'config')
+        .sort(),
+    );
   });
 
   describe.skipIf(missing({ commands: ['openssl'] }))('config examples', () => {

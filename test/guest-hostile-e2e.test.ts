@@ -17,7 +17,11 @@ const MiB = 1024 * 1024;
 describe('hostile guests', () => {
   const t = useGuestDaemon();
   const stats = (vmId: string): Promise<VmStats> => t.stats(vmId);
-  const codesFor = (vmId: string): string[] => t.d.logs().filter((l) => l.vmId === vmId && typeof l.code === 'string').map((l) => l.code as string);
+  const codesFor = (vmId: string): string[] =>
+    t.d
+      .logs()
+      .filter((l) => l.vmId === vmId && typeof l.code === 'string')
+      .map((l) => l.code as string);
 
   it('a 2 MiB line is dropped whole and the valid message after it is used', async () => {
     const vm = newVmId();
@@ -26,9 +30,17 @@ describe('hostile guests', () => {
     await g.write('{"__name__":"host-name","name":"');
     for (let i = 0; i < 8; i++) await g.write(chunk);
     await g.write('"}\n{"__name__":"host-name","name":"after-long-line"}\n');
-    const s = await eventually(() => stats(vm), (x) => x.guestName !== '', 10_000, 'host name after the long line');
+    const s = await eventually(
+      () => stats(vm),
+      (x) => x.guestName !== '',
+      10_000,
+      'host name after the long line',
+    );
     expect(s.guestName).toBe('after-long-line');
-    await eventually(() => codesFor(vm), (codes) => codes.includes(GuestIssue.lineTooLong));
+    await eventually(
+      () => codesFor(vm),
+      (codes) => codes.includes(GuestIssue.lineTooLong),
+    );
     await g.close();
   });
 
@@ -40,28 +52,55 @@ describe('hostile guests', () => {
       await g.write('{"__name__":"heartbeat"}\n');
       return eventually(() => stats(vm), check, 10_000, what);
     };
-    let s = await step(Buffer.concat([Buffer.from('{"__name__":"host-name","name":"bad'), Buffer.of(0xff, 0xfe, 0xc3), Buffer.from('name"}\n')]), (x) => x.guestName !== '', 'invalid UTF-8');
+    let s = await step(
+      Buffer.concat([
+        Buffer.from('{"__name__":"host-name","name":"bad'),
+        Buffer.of(0xff, 0xfe, 0xc3),
+        Buffer.from('name"}\n'),
+      ]),
+      (x) => x.guestName !== '',
+      'invalid UTF-8',
+    );
     expect(s.guestName).toBe('bad\ufffd\ufffd\ufffdname');
-    s = await step('{"__name__":"fqdn","fqdn":"a\\u0007b\\u009bc\\u0000d"}\n', (x) => x.guestFQDN !== '', 'control characters');
+    s = await step(
+      '{"__name__":"fqdn","fqdn":"a\\u0007b\\u009bc\\u0000d"}\n',
+      (x) => x.guestFQDN !== '',
+      'control characters',
+    );
     expect(s.guestFQDN).toBe('a\ufffdb\ufffdc\ufffdd');
     await g.write('[{"__name__":"host-name","name":"from-an-array"}]\n');
     await g.write('{"name":"no-name-key"}\n');
     await g.write('"just a string"\n');
-    s = await step('{"__proto__":{"__name__":"host-name","name":"via-proto"},"__name__":"os-version","version":"os-1","constructor":{"prototype":{"polluted":1}}}\n', (x) => x.guestOs === 'os-1', '__proto__');
+    s = await step(
+      '{"__proto__":{"__name__":"host-name","name":"via-proto"},"__name__":"os-version","version":"os-1","constructor":{"prototype":{"polluted":1}}}\n',
+      (x) => x.guestOs === 'os-1',
+      '__proto__',
+    );
     expect(s.guestName).toBe('bad\ufffd\ufffd\ufffdname'); // none of the invalid messages took effect
     const interfaces = Array.from({ length: 300 }, (_, i) => ({
       name: `${'n'.repeat(76)}${String(i).padStart(4, '0')}`, // 80 characters
       hw: i % 2 ? 'AA:BB:CC:DD:EE:FF' : 'not-a-mac',
       inet: [...Array.from({ length: 50 }, (_, j) => `10.${i % 250}.${j}.1`), 'bogus', '999.1.1.1'],
-      inet6: [...Array.from({ length: 50 }, (_, j) => `fd00:${i.toString(16)}::${j.toString(16)}`), 'fe80::zz', '10.0.0.1'],
+      inet6: [
+        ...Array.from({ length: 50 }, (_, j) => `fd00:${i.toString(16)}::${j.toString(16)}`),
+        'fe80::zz',
+        '10.0.0.1',
+      ],
     }));
-    s = await step(JSON.stringify({ __name__: 'network-interfaces', interfaces }) + '\n', (x) => x.netIfaces.length > 0, '300 interfaces');
+    s = await step(
+      JSON.stringify({ __name__: 'network-interfaces', interfaces }) + '\n',
+      (x) => x.netIfaces.length > 0,
+      '300 interfaces',
+    );
     expect(s.netIfaces).toHaveLength(128);
     expect(s.netIfaces.every((i) => i.name === 'n'.repeat(50) && i.inet.length + i.inet6.length === 64)).toBe(true);
     expect(s.netIfaces.slice(0, 2).map((i) => i.hw)).toEqual(['', 'aa:bb:cc:dd:ee:ff']);
     expect(s.netIfaces[0]!.inet).toHaveLength(50);
     expect(guestDataProblem(s as unknown as Record<string, unknown>)).toBeNull();
-    await eventually(() => codesFor(vm), (codes) => [GuestIssue.textReplaced, GuestIssue.notObject, GuestIssue.noName].every((k) => codes.includes(k)));
+    await eventually(
+      () => codesFor(vm),
+      (codes) => [GuestIssue.textReplaced, GuestIssue.notObject, GuestIssue.noName].every((k) => codes.includes(k)),
+    );
     expect(t.d.logs().filter((l) => l.vmId === vm && l.level === 'warn').length).toBeLessThanOrEqual(5); // rate-limited
     expect(t.d.proc.exitCode).toBeNull();
     await g.close();
@@ -76,11 +115,21 @@ describe('hostile guests', () => {
     const quiet = await ScriptedGuest.listen(channelPath(t.dir, silent, 'org.qemu.guest_agent.0')); // accepts, never speaks
     const quietOvirt = await ScriptedGuest.listen(channelPath(t.dir, silent, OVIRT)); // likewise
     const g = await ScriptedGuest.listen(channelPath(t.dir, calm, OVIRT));
-    await eventually(() => flood.sent(), (n) => n > 16 * MiB, 20_000, 'flood under way');
+    await eventually(
+      () => flood.sent(),
+      (n) => n > 16 * MiB,
+      20_000,
+      'flood under way',
+    );
     let peakRss = 0;
     for (let i = 0; i < 5; i++) {
       await g.send('host-name', { name: `calm-${i}` });
-      await eventually(() => stats(calm), (x) => x.guestName === `calm-${i}`, 10_000, `calm VM update ${i} during the flood`);
+      await eventually(
+        () => stats(calm),
+        (x) => x.guestName === `calm-${i}`,
+        10_000,
+        `calm VM update ${i} during the flood`,
+      );
       expect(await t.c.call('Host.ping2')).toBe(true);
       peakRss = Math.max(peakRss, await rssBytes(t.d.proc.pid!));
     }

@@ -32,11 +32,26 @@ describe('oVirt guest agent, end to end', () => {
     const vm = newVmId();
     const g = await ScriptedGuest.listen(channelPath(t.dir, vm, OVIRT));
     await g.connected();
-    expect(JSON.parse(await g.waitForLine((l) => l.includes('refresh')))).toEqual({ __name__: 'refresh', apiVersion: 3 });
+    expect(JSON.parse(await g.waitForLine((l) => l.includes('refresh')))).toEqual({
+      __name__: 'refresh',
+      apiVersion: 3,
+    });
     const before = await t.stats(vm);
-    expect(before).toMatchObject({ vmId: vm, status: 'Up', netIfaces: [], network: {}, guestIPs: '', guestAgentStatus: 'unknown' });
+    expect(before).toMatchObject({
+      vmId: vm,
+      status: 'Up',
+      netIfaces: [],
+      network: {},
+      guestIPs: '',
+      guestAgentStatus: 'unknown',
+    });
     for (const line of ovirtSession('linux-session')) await g.write(line);
-    const s = await eventually(() => t.stats(vm), (x) => x.netIfaces.length > 0 && x.guestAgentStatus === 'responsive', 10_000, 'interfaces reported');
+    const s = await eventually(
+      () => t.stats(vm),
+      (x) => x.netIfaces.length > 0 && x.guestAgentStatus === 'responsive',
+      10_000,
+      'interfaces reported',
+    );
     expect(s).toEqual({
       vmId: vm,
       status: 'Up',
@@ -56,7 +71,9 @@ describe('oVirt guest agent, end to end', () => {
     expect(Number(s.statusTime)).toBeGreaterThan(2147483647); // VDSM's event clock
     // The first heartbeat said 0 (nothing to agree), the last 3: exactly one api-version 3.
     await g.waitForLine((l) => l.includes('api-version'));
-    expect(g.received.filter((l) => l.includes('api-version')).map((l) => JSON.parse(l))).toEqual([{ __name__: 'api-version', apiVersion: 3 }]);
+    expect(g.received.filter((l) => l.includes('api-version')).map((l) => JSON.parse(l))).toEqual([
+      { __name__: 'api-version', apiVersion: 3 },
+    ]);
     // Aliases and getAllVmStats serve the same data.
     const [alias] = await t.c.call<VmStats[]>('getVmStats', [vm]);
     expect(alias!.netIfaces).toEqual(s.netIfaces);
@@ -69,13 +86,24 @@ describe('oVirt guest agent, end to end', () => {
     const vm = newVmId();
     const g = await ScriptedGuest.listen(channelPath(t.dir, vm, OVIRT));
     for (const line of ovirtSession('windows-session')) await g.write(line);
-    await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive' && x.netIfaces.length > 0);
-    const quiet = await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'unresponsive', 10_000, 'unresponsive after silence');
+    await eventually(
+      () => t.stats(vm),
+      (x) => x.guestAgentStatus === 'responsive' && x.netIfaces.length > 0,
+    );
+    const quiet = await eventually(
+      () => t.stats(vm),
+      (x) => x.guestAgentStatus === 'unresponsive',
+      10_000,
+      'unresponsive after silence',
+    );
     expect(quiet.netIfaces[0]!.name).toBe('Red Hat VirtIO Ethernet Adapter #2');
     expect(quiet.guestIPs).toBe('10.35.1.21 169.254.10.9');
     expect(quiet.guestFQDN).toBe('WIN-7QK3G2M1.corp.example');
     await g.send('heartbeat', { 'free-ram': '100', apiVersion: 3 });
-    await eventually(() => t.stats(vm), (x) => x.guestAgentStatus === 'responsive');
+    await eventually(
+      () => t.stats(vm),
+      (x) => x.guestAgentStatus === 'responsive',
+    );
     await g.close();
   });
 
@@ -87,7 +115,10 @@ describe('oVirt guest agent, end to end', () => {
     const next = g.nextConnection();
     g.hangUp();
     await next;
-    await eventually(() => g.received.filter((l) => l.includes('refresh')).length, (n) => n >= 2);
+    await eventually(
+      () => g.received.filter((l) => l.includes('refresh')).length,
+      (n) => n >= 2,
+    );
     // QEMU restarted: a new socket under the same name (created beside it, renamed over it).
     const tmp = path.join(t.dir, 'replacement.sock');
     const g2 = await ScriptedGuest.listen(tmp);
@@ -95,7 +126,10 @@ describe('oVirt guest agent, end to end', () => {
     await g2.connected();
     await g2.waitForLine((l) => l.includes('refresh'));
     await g2.send('host-name', { name: 'after-restart' });
-    await eventually(() => t.stats(vm), (x) => x.guestName === 'after-restart');
+    await eventually(
+      () => t.stats(vm),
+      (x) => x.guestName === 'after-restart',
+    );
     await g.close(false);
     await g2.close();
   });
@@ -103,9 +137,17 @@ describe('oVirt guest agent, end to end', () => {
   it('a VM is known while a socket exists; removal makes it unknown (code 1)', async () => {
     const vm = newVmId();
     const g = await ScriptedGuest.listen(channelPath(t.dir, vm, OVIRT));
-    await eventually(() => t.stats(vm).then((s) => s.status), (s) => s === 'Up');
+    await eventually(
+      () => t.stats(vm).then((s) => s.status),
+      (s) => s === 'Up',
+    );
     await g.close(); // unlinks the socket
-    const err = await eventually(() => errorOf(t.stats(vm)), (e) => e.code === 1, 10_000, 'VM gone');
+    const err = await eventually(
+      () => errorOf(t.stats(vm)),
+      (e) => e.code === 1,
+      10_000,
+      'VM gone',
+    );
     expect(err.message).toMatch(/^Virtual machine does not exist/);
   });
 
@@ -120,7 +162,10 @@ describe('oVirt guest agent, end to end', () => {
     ];
     const marker = newVmId();
     const m = await ScriptedGuest.listen(channelPath(t.dir, marker, 'com.redhat.rhevm.vdsm')); // the legacy name counts
-    await eventually(() => t.stats(marker).then((s) => s.status), (s) => s === 'Up');
+    await eventually(
+      () => t.stats(marker).then((s) => s.status),
+      (s) => s === 'Up',
+    );
     const all = await t.c.call<VmStats[]>('Host.getAllVmStats');
     expect(all.map((s) => s.vmId)).not.toContain(vm);
     expect(all.every((s) => /^[0-9a-f-]{36}$/.test(s.vmId))).toBe(true);
@@ -135,10 +180,16 @@ describe('oVirt guest agent, end to end', () => {
     await first.waitForLine((l) => l.includes('refresh'));
     const spare = await ScriptedGuest.listen(channelPath(t.dir, vm.toUpperCase(), OVIRT));
     await first.send('host-name', { name: 'first' });
-    await eventually(() => t.stats(vm), (x) => x.guestName === 'first');
+    await eventually(
+      () => t.stats(vm),
+      (x) => x.guestName === 'first',
+    );
     await spare.close();
     await first.send('host-name', { name: 'still-here' });
-    await eventually(() => t.stats(vm), (x) => x.guestName === 'still-here');
+    await eventually(
+      () => t.stats(vm),
+      (x) => x.guestName === 'still-here',
+    );
     expect(spare.connections).toBe(0);
     expect((await t.c.call<VmStats[]>('Host.getAllVmStats')).filter((x) => x.vmId === vm)).toHaveLength(1);
     await first.close();
@@ -167,13 +218,28 @@ describe('channels directory lifecycle', () => {
       mkdirSync(dir);
       const vm = newVmId();
       const g = await ScriptedGuest.listen(channelPath(dir, vm, OVIRT));
-      await eventually(() => c.call<VmStats[]>('Host.getAllVmStats'), (a) => a.some((s) => s.vmId === vm), 15_000, 'VM after the directory appeared');
+      await eventually(
+        () => c.call<VmStats[]>('Host.getAllVmStats'),
+        (a) => a.some((s) => s.vmId === vm),
+        15_000,
+        'VM after the directory appeared',
+      );
       await g.close(false);
       rmSync(dir, { recursive: true });
-      await eventually(() => c.call<VmStats[]>('Host.getAllVmStats'), (a) => a.length === 0, 15_000, 'VMs forgotten with the directory');
+      await eventually(
+        () => c.call<VmStats[]>('Host.getAllVmStats'),
+        (a) => a.length === 0,
+        15_000,
+        'VMs forgotten with the directory',
+      );
       mkdirSync(dir);
       const g2 = await ScriptedGuest.listen(channelPath(dir, vm, OVIRT));
-      await eventually(() => c.call<VmStats[]>('Host.getAllVmStats'), (a) => a.some((s) => s.vmId === vm), 15_000, 'VM after the directory came back');
+      await eventually(
+        () => c.call<VmStats[]>('Host.getAllVmStats'),
+        (a) => a.some((s) => s.vmId === vm),
+        15_000,
+        'VM after the directory came back',
+      );
       await g2.close();
       const missingLines = d.logs().filter((l) => l.msg === 'channels directory is missing; waiting for it to appear');
       expect(missingLines).toHaveLength(2); // once at start, once after it vanished: not once per check

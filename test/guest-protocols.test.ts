@@ -1,13 +1,16 @@
 // The pure agent protocols on captured payloads (fixtures/), and hostile variants of them.
 import { describe, expect, it } from 'vitest';
 import { GuestIssue, type IssueCounts } from '../src/guest/issues.js';
+import { OVIRT_API_VERSION, encodeRefresh, negotiateApiVersion, parseOvirtLine } from '../src/guest/ovirtAgent.js';
 import {
-  OVIRT_API_VERSION,
-  encodeRefresh,
-  negotiateApiVersion,
-  parseOvirtLine,
-} from '../src/guest/ovirtAgent.js';
-import { QgaReader, encodeCommand, encodeSync, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo, parseQgaReply } from '../src/guest/qemuAgent.js';
+  QgaReader,
+  encodeCommand,
+  encodeSync,
+  mapQgaHostName,
+  mapQgaInterfaces,
+  mapQgaOsInfo,
+  parseQgaReply,
+} from '../src/guest/qemuAgent.js';
 import { fixtureBytes, ovirtSession, qgaReturn } from './helpers/guestFixtures.js';
 
 const line = (obj: unknown): Buffer => Buffer.from(JSON.stringify(obj));
@@ -32,7 +35,9 @@ describe('oVirt guest agent messages', () => {
   });
 
   it('reads a Windows agent: adapter descriptions as names, zone removed from link-local', () => {
-    const ni = ovirtSession('windows-session').map((l) => parseOvirtLine(l)).find((m) => m.name === 'network-interfaces')!;
+    const ni = ovirtSession('windows-session')
+      .map((l) => parseOvirtLine(l))
+      .find((m) => m.name === 'network-interfaces')!;
     expect(ni.report!.netIfaces![0]).toEqual({
       name: 'Red Hat VirtIO Ethernet Adapter #2',
       hw: '00:1a:4a:16:01:51',
@@ -76,7 +81,11 @@ describe('oVirt guest agent messages', () => {
   });
 
   it('__proto__ and constructor keys are plain data, never prototypes', () => {
-    const m = parseOvirtLine(Buffer.from('{"__proto__":{"__name__":"host-name","name":"evil"},"__name__":"fqdn","fqdn":"good.example","constructor":{"prototype":{"x":1}}}'));
+    const m = parseOvirtLine(
+      Buffer.from(
+        '{"__proto__":{"__name__":"host-name","name":"evil"},"__name__":"fqdn","fqdn":"good.example","constructor":{"prototype":{"x":1}}}',
+      ),
+    );
     expect(m.report).toEqual({ guestFQDN: 'good.example' });
     const n = parseOvirtLine(Buffer.from('{"__proto__":{"__name__":"heartbeat"}}'));
     expect(n.valid).toBe(false);
@@ -88,7 +97,12 @@ describe('oVirt guest agent messages', () => {
       line({
         __name__: 'network-interfaces',
         interfaces: [
-          { name: 'n'.repeat(80), hw: 'ZZ:ZZ:ZZ:ZZ:ZZ:ZZ', inet: ['300.1.1.1', '192.0.2.5', 7, null], inet6: ['fe80::1%eth0', 'nope'] },
+          {
+            name: 'n'.repeat(80),
+            hw: 'ZZ:ZZ:ZZ:ZZ:ZZ:ZZ',
+            inet: ['300.1.1.1', '192.0.2.5', 7, null],
+            inet6: ['fe80::1%eth0', 'nope'],
+          },
           { name: 'e\u0000v\u001bil\u0085', hw: 'AA:BB:CC:DD:EE:FF', inet: 'not-a-list' },
           'not-an-object',
           { hw: null },
@@ -101,13 +115,23 @@ describe('oVirt guest agent messages', () => {
       { name: '', hw: '', inet: [], inet6: [] },
     ]);
     const codes = [...m.issues.keys()].sort();
-    expect(codes).toEqual([GuestIssue.badAddress, GuestIssue.badField, GuestIssue.badMac, GuestIssue.textReplaced, GuestIssue.textTruncated].sort());
+    expect(codes).toEqual(
+      [
+        GuestIssue.badAddress,
+        GuestIssue.badField,
+        GuestIssue.badMac,
+        GuestIssue.textReplaced,
+        GuestIssue.textTruncated,
+      ].sort(),
+    );
   });
 
   it('a host-name that is not a string is dropped, not reported', () => {
     expect(parseOvirtLine(line({ __name__: 'host-name', name: { a: 1 } })).report).toBeNull();
     expect(parseOvirtLine(line({ __name__: 'fqdn' })).report).toBeNull();
-    expect(parseOvirtLine(line({ __name__: 'os-version', version: 'x'.repeat(1000) })).report!.guestOs).toHaveLength(255);
+    expect(parseOvirtLine(line({ __name__: 'os-version', version: 'x'.repeat(1000) })).report!.guestOs).toHaveLength(
+      255,
+    );
   });
 });
 
@@ -155,7 +179,11 @@ describe('QEMU guest agent protocol', () => {
       errorClass: 'CommandNotFound',
       desc: 'The command guest-bogus has not been found',
     });
-    expect(parseQgaReply(Buffer.from('{"error": {"class": "X\\u0000", "desc": 5}}'), issues)).toEqual({ kind: 'error', errorClass: 'X\ufffd', desc: '' });
+    expect(parseQgaReply(Buffer.from('{"error": {"class": "X\\u0000", "desc": 5}}'), issues)).toEqual({
+      kind: 'error',
+      errorClass: 'X\ufffd',
+      desc: '',
+    });
     expect(parseQgaReply(Buffer.from('{"greeting": 1}'), issues)).toEqual({ kind: 'invalid' });
     expect(parseQgaReply(Buffer.from('[1]'), issues)).toEqual({ kind: 'invalid' });
   });
@@ -170,7 +198,12 @@ describe('QEMU guest agent protocol', () => {
   it('merges label aliases into their interface and reports address-less interfaces', () => {
     expect(mapQgaInterfaces(qgaReturn('alias-interfaces'), new Map())).toEqual([
       { name: 'lo', hw: '00:00:00:00:00:00', inet: ['127.0.0.1'], inet6: [] },
-      { name: 'eth0', hw: '52:54:00:12:34:56', inet: ['192.0.2.20', '198.51.100.7'], inet6: ['fe80::5054:ff:fe12:3456'] },
+      {
+        name: 'eth0',
+        hw: '52:54:00:12:34:56',
+        inet: ['192.0.2.20', '198.51.100.7'],
+        inet6: ['fe80::5054:ff:fe12:3456'],
+      },
       { name: 'eth1', hw: '52:54:00:ab:cd:ef', inet: [], inet6: [] },
     ]);
   });
@@ -185,7 +218,12 @@ describe('QEMU guest agent protocol', () => {
 
   it('every field may be missing or null', () => {
     const issues: IssueCounts = new Map();
-    expect(mapQgaInterfaces([{}, { name: null, 'ip-addresses': null }, { name: 'x', 'ip-addresses': [{}, { 'ip-address-type': 'ipv4' }] }], issues)).toEqual([
+    expect(
+      mapQgaInterfaces(
+        [{}, { name: null, 'ip-addresses': null }, { name: 'x', 'ip-addresses': [{}, { 'ip-address-type': 'ipv4' }] }],
+        issues,
+      ),
+    ).toEqual([
       { name: '', hw: '', inet: [], inet6: [] },
       { name: '', hw: '', inet: [], inet6: [] },
       { name: 'x', hw: '', inet: [], inet6: [] },

@@ -62,7 +62,10 @@ describe('QgaPoller', () => {
   it('resyncs first, polls all three commands, then network data every round and the rest every detailsEveryMs', async () => {
     const { link, sink, poller } = setup();
     poller.start();
-    await eventually(() => sink.reports.length, (n) => n >= 4);
+    await eventually(
+      () => sink.reports.length,
+      (n) => n >= 4,
+    );
     // detailsEveryMs 60 at a 20 ms interval: host name and OS every third round.
     expect(link.calls.slice(0, 9)).toEqual([
       'sync',
@@ -87,23 +90,35 @@ describe('QgaPoller', () => {
     expect(sink.reports[1]).toEqual({ netIfaces: sink.reports[0]!.netIfaces });
     // A host name change is seen at the next details round.
     link.answers.set('guest-get-host-name', { 'host-name': 'renamed' });
-    await eventually(() => sink.reports, (r) => r.some((x) => x.guestName === 'renamed'));
+    await eventually(
+      () => sink.reports,
+      (r) => r.some((x) => x.guestName === 'renamed'),
+    );
   });
 
   it('a resync asks for everything again at once', async () => {
     const { link, sink, poller } = setup(60_000);
     poller.start();
-    await eventually(() => sink.reports.length, (n) => n >= 2);
+    await eventually(
+      () => sink.reports.length,
+      (n) => n >= 2,
+    );
     expect(link.calls.filter((c) => c === 'guest-get-host-name')).toHaveLength(1);
     poller.linkReset();
-    await eventually(() => link.calls.filter((c) => c === 'guest-get-host-name').length, (n) => n === 2);
+    await eventually(
+      () => link.calls.filter((c) => c === 'guest-get-host-name').length,
+      (n) => n === 2,
+    );
     expect(link.calls.filter((c) => c === 'sync')).toHaveLength(2);
   });
 
   it('an unreadable reply resyncs at once, keeps the agent responsive and its data; a run of them makes it unresponsive', async () => {
     const { link, sink, poller } = setup(60_000);
     poller.start();
-    await eventually(() => sink.reports.length, (n) => n >= 2);
+    await eventually(
+      () => sink.reports.length,
+      (n) => n >= 2,
+    );
     const before = link.calls.length;
     const answers = link.answers;
     // One bad reply, then good ones again: resynced at once (no interval wait), never unresponsive.
@@ -117,14 +132,26 @@ describe('QgaPoller', () => {
       const a = command === 'guest-network-get-interfaces' ? qgaReturn('linux-interfaces') : answers.get(command);
       return a instanceof QgaCommandError ? Promise.reject(a) : Promise.resolve(a);
     };
-    await eventually(() => link.calls.slice(before), (c) => c.filter((x) => x === 'guest-network-get-interfaces').length >= 3);
-    expect(link.calls.slice(before, before + 3)).toEqual(['guest-network-get-interfaces', 'sync', 'guest-network-get-interfaces']);
+    await eventually(
+      () => link.calls.slice(before),
+      (c) => c.filter((x) => x === 'guest-network-get-interfaces').length >= 3,
+    );
+    expect(link.calls.slice(before, before + 3)).toEqual([
+      'guest-network-get-interfaces',
+      'sync',
+      'guest-network-get-interfaces',
+    ]);
     expect(sink.statuses).not.toContain('unresponsive');
     // Unreadable replies that keep coming: unresponsive after QGA_PROTOCOL_ERRORS_TOLERATED in a row.
     bad = Infinity;
-    await eventually(() => sink.statuses, (s) => s.includes('unresponsive'));
+    await eventually(
+      () => sink.statuses,
+      (s) => s.includes('unresponsive'),
+    );
     const failedSince = link.calls.lastIndexOf('guest-get-host-name');
-    expect(link.calls.slice(failedSince).filter((c) => c === 'sync').length).toBeGreaterThanOrEqual(QGA_PROTOCOL_ERRORS_TOLERATED);
+    expect(link.calls.slice(failedSince).filter((c) => c === 'sync').length).toBeGreaterThanOrEqual(
+      QGA_PROTOCOL_ERRORS_TOLERATED,
+    );
     expect(sink.reports.every((r) => r.netIfaces?.length === 2)).toBe(true); // nothing was lost or blanked
   });
 
@@ -132,7 +159,10 @@ describe('QgaPoller', () => {
     const { link, sink, poller } = setup();
     link.answers.set('guest-get-host-name', new QgaCommandError('timeout', 'no answer'));
     poller.start();
-    await eventually(() => link.calls.filter((c) => c === 'sync').length, (n) => n >= 2);
+    await eventually(
+      () => link.calls.filter((c) => c === 'sync').length,
+      (n) => n >= 2,
+    );
     expect(link.calls.slice(0, 4)).toEqual(['sync', 'guest-network-get-interfaces', 'guest-get-host-name', 'sync']);
     expect(sink.statuses[0]).toBe('unresponsive');
     expect(sink.reports[0]!.netIfaces).toHaveLength(2); // interfaces arrived before the timeout
@@ -141,22 +171,34 @@ describe('QgaPoller', () => {
 
   it('an agent error is an answer: still responsive; a missing command is not asked again until relinked', async () => {
     const { link, sink, poller } = setup();
-    link.answers.set('guest-get-osinfo', new QgaCommandError('agent', 'The command guest-get-osinfo has not been found', 'CommandNotFound'));
+    link.answers.set(
+      'guest-get-osinfo',
+      new QgaCommandError('agent', 'The command guest-get-osinfo has not been found', 'CommandNotFound'),
+    );
     poller.start();
-    await eventually(() => sink.reports.length, (n) => n >= 3);
+    await eventually(
+      () => sink.reports.length,
+      (n) => n >= 3,
+    );
     expect(link.calls.filter((c) => c === 'guest-get-osinfo')).toHaveLength(1);
     expect(sink.statuses.every((s) => s === 'responsive')).toBe(true);
     expect(sink.reports[0]!.guestOs).toBeUndefined();
     expect(sink.codes).toContain('GUEST_ERR_QGA_ERROR');
     poller.linkReset();
-    await eventually(() => link.calls.filter((c) => c === 'guest-get-osinfo').length, (n) => n === 2);
+    await eventually(
+      () => link.calls.filter((c) => c === 'guest-get-osinfo').length,
+      (n) => n === 2,
+    );
   });
 
   it('a failing resync polls nothing and reports unresponsive', async () => {
     const { link, sink, poller } = setup();
     link.answers.set('sync', new QgaCommandError('disconnected', 'channel not connected'));
     poller.start();
-    await eventually(() => link.calls.length, (n) => n >= 3);
+    await eventually(
+      () => link.calls.length,
+      (n) => n >= 3,
+    );
     expect(new Set(link.calls)).toEqual(new Set(['sync']));
     expect(sink.reports).toEqual([]);
     expect(sink.statuses.every((s) => s === 'unresponsive')).toBe(true);

@@ -28,7 +28,9 @@ describe('QgaReader: replies unchanged but for their counters', () => {
   it('parses again when anything else changed', () => {
     const r = new QgaReader();
     const first = value(r.push(ifaces('10.0.0.1', counters(1)))[0]);
-    const second = value(r.push(ifaces('10.0.0.2', counters(1)))[0]) as { 'ip-addresses': { 'ip-address': string }[] }[];
+    const second = value(r.push(ifaces('10.0.0.2', counters(1)))[0]) as {
+      'ip-addresses': { 'ip-address': string }[];
+    }[];
     expect(second).not.toBe(first);
     expect(second[0]!['ip-addresses'][0]!['ip-address']).toBe('10.0.0.2');
   });
@@ -49,7 +51,8 @@ describe('QgaReader: replies unchanged but for their counters', () => {
 
   it('takes "statistics" inside a string for text, not for a key', () => {
     const r = new QgaReader();
-    const line = (n: number): Buffer => Buffer.from(`{"return": {"host-name": "x\\", \\"statistics\\": {\\"a\\": ${n}}"}}\n`);
+    const line = (n: number): Buffer =>
+      Buffer.from(`{"return": {"host-name": "x\\", \\"statistics\\": {\\"a\\": ${n}}"}}\n`);
     const first = value(r.push(line(1))[0]);
     const second = value(r.push(line(2))[0]) as { 'host-name': string };
     expect(second).not.toBe(first);

@@ -46,7 +46,9 @@ describe('VmRegistry', () => {
   it('guestIPs: IPv4 of netIfaces in order, loopback left out', () => {
     const { reg } = setup();
     reg.channelAdded(VM, QGA);
-    reg.report(VM, QGA, { netIfaces: [...eth0('192.0.2.1', '127.0.0.2'), { name: 'eth1', hw: '', inet: ['198.51.100.9'], inet6: [] }] });
+    reg.report(VM, QGA, {
+      netIfaces: [...eth0('192.0.2.1', '127.0.0.2'), { name: 'eth1', hw: '', inet: ['198.51.100.9'], inet6: [] }],
+    });
     expect(reg.get(VM)!.guestIPs).toBe('192.0.2.1 198.51.100.9');
   });
 

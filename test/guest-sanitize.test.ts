@@ -2,7 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import { LineFramer, QGA_DELIMITER } from '../src/guest/framing.js';
 import { GuestIssue, type IssueCounts } from '../src/guest/issues.js';
-import { GUEST_LIMITS, cleanAddress, cleanMac, cleanText, decodeUtf8, sanitizeInterfaces } from '../src/guest/sanitize.js';
+import {
+  GUEST_LIMITS,
+  cleanAddress,
+  cleanMac,
+  cleanText,
+  decodeUtf8,
+  sanitizeInterfaces,
+} from '../src/guest/sanitize.js';
 import { TokenBucket } from '../src/guest/rateBudget.js';
 import { WarnLimiter } from '../src/guest/warnLimiter.js';
 
@@ -59,7 +66,22 @@ describe('text', () => {
 
   it('replaces every control and non-character VDSM replaces, and lone surrogates', () => {
     const issues: IssueCounts = new Map();
-    const bad = ['\u0000', '\u0008', '\u001b', '\u007f', '\u0084', '\u0086', '\u009f', '\ud800', '\udfff', '\ufffe', '\uffff', '\t', '\n', '\r'];
+    const bad = [
+      '\u0000',
+      '\u0008',
+      '\u001b',
+      '\u007f',
+      '\u0084',
+      '\u0086',
+      '\u009f',
+      '\ud800',
+      '\udfff',
+      '\ufffe',
+      '\uffff',
+      '\t',
+      '\n',
+      '\r',
+    ];
     for (const ch of bad) expect(cleanText(`a${ch}b`, 50, issues)).toBe('a\ufffdb');
     expect(cleanText('ok 😀 ü 以太网', 50, issues)).toBe('ok 😀 ü 以太网'); // valid pairs and non-ASCII pass
     expect(issues.get(GuestIssue.textReplaced)).toBe(bad.length);
@@ -82,7 +104,17 @@ describe('MAC and address rules', () => {
     expect(cleanMac('52:54:00:AB:cd:EF', issues)).toBe('52:54:00:ab:cd:ef');
     const ib = Array.from({ length: 20 }, (_, i) => (i + 160).toString(16)).join(':');
     expect(cleanMac(ib.toUpperCase(), issues)).toBe(ib);
-    for (const bad of ['52:54:00:ab:cd', '52-54-00-ab-cd-ef', '525400abcdef', '52:54:00:ab:cd:eg', '52:54:00:ab:cd:ef:00', ' 52:54:00:ab:cd:ef', 42, {}, ['52:54:00:ab:cd:ef']]) {
+    for (const bad of [
+      '52:54:00:ab:cd',
+      '52-54-00-ab-cd-ef',
+      '525400abcdef',
+      '52:54:00:ab:cd:eg',
+      '52:54:00:ab:cd:ef:00',
+      ' 52:54:00:ab:cd:ef',
+      42,
+      {},
+      ['52:54:00:ab:cd:ef'],
+    ]) {
       expect(cleanMac(bad, issues)).toBe('');
     }
     expect(issues.get(GuestIssue.badMac)).toBe(9);
@@ -95,7 +127,18 @@ describe('MAC and address rules', () => {
     expect(cleanAddress('192.0.2.1', 4, issues)).toBe('192.0.2.1');
     expect(cleanAddress('fe80::1%eth0', 6, issues)).toBe('fe80::1');
     expect(cleanAddress('2001:db8::1', 6, issues)).toBe('2001:db8::1');
-    for (const [bad, fam] of [['10.1', 4], ['1.2.3.4/24', 4], ['host.example', 4], ['2001:db8::1', 4], ['192.0.2.1', 6], ['::1/128', 6], ['1.2.3.04', 4], ['', 4], [7, 4], ['%eth0', 6]] as const) {
+    for (const [bad, fam] of [
+      ['10.1', 4],
+      ['1.2.3.4/24', 4],
+      ['host.example', 4],
+      ['2001:db8::1', 4],
+      ['192.0.2.1', 6],
+      ['::1/128', 6],
+      ['1.2.3.04', 4],
+      ['', 4],
+      [7, 4],
+      ['%eth0', 6],
+    ] as const) {
       expect(cleanAddress(bad, fam, issues)).toBeNull();
     }
     expect(issues.get(GuestIssue.badAddress)).toBe(10);

@@ -18,7 +18,19 @@ const VMS = 200;
 const CLIENTS = 50;
 const REQUESTS_PER_CLIENT = 40;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STATS_KEYS = ['elapsedTime', 'guestAgentStatus', 'guestFQDN', 'guestIPs', 'guestName', 'guestOs', 'netIfaces', 'network', 'status', 'statusTime', 'vmId'];
+const STATS_KEYS = [
+  'elapsedTime',
+  'guestAgentStatus',
+  'guestFQDN',
+  'guestIPs',
+  'guestName',
+  'guestOs',
+  'netIfaces',
+  'network',
+  'status',
+  'statusTime',
+  'vmId',
+];
 
 /** What the daemon must show as netIfaces for the guest's current model, per agent. */
 function expectedNetIfaces(g: SimGuest): GuestNetworkDeviceInfo[] {
@@ -37,7 +49,8 @@ function shapeProblems(s: VmStats): string[] {
   if (JSON.stringify(Object.keys(s).sort()) !== JSON.stringify(STATS_KEYS)) p.push(`keys ${Object.keys(s).join(',')}`);
   if (!UUID.test(s.vmId)) p.push('vmId');
   if (s.status !== 'Up') p.push(`status ${s.status}`);
-  if (!/^\d+$/.test(s.statusTime) || Number(s.statusTime) <= 2147483647 || !/^\d+$/.test(s.elapsedTime)) p.push('time stamps');
+  if (!/^\d+$/.test(s.statusTime) || Number(s.statusTime) <= 2147483647 || !/^\d+$/.test(s.elapsedTime))
+    p.push('time stamps');
   for (const k of ['guestIPs', 'guestName', 'guestFQDN', 'guestOs'] as const) if (typeof s[k] !== 'string') p.push(k);
   if (!['responsive', 'unresponsive', 'unknown'].includes(s.guestAgentStatus)) p.push('guestAgentStatus');
   const network: unknown = s.network; // as received: the type says what it should be, not what it is
@@ -55,7 +68,10 @@ function shapeProblems(s: VmStats): string[] {
         i.inet6.every((a) => typeof a === 'string');
       if (!ok) p.push(`interface ${JSON.stringify(i)}`);
     }
-  const ips = (Array.isArray(s.netIfaces) ? s.netIfaces : []).flatMap((i) => i.inet).filter((a) => !a.startsWith('127.')).join(' ');
+  const ips = (Array.isArray(s.netIfaces) ? s.netIfaces : [])
+    .flatMap((i) => i.inet)
+    .filter((a) => !a.startsWith('127.'))
+    .join(' ');
   if (s.guestIPs !== ips) p.push(`guestIPs '${s.guestIPs}' vs netIfaces '${ips}'`);
   return p;
 }
@@ -85,7 +101,16 @@ describe('200 VMs, 50 clients, churning guests', () => {
     changing = guests.slice(120, 160);
     churned = guests.slice(160);
     for (const g of [...changing, ...churned]) history.set(g.vmId, new Set([JSON.stringify(expectedNetIfaces(g))]));
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-poll-interval', '0.5', '--qga-timeout', '1']);
+    d = await startDaemon([
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      dir,
+      '--qga-poll-interval',
+      '0.5',
+      '--qga-timeout',
+      '1',
+    ]);
   });
 
   afterAll(async () => {
@@ -116,7 +141,8 @@ describe('200 VMs, 50 clients, churning guests', () => {
       const g = byId.get(s.vmId);
       if (!g) return void problems.push(`${where}: unknown VM ${s.vmId}`);
       if (stable.includes(g)) {
-        if (JSON.stringify(s.netIfaces) !== JSON.stringify(expectedNetIfaces(g))) problems.push(`${where} ${s.vmId}: netIfaces ${JSON.stringify(s.netIfaces)}`);
+        if (JSON.stringify(s.netIfaces) !== JSON.stringify(expectedNetIfaces(g)))
+          problems.push(`${where} ${s.vmId}: netIfaces ${JSON.stringify(s.netIfaces)}`);
         if (s.guestName !== g.hostName) problems.push(`${where} ${s.vmId}: guestName ${s.guestName}`);
       } else if (s.netIfaces.length > 0 && !history.get(g.vmId)!.has(JSON.stringify(s.netIfaces))) {
         problems.push(`${where} ${s.vmId}: netIfaces never reported by the guest ${JSON.stringify(s.netIfaces)}`);
@@ -130,14 +156,20 @@ describe('200 VMs, 50 clients, churning guests', () => {
           answered++;
           const ids = new Set(all.map((s) => s.vmId));
           if (ids.size !== all.length) problems.push('getAllVmStats: a VM listed twice');
-          for (const g of [...stable, ...changing]) if (!ids.has(g.vmId)) problems.push(`getAllVmStats: ${g.vmId} missing`);
+          for (const g of [...stable, ...changing])
+            if (!ids.has(g.vmId)) problems.push(`getAllVmStats: ${g.vmId} missing`);
           for (const s of all) check(s, 'getAllVmStats');
         } else if (kind === 1) {
           const g = guests[(index * 7 + i * 13) % VMS]!;
           try {
-            const res = await withTimeout(c.call<VmStats[]>('VM.getStats', { vmID: g.vmId }), 30_000, 'VM.getStats answer');
+            const res = await withTimeout(
+              c.call<VmStats[]>('VM.getStats', { vmID: g.vmId }),
+              30_000,
+              'VM.getStats answer',
+            );
             answered++;
-            if (!Array.isArray(res) || res.length !== 1 || res[0]!.vmId !== g.vmId) problems.push(`VM.getStats ${g.vmId}: ${JSON.stringify(res).slice(0, 200)}`);
+            if (!Array.isArray(res) || res.length !== 1 || res[0]!.vmId !== g.vmId)
+              problems.push(`VM.getStats ${g.vmId}: ${JSON.stringify(res).slice(0, 200)}`);
             else check(res[0]!, 'VM.getStats');
           } catch (err) {
             if (!(err instanceof RpcCallError)) throw err;
@@ -199,7 +231,9 @@ describe('200 VMs, 50 clients, churning guests', () => {
 
     const started = Date.now();
     // The churn stops even when a client fails, before the simulator is closed after the test.
-    const results = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i))).finally(() => (churning = false));
+    const results = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i))).finally(
+      () => (churning = false),
+    );
     await churn;
     for (const g of churned) if (away.has(g.vmId)) await sim.add(g);
     away.clear();
@@ -228,7 +262,9 @@ describe('200 VMs, 50 clients, churning guests', () => {
     await warm.close();
     await sleep(5000);
     const afterKiB = rssKiB(d.proc.pid!);
-    console.log(`daemon RSS: steady ${Math.round(steadyKiB / 1024)} MiB, after the churn ${Math.round(afterKiB / 1024)} MiB`);
+    console.log(
+      `daemon RSS: steady ${Math.round(steadyKiB / 1024)} MiB, after the churn ${Math.round(afterKiB / 1024)} MiB`,
+    );
     expect(afterKiB).toBeLessThan(steadyKiB * 1.25 + 16 * 1024);
   }, 180_000);
 });

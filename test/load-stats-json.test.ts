@@ -26,9 +26,21 @@ describe('stats serialised once per change', () => {
     const names = ['eth0', 'Ethernet 2', '以太网', 'Red Hat VirtIO Ethernet Adapter #2', 'e\u0301th"\\0', '😀'];
     const vms = names.map((n, i) => ({ base: base(i, n), firstSeenMs: 1000 * i }));
     // Before any agent reported (the engine throws on null), and with host-side vNICs filled in.
-    vms.push({ base: { ...base(90, 'eth0'), netIfaces: [], guestIPs: '', guestAgentStatus: 'unknown' }, firstSeenMs: 0 });
+    vms.push({
+      base: { ...base(90, 'eth0'), netIfaces: [], guestIPs: '', guestAgentStatus: 'unknown' },
+      firstSeenMs: 0,
+    });
     const vnet = { name: 'vnet3', macAddr: '52:54:00:00:00:01', speed: '1000', state: 'unknown', rx: '123', tx: '456' };
-    const counters = { rxErrors: '0', rxDropped: '0', txErrors: '0', txDropped: '0', sampleTime: 4711.25, model: 'virtio', bridge: 'br0', alias: 'net0' };
+    const counters = {
+      rxErrors: '0',
+      rxDropped: '0',
+      txErrors: '0',
+      txDropped: '0',
+      sampleTime: 4711.25,
+      model: 'virtio',
+      bridge: 'br0',
+      alias: 'net0',
+    };
     vms.push({ base: { ...base(91, 'eth0'), network: { vnet3: { ...vnet, ...counters } } }, firstSeenMs: 0 });
     // statusTime is 2147483647 + now: it gains a digit between 7852516351 and 7852516352.
     for (const now of [5000, 9999, 10_000, 99_999, 123_456_789, 7_852_516_351, 7_852_516_352, 1_000_000_000_000]) {
@@ -46,9 +58,13 @@ describe('stats serialised once per change', () => {
     expect(before[0]!.network).toEqual({});
     expect(before[0]!.statusTime).toBe(String(2147483647 + 42_000));
     expect(r.allJson().toString()).toBe(JSON.stringify(r.all()));
-    r.report('00000000-0000-4000-8000-000000000001', 'ovirt-guest-agent.0', { netIfaces: [{ name: 'eth0', hw: '', inet: ['10.0.0.1'], inet6: [] }] });
+    r.report('00000000-0000-4000-8000-000000000001', 'ovirt-guest-agent.0', {
+      netIfaces: [{ name: 'eth0', hw: '', inet: ['10.0.0.1'], inet6: [] }],
+    });
     expect(r.allJson().toString()).toBe(JSON.stringify(r.all()));
-    expect(r.getJson('00000000-0000-4000-8000-000000000001')!.toString()).toBe(JSON.stringify([r.get('00000000-0000-4000-8000-000000000001')]));
+    expect(r.getJson('00000000-0000-4000-8000-000000000001')!.toString()).toBe(
+      JSON.stringify([r.get('00000000-0000-4000-8000-000000000001')]),
+    );
   });
 });
 

@@ -32,7 +32,18 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
       const daemon = await startDaemon(
         // --route-timeout well above the 2 s default: with both cores busy, 5000 concurrent lookups
         // can keep a netlink answer waiting longer, and these tests are about answers, not timeouts.
-        ['--listen', '127.0.0.1:0', '--channels-dir', '/nonexistent-vdsm-agentd', '--route-lookup', mode, '--max-in-flight', '6000', '--route-timeout', '30'],
+        [
+          '--listen',
+          '127.0.0.1:0',
+          '--channels-dir',
+          '/nonexistent-vdsm-agentd',
+          '--route-lookup',
+          mode,
+          '--max-in-flight',
+          '6000',
+          '--route-timeout',
+          '30',
+        ],
         { wrap: ['ip', 'netns', 'exec', lab.host] },
       );
       paths[mode] = { daemon, client: await RpcClient.connect(await relayIntoNetns(lab.host, daemon.url)) };
@@ -75,7 +86,9 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
 
       it('answers the alias getRoute with positional params the same', async () => {
         const { client } = paths[mode];
-        expect(await client.call('getRoute', ['10.30.1.1'])).toEqual(await client.call('Host.getRoute', { ip: '10.30.1.1' }));
+        expect(await client.call('getRoute', ['10.30.1.1'])).toEqual(
+          await client.call('Host.getRoute', { ip: '10.30.1.1' }),
+        );
       });
     });
   }
@@ -114,7 +127,10 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
     ipn(lab.host, 'link', 'del', 'r0');
     for (const mode of ['netlink', 'ip'] as const) {
       // With r0 gone the default route takes over.
-      expect(await paths[mode].client.call<Route>('Host.getRoute', { ip: '10.80.0.9' })).toMatchObject({ device: 'h0', gateway: '10.10.0.254' });
+      expect(await paths[mode].client.call<Route>('Host.getRoute', { ip: '10.80.0.9' })).toMatchObject({
+        device: 'h0',
+        gateway: '10.10.0.254',
+      });
     }
   });
 
@@ -177,7 +193,9 @@ describe.skipIf(skip)('Host.getRoute in a routing lab', () => {
           expect(err.message, JSON.stringify(input)).toMatch(why);
         }
         expect((await callError(client, 'Host.getRoute', {})).message).toMatch(/'ip' is missing/);
-        expect((await callError(client, 'Host.getRoute', { addr: '10.0.0.1' })).message).toMatch(/unknown param 'addr'/);
+        expect((await callError(client, 'Host.getRoute', { addr: '10.0.0.1' })).message).toMatch(
+          /unknown param 'addr'/,
+        );
         // Still serving after all of that.
         expect((await client.call<Route>('Host.getRoute', ['10.10.0.5'])).device).toBe('h0');
       });

@@ -40,7 +40,12 @@ describe.skipIf(skip)('netlink route lookups, in-process', () => {
     const route = await NetlinkRoute.open({}, (err) => failures.push(err));
     try {
       expect(await route.lookup(LOOPBACK)).toMatchObject({ device: 'lo', type: 'local' });
-      const inFlight = Array.from({ length: 20 }, () => route.lookup(LOOPBACK).then(() => 'answered', (e: unknown) => e as Error));
+      const inFlight = Array.from({ length: 20 }, () =>
+        route.lookup(LOOPBACK).then(
+          () => 'answered',
+          (e: unknown) => e as Error,
+        ),
+      );
       currentSocket(route).socket.close();
       const outcomes = await Promise.all(inFlight);
       // Whatever had not been answered yet failed as a mechanism failure, not as a route answer.

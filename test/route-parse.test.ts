@@ -89,21 +89,40 @@ describe('formatIPv6', () => {
       if (i % 50 === 0) b.fill(0, 0, 10).writeUInt16BE(0xffff, 10);
       samples.push(b);
     }
-    const script = 'import socket,sys\nfor l in sys.stdin:\n  print(socket.inet_ntop(socket.AF_INET6, bytes.fromhex(l.strip())))';
-    const out = execFileSync(py, ['-c', script], { input: samples.map((b) => b.toString('hex')).join('\n'), encoding: 'utf8' });
+    const script =
+      'import socket,sys\nfor l in sys.stdin:\n  print(socket.inet_ntop(socket.AF_INET6, bytes.fromhex(l.strip())))';
+    const out = execFileSync(py, ['-c', script], {
+      input: samples.map((b) => b.toString('hex')).join('\n'),
+      encoding: 'utf8',
+    });
     expect(samples.map((b) => formatIPv6(b))).toEqual(out.trim().split('\n'));
   });
 });
 
 describe('parseIpRouteGet', () => {
   it('maps a gateway route', () => {
-    const out = '[{"type":"1","dst":"10.30.1.1","gateway":"10.20.0.2","dev":"h1","table":"254","prefsrc":"10.20.0.1","flags":[],"uid":0,"cache":[]}]';
-    expect(parseIpRouteGet(out)).toEqual({ device: 'h1', gateway: '10.20.0.2', source: '10.20.0.1', table: 254, type: 'unicast' });
+    const out =
+      '[{"type":"1","dst":"10.30.1.1","gateway":"10.20.0.2","dev":"h1","table":"254","prefsrc":"10.20.0.1","flags":[],"uid":0,"cache":[]}]';
+    expect(parseIpRouteGet(out)).toEqual({
+      device: 'h1',
+      gateway: '10.20.0.2',
+      source: '10.20.0.1',
+      table: 254,
+      type: 'unicast',
+    });
   });
   it('maps an IPv6 route with its extra fields, a local address, and a route with no table', () => {
-    const v6 = '[{"type":"1","dst":"2001:db8:30::9","from":"::","gateway":"2001:db8:20::2","dev":"h1","table":"254","protocol":"3","scope":"0","prefsrc":"2001:db8:20::1","metric":1024,"flags":[],"pref":"medium"}]';
-    expect(parseIpRouteGet(v6)).toEqual({ device: 'h1', gateway: '2001:db8:20::2', source: '2001:db8:20::1', table: 254, type: 'unicast' });
-    const local = '[{"type":"2","dst":"10.10.0.1","dev":"lo","table":"255","prefsrc":"10.10.0.1","flags":[],"uid":0,"cache":["local"]}]';
+    const v6 =
+      '[{"type":"1","dst":"2001:db8:30::9","from":"::","gateway":"2001:db8:20::2","dev":"h1","table":"254","protocol":"3","scope":"0","prefsrc":"2001:db8:20::1","metric":1024,"flags":[],"pref":"medium"}]';
+    expect(parseIpRouteGet(v6)).toEqual({
+      device: 'h1',
+      gateway: '2001:db8:20::2',
+      source: '2001:db8:20::1',
+      table: 254,
+      type: 'unicast',
+    });
+    const local =
+      '[{"type":"2","dst":"10.10.0.1","dev":"lo","table":"255","prefsrc":"10.10.0.1","flags":[],"uid":0,"cache":["local"]}]';
     expect(parseIpRouteGet(local)).toEqual({ device: 'lo', source: '10.10.0.1', table: 255, type: 'local' });
     const none = '[{"type":"2","dst":"0.0.0.0","dev":"lo","prefsrc":"127.0.0.1","flags":[],"uid":0,"cache":["local"]}]';
     expect(parseIpRouteGet(none)).toMatchObject({ table: 0, type: 'local' });
@@ -115,12 +134,20 @@ describe('parseIpRouteGet', () => {
     expect(() => parseIpRouteGet('[{"dev":"x","table":"main"}]')).toThrow(/non-numeric/);
   });
   it('reads the errno from what ip prints on a refusal', () => {
-    expect(parseIpRouteError('RTNETLINK answers: No route to host\n')).toEqual({ kind: 'refused', errno: 'EHOSTUNREACH' });
+    expect(parseIpRouteError('RTNETLINK answers: No route to host\n')).toEqual({
+      kind: 'refused',
+      errno: 'EHOSTUNREACH',
+    });
     expect(parseIpRouteError('RTNETLINK answers: Invalid argument\n')).toEqual({ kind: 'refused', errno: 'EINVAL' });
     expect(parseIpRouteError('RTNETLINK answers: Permission denied\n')).toEqual({ kind: 'refused', errno: 'EACCES' });
-    expect(parseIpRouteError('RTNETLINK answers: Network is unreachable\n')).toEqual({ kind: 'refused', errno: 'ENETUNREACH' });
+    expect(parseIpRouteError('RTNETLINK answers: Network is unreachable\n')).toEqual({
+      kind: 'refused',
+      errno: 'ENETUNREACH',
+    });
     expect(parseIpRouteError('Cannot find device "eth9"\n')).toEqual({ kind: 'unknown-device', device: 'eth9' });
-    expect(parseIpRouteError('Error: any valid prefix is expected rather than "x".\n')).toMatchObject({ kind: 'other' });
+    expect(parseIpRouteError('Error: any valid prefix is expected rather than "x".\n')).toMatchObject({
+      kind: 'other',
+    });
   });
   it('passes the validated address and zone as separate arguments', () => {
     expect(ipRouteGetArgs(target('fe80::1%h0'))).toEqual(['-d', '-N', '-j', 'route', 'get', 'fe80::1', 'oif', 'h0']);

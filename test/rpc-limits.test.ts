@@ -42,10 +42,19 @@ describe('connection limit', () => {
 });
 
 describe('Origin', () => {
-  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--allowed-origins', 'https://engine.example,https://admin.example']);
+  const daemon = suiteDaemon([
+    '--listen',
+    '127.0.0.1:0',
+    '--channels-dir',
+    NO_CHANNELS,
+    '--allowed-origins',
+    'https://engine.example,https://admin.example',
+  ]);
 
   it('refuses a connection whose Origin is not configured as allowed, with HTTP 403', async () => {
-    await expect(openPeer(daemon().url, { headers: { Origin: 'https://evil.example' } })).rejects.toMatchObject({ status: 403 });
+    await expect(openPeer(daemon().url, { headers: { Origin: 'https://evil.example' } })).rejects.toMatchObject({
+      status: 403,
+    });
     await expect(openPeer(daemon().url, { headers: { Origin: 'null' } })).rejects.toMatchObject({ status: 403 });
     const refused = await daemon().waitForLog((l) => l.msg === 'connection refused');
     expect(refused.reason).toMatch(/origin "https:\/\/evil.example" is not allowed/);
@@ -60,7 +69,9 @@ describe('Origin', () => {
   it('refuses any Origin when none is configured (the default)', async () => {
     const plain = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS]);
     try {
-      await expect(openPeer(plain.url, { headers: { Origin: `http://127.0.0.1` } })).rejects.toMatchObject({ status: 403 });
+      await expect(openPeer(plain.url, { headers: { Origin: `http://127.0.0.1` } })).rejects.toMatchObject({
+        status: 403,
+      });
       expect(await pingsOnNewConnection(plain.url)).toBe(true);
     } finally {
       await plain.stop();
@@ -70,13 +81,24 @@ describe('Origin', () => {
 
 describe('frame, batch and in-flight limits set by flags', () => {
   const daemon = suiteDaemon([
-    '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
-    '--max-frame-bytes', '4096', '--max-batch', '8', '--max-in-flight', '4',
+    '--listen',
+    '127.0.0.1:0',
+    '--channels-dir',
+    NO_CHANNELS,
+    '--max-frame-bytes',
+    '4096',
+    '--max-batch',
+    '8',
+    '--max-in-flight',
+    '4',
   ]);
 
   it('closes with 1009 over --max-frame-bytes and serves the next connection', async () => {
     const peer = await openPeer(daemon().url);
-    expect(await peer.ask({ ...ping(1), params: { pad: 'x'.repeat(3000) } })).toMatchObject({ id: 1, error: { code: -32602 } });
+    expect(await peer.ask({ ...ping(1), params: { pad: 'x'.repeat(3000) } })).toMatchObject({
+      id: 1,
+      error: { code: -32602 },
+    });
     peer.ws.send(JSON.stringify({ ...ping(2), params: { pad: 'x'.repeat(5000) } }));
     expect((await peer.closed).code).toBe(1009);
     expect(await pingsOnNewConnection(daemon().url)).toBe(true);
@@ -91,9 +113,20 @@ describe('frame, batch and in-flight limits set by flags', () => {
 
   it('answers every request of a batch over --max-in-flight with -32000 Server busy and its id, notifications with nothing', async () => {
     const peer = await openPeer(daemon().url);
-    const reply = (await peer.ask([ping(1), ping(2), { jsonrpc: '2.0', method: 'Host.ping2' }, ping(3), ping('four'), ping(5)])) as unknown[];
+    const reply = (await peer.ask([
+      ping(1),
+      ping(2),
+      { jsonrpc: '2.0', method: 'Host.ping2' },
+      ping(3),
+      ping('four'),
+      ping(5),
+    ])) as unknown[];
     expect(reply).toEqual(
-      [1, 2, 3, 'four', 5].map((id) => ({ jsonrpc: '2.0', id, error: { code: -32000, message: 'Server busy: more than 4 requests in flight on this connection' } })),
+      [1, 2, 3, 'four', 5].map((id) => ({
+        jsonrpc: '2.0',
+        id,
+        error: { code: -32000, message: 'Server busy: more than 4 requests in flight on this connection' },
+      })),
     );
     expect(await peer.ask([ping(1), ping(2), ping(3), ping(4)])).toHaveLength(4);
     peer.ws.close();
@@ -107,7 +140,11 @@ describe('frame, batch and in-flight limits set by flags', () => {
     socket.cork();
     for (let i = 1; i <= 12; i++) peer.ws.send(JSON.stringify(ping(i)));
     socket.uncork();
-    const replies = (await Promise.all(Array.from({ length: 12 }, () => peer.next()))) as { id: number; result?: true; error?: { code: number } }[];
+    const replies = (await Promise.all(Array.from({ length: 12 }, () => peer.next()))) as {
+      id: number;
+      result?: true;
+      error?: { code: number };
+    }[];
     expect(replies.map((r) => r.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     // At the limit the daemon stops reading until answers have gone out: nothing is "Server busy".
     for (const r of replies) expect(r.result).toBe(true);
@@ -130,12 +167,23 @@ function silentSocket(url: string): Promise<{ socket: Socket; closed: Promise<vo
 
 describe('silent peer', () => {
   // A short --handshake-timeout (default 10 s), so the silent peer's drop is seen in seconds.
-  const daemon = suiteDaemon(['--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS, '--max-connections', '1', '--handshake-timeout', '2']);
+  const daemon = suiteDaemon([
+    '--listen',
+    '127.0.0.1:0',
+    '--channels-dir',
+    NO_CHANNELS,
+    '--max-connections',
+    '1',
+    '--handshake-timeout',
+    '2',
+  ]);
 
   it('drops a peer that connects and never sends its upgrade request (after --handshake-timeout)', async () => {
     const { closed } = await silentSocket(daemon().url);
     await closed;
-    await daemon().waitForLog((l) => l.msg === 'connection closed: nothing recognisable sent within the detection timeout');
+    await daemon().waitForLog(
+      (l) => l.msg === 'connection closed: nothing recognisable sent within the detection timeout',
+    );
     expect(await pingsOnNewConnection(daemon().url)).toBe(true);
   });
 });

@@ -27,8 +27,14 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     peer = await openPeer(d.url);
     expect(await peer.ask(ping(1))).toEqual({ jsonrpc: '2.0', id: 1, result: true });
     expect(await peer.ask({ jsonrpc: '2.0', id: 2, method: 'ping' })).toEqual({ jsonrpc: '2.0', id: 2, result: true });
-    expect(await peer.ask({ jsonrpc: '2.0', id: 3, method: 'ping', params: [] })).toMatchObject({ id: 3, result: true });
-    expect(await peer.ask({ jsonrpc: '2.0', id: 4, method: 'Host.ping2', params: {} })).toMatchObject({ id: 4, result: true });
+    expect(await peer.ask({ jsonrpc: '2.0', id: 3, method: 'ping', params: [] })).toMatchObject({
+      id: 3,
+      result: true,
+    });
+    expect(await peer.ask({ jsonrpc: '2.0', id: 4, method: 'Host.ping2', params: {} })).toMatchObject({
+      id: 4,
+      result: true,
+    });
   });
 
   it('echoes string, fractional and null ids', async () => {
@@ -40,10 +46,20 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
 
   it('subscribes and unsubscribes events, with and without prefixes', async () => {
     peer = await openPeer(d.url);
-    expect(await peer.ask({ jsonrpc: '2.0', id: 1, method: 'Host.subscribeEvents' })).toMatchObject({ id: 1, result: true });
-    expect(await peer.ask({ jsonrpc: '2.0', id: 2, method: 'Host.subscribeEvents', params: { prefixes: ['|virt|'] } })).toMatchObject({ result: true });
-    expect(await peer.ask({ jsonrpc: '2.0', id: 3, method: 'Host.subscribeEvents', params: [['|virt|VM_status|']] })).toMatchObject({ result: true });
-    expect(await peer.ask({ jsonrpc: '2.0', id: 4, method: 'Host.unsubscribeEvents' })).toMatchObject({ id: 4, result: true });
+    expect(await peer.ask({ jsonrpc: '2.0', id: 1, method: 'Host.subscribeEvents' })).toMatchObject({
+      id: 1,
+      result: true,
+    });
+    expect(
+      await peer.ask({ jsonrpc: '2.0', id: 2, method: 'Host.subscribeEvents', params: { prefixes: ['|virt|'] } }),
+    ).toMatchObject({ result: true });
+    expect(
+      await peer.ask({ jsonrpc: '2.0', id: 3, method: 'Host.subscribeEvents', params: [['|virt|VM_status|']] }),
+    ).toMatchObject({ result: true });
+    expect(await peer.ask({ jsonrpc: '2.0', id: 4, method: 'Host.unsubscribeEvents' })).toMatchObject({
+      id: 4,
+      result: true,
+    });
   });
 
   it('answers an unknown method with -32601 and an unknown-method notification with nothing', async () => {
@@ -60,7 +76,10 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
 
   it('answers a frame that is not JSON with -32700 and id null, and keeps the connection', async () => {
     peer = await openPeer(d.url);
-    const reply = (await peer.ask('{"jsonrpc": "2.0", "method": "Host.ping2", "id": 1')) as { id: unknown; error: { code: number; message: string } };
+    const reply = (await peer.ask('{"jsonrpc": "2.0", "method": "Host.ping2", "id": 1')) as {
+      id: unknown;
+      error: { code: number; message: string };
+    };
     expect(reply).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32700 } });
     expect(reply.error.message).toMatch(/^Parse error/);
     expect(await peer.ask(ping(2))).toMatchObject({ id: 2, result: true });
@@ -78,21 +97,51 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     ['null', null, null, /JSON object/],
   ])('answers an invalid request (%s) with -32600 saying why', async (_what, message, id, why) => {
     peer = await openPeer(d.url);
-    const reply = (await peer.ask(JSON.stringify(message))) as { id: unknown; error: { code: number; message: string } };
+    const reply = (await peer.ask(JSON.stringify(message))) as {
+      id: unknown;
+      error: { code: number; message: string };
+    };
     expect(reply).toMatchObject({ jsonrpc: '2.0', id, error: { code: -32600 } });
     expect(reply.error.message).toMatch(why);
   });
 
   it.each([
-    ['a param of the wrong type', 'Host.subscribeEvents', { prefixes: '|virt|' }, /'prefixes' must be an array of strings, got string/],
-    ['a wrong element type', 'Host.subscribeEvents', { prefixes: ['|virt|', 7] }, /'prefixes\[1\]' must be a string, got number/],
-    ['a positional param of the wrong type', 'Host.subscribeEvents', [{}], /'prefixes' must be an array of strings, got an object/],
-    ['an unknown named param', 'Host.subscribeEvents', { prefix: ['|virt|'] }, /unknown param 'prefix'; expected 'prefixes'/],
-    ['a param to a method that takes none', 'Host.ping2', { verbose: true }, /unknown param 'verbose'; this method takes none/],
+    [
+      'a param of the wrong type',
+      'Host.subscribeEvents',
+      { prefixes: '|virt|' },
+      /'prefixes' must be an array of strings, got string/,
+    ],
+    [
+      'a wrong element type',
+      'Host.subscribeEvents',
+      { prefixes: ['|virt|', 7] },
+      /'prefixes\[1\]' must be a string, got number/,
+    ],
+    [
+      'a positional param of the wrong type',
+      'Host.subscribeEvents',
+      [{}],
+      /'prefixes' must be an array of strings, got an object/,
+    ],
+    [
+      'an unknown named param',
+      'Host.subscribeEvents',
+      { prefix: ['|virt|'] },
+      /unknown param 'prefix'; expected 'prefixes'/,
+    ],
+    [
+      'a param to a method that takes none',
+      'Host.ping2',
+      { verbose: true },
+      /unknown param 'verbose'; this method takes none/,
+    ],
     ['too many positional params', 'ping', [1], /at most 0 positional/],
   ])('answers %s with -32602 naming the param and the reason', async (_what, method, params, why) => {
     peer = await openPeer(d.url);
-    const reply = (await peer.ask({ jsonrpc: '2.0', id: 9, method, params })) as { error: { code: number; message: string } };
+    const reply = (await peer.ask({ jsonrpc: '2.0', id: 9, method, params })) as {
+      error: { code: number; message: string };
+    };
     expect(reply).toMatchObject({ id: 9, error: { code: -32602 } });
     expect(reply.error.message).toMatch(why);
   });
@@ -123,7 +172,12 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
 
   it('sends nothing back for a batch of notifications only', async () => {
     peer = await openPeer(d.url);
-    peer.ws.send(JSON.stringify([{ jsonrpc: '2.0', method: 'Host.ping2' }, { jsonrpc: '2.0', method: 'ping' }]));
+    peer.ws.send(
+      JSON.stringify([
+        { jsonrpc: '2.0', method: 'Host.ping2' },
+        { jsonrpc: '2.0', method: 'ping' },
+      ]),
+    );
     expect(await peer.ask(ping(5))).toEqual({ jsonrpc: '2.0', id: 5, result: true });
   });
 
@@ -131,7 +185,11 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     peer = await openPeer(d.url);
     const reply = await peer.ask('[]');
     expect(Array.isArray(reply)).toBe(false);
-    expect(reply).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/empty batch/) } });
+    expect(reply).toMatchObject({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32600, message: expect.stringMatching(/empty batch/) },
+    });
   });
 
   it('answers a batch at the limit (100) in full, and one over it with a single -32600 naming the limit', async () => {
@@ -141,19 +199,30 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     expect(full.map((r) => r.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect(new Set(full.map((r) => r.result))).toEqual(new Set([true]));
     const over = await peer.ask(Array.from({ length: 101 }, (_, i) => ping(i)));
-    expect(over).toMatchObject({ id: null, error: { code: -32600, message: expect.stringMatching(/101 requests exceeds the limit of 100/) } });
+    expect(over).toMatchObject({
+      id: null,
+      error: { code: -32600, message: expect.stringMatching(/101 requests exceeds the limit of 100/) },
+    });
   });
 
   it('answers a binary frame with a -32600 error that says to send text, and keeps the connection', async () => {
     peer = await openPeer(d.url);
     const reply = await peer.ask(Buffer.from(JSON.stringify(ping(1))));
-    expect(reply).toMatchObject({ id: null, error: { code: -32600, message: expect.stringMatching(/binary frames are not accepted.*text frame/) } });
+    expect(reply).toMatchObject({
+      id: null,
+      error: { code: -32600, message: expect.stringMatching(/binary frames are not accepted.*text frame/) },
+    });
     expect(await peer.ask(ping(2))).toMatchObject({ id: 2, result: true });
   });
 
   it('closes the connection with 1009 on a 2 MiB frame', async () => {
     peer = await openPeer(d.url);
-    const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'Host.ping2', params: { pad: 'x'.repeat(2 * 1024 * 1024) } });
+    const big = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'Host.ping2',
+      params: { pad: 'x'.repeat(2 * 1024 * 1024) },
+    });
     peer.ws.send(big);
     expect((await peer.closed).code).toBe(1009);
     expect(peer.received).toEqual([]);
@@ -164,7 +233,10 @@ describe('JSON-RPC 2.0 over WebSocket', () => {
     const frame = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'Host.ping2', params: { pad: '' } });
     const padded = frame.replace('"pad":""', `"pad":"${'x'.repeat(1024 * 1024 - frame.length - 16)}"`);
     expect(Buffer.byteLength(padded)).toBeLessThan(1024 * 1024);
-    expect(await peer.ask(padded)).toMatchObject({ id: 1, error: { code: -32602, message: expect.stringMatching(/unknown param 'pad'/) } });
+    expect(await peer.ask(padded)).toMatchObject({
+      id: 1,
+      error: { code: -32602, message: expect.stringMatching(/unknown param 'pad'/) },
+    });
   });
 
   it('closes the connection with 1007 on a text frame that is not UTF-8', async () => {

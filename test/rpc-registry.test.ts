@@ -25,7 +25,9 @@ function registry(defs: MethodDef[]): { reg: MethodRegistry; logs: Record<string
 
 const session: Session = { id: 1, peer: 'test', subscribeEvents: () => {}, unsubscribeEvents: () => {} };
 const call = (reg: MethodRegistry, method: string, params?: unknown) =>
-  reg.handle({ jsonrpc: '2.0', id: 1, method, ...(params === undefined ? {} : { params }) }, session, { maxBatch: 100 });
+  reg.handle({ jsonrpc: '2.0', id: 1, method, ...(params === undefined ? {} : { params }) }, session, {
+    maxBatch: 100,
+  });
 
 describe('MethodRegistry', () => {
   const { reg, logs } = registry([
@@ -40,14 +42,30 @@ describe('MethodRegistry', () => {
     },
     { name: 'Test.nothing', params: [], handler: () => undefined },
     { name: 'Test.null', params: [], handler: () => null },
-    { name: 'Test.boom', params: [], handler: () => { throw new Error('secret detail at /srv/x.js:1'); } },
+    {
+      name: 'Test.boom',
+      params: [],
+      handler: () => {
+        throw new Error('secret detail at /srv/x.js:1');
+      },
+    },
     { name: 'Test.asyncBoom', params: [], handler: async () => Promise.reject(new TypeError('secret async detail')) },
-    { name: 'Test.withData', params: [{ name: 'ip', required: false, check: string }], handler: () => { throw new RpcError(1201, 'No route to 192.0.2.1: Network unreachable', { errno: 'ENETUNREACH' }); } },
+    {
+      name: 'Test.withData',
+      params: [{ name: 'ip', required: false, check: string }],
+      handler: () => {
+        throw new RpcError(1201, 'No route to 192.0.2.1: Network unreachable', { errno: 'ENETUNREACH' });
+      },
+    },
   ]);
 
   it('binds a declared param by name and by position, normalised by its check', async () => {
     expect(await call(reg, 'VM.getStats', { vmID: VM })).toEqual({ jsonrpc: '2.0', id: 1, result: [{ vmId: VM }] });
-    expect(await call(reg, 'getVmStats', [VM.toUpperCase()])).toEqual({ jsonrpc: '2.0', id: 1, result: [{ vmId: VM }] });
+    expect(await call(reg, 'getVmStats', [VM.toUpperCase()])).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      result: [{ vmId: VM }],
+    });
   });
 
   it.each([
@@ -82,7 +100,10 @@ describe('MethodRegistry', () => {
       expect(reply).toEqual({ jsonrpc: '2.0', id: 1, error: { code: -32603, message: 'Internal error' } });
     }
     const errors = logs.filter((l) => l.level === 50);
-    expect(errors.map((l) => (l.err as { message: string }).message)).toEqual(['secret detail at /srv/x.js:1', 'secret async detail']);
+    expect(errors.map((l) => (l.err as { message: string }).message)).toEqual([
+      'secret detail at /srv/x.js:1',
+      'secret async detail',
+    ]);
   });
 
   it('answers true for a method that returns nothing, as VDSM does, and keeps null', async () => {
@@ -92,7 +113,9 @@ describe('MethodRegistry', () => {
 
   it('sends nothing for a notification, even one whose method fails', async () => {
     expect(await reg.handle({ jsonrpc: '2.0', method: 'Test.boom' }, session, { maxBatch: 100 })).toBeNull();
-    expect(await reg.handle({ jsonrpc: '2.0', method: 'VM.getStats', params: {} }, session, { maxBatch: 100 })).toBeNull();
+    expect(
+      await reg.handle({ jsonrpc: '2.0', method: 'VM.getStats', params: {} }, session, { maxBatch: 100 }),
+    ).toBeNull();
   });
 
   it('refuses to register a name twice', () => {

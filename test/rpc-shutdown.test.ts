@@ -46,7 +46,11 @@ describe('graceful shutdown', () => {
     const peer = await openPeer(d.url);
     const frames = 300;
     for (let f = 0; f < frames; f++) {
-      peer.ws.send(JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ jsonrpc: '2.0', id: f * 100 + i, method: 'Host.ping2' }))));
+      peer.ws.send(
+        JSON.stringify(
+          Array.from({ length: 100 }, (_, i) => ({ jsonrpc: '2.0', id: f * 100 + i, method: 'Host.ping2' })),
+        ),
+      );
     }
     // Signal while the daemon is working through them.
     await d.waitForLog((l) => l.msg === 'request');
@@ -68,7 +72,9 @@ describe('graceful shutdown', () => {
     for (const r of replies) expect(r.result).toBe(true);
     // Frames that crossed the daemon's Close frame are not answered (RFC 6455), and are said so.
     const ignored = d.logs().filter((l) => l.msg === 'message after close ignored').length;
-    console.log(`shutdown while pipelining: ${read} of ${frames} frames read and answered, ${ignored} arrived after the Close frame`);
+    console.log(
+      `shutdown while pipelining: ${read} of ${frames} frames read and answered, ${ignored} arrived after the Close frame`,
+    );
     expect(read + ignored).toBeLessThanOrEqual(frames);
   });
 });

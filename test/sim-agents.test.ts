@@ -15,11 +15,15 @@ const names = (msgs: Record<string, unknown>[]): unknown[] => msgs.map((m) => m.
 describe('generated guests', () => {
   it('have 4 interfaces of 4 addresses, half each protocol, and the asked share of changing guests', () => {
     const guests = generateGuests(1000, { changingShare: 0.1 });
-    expect(guests.every((g) => g.interfaces.length === 4 && g.interfaces.every((n) => n.addresses.length === 4))).toBe(true);
+    expect(guests.every((g) => g.interfaces.length === 4 && g.interfaces.every((n) => n.addresses.length === 4))).toBe(
+      true,
+    );
     expect(guests.filter((g) => g.agents[0] === 'qemu').length).toBe(500);
     expect(guests.filter((g) => g.changeEveryMs).length).toBe(100);
     expect(new Set(guests.map((g) => g.vmId)).size).toBe(1000);
-    const all = guests.flatMap((g) => g.interfaces.flatMap((n) => n.addresses.filter((a) => a.type === 'ipv4').map((a) => a.address)));
+    const all = guests.flatMap((g) =>
+      g.interfaces.flatMap((n) => n.addresses.filter((a) => a.type === 'ipv4').map((a) => a.address)),
+    );
     expect(new Set(all).size).toBe(all.length);
   });
 });
@@ -48,7 +52,12 @@ describe('oVirt agent guest', () => {
     expect(msgs.find((m) => m.__name__ === 'fqdn')!.fqdn).toBe('web01.lab.example.com');
     // As the Linux agent: loopback and down devices left out, the eth0:1 label merged into eth0.
     expect(msgs.find((m) => m.__name__ === 'network-interfaces')!.interfaces).toEqual([
-      { name: 'eth0', hw: '00:1a:4a:16:01:51', inet: ['192.0.2.21', '192.0.2.22'], inet6: ['2001:db8:0:21::15', 'fe80::21a:4aff:fe16:151'] },
+      {
+        name: 'eth0',
+        hw: '00:1a:4a:16:01:51',
+        inet: ['192.0.2.21', '192.0.2.22'],
+        inet6: ['2001:db8:0:21::15', 'fe80::21a:4aff:fe16:151'],
+      },
       { name: 'virbr0', hw: '52:54:00:5b:3f:e1', inet: ['192.168.122.1'], inet6: [] },
     ]);
     expect(msgs.filter((m) => m.__name__ === 'heartbeat').every((m) => m.apiVersion === 3)).toBe(true);
@@ -59,7 +68,11 @@ describe('oVirt agent guest', () => {
 
   it('reports network data periodically and at once when an address changes', async () => {
     const ch = await RawChannel.connect(path.join(dir, `${guest.vmId}.ovirt-guest-agent.0`));
-    await ch.waitFor((c) => c.messages().some((m) => m.__name__ === 'network-interfaces'), 3000, 'periodic network-interfaces');
+    await ch.waitFor(
+      (c) => c.messages().some((m) => m.__name__ === 'network-interfaces'),
+      3000,
+      'periodic network-interfaces',
+    );
     ch.clear();
     const changed = sim.changeAddress(guest.vmId)!;
     await ch.waitFor((c) => JSON.stringify(c.messages()).includes(`"${changed}"`), 300, 'the changed address');
@@ -74,7 +87,11 @@ describe('oVirt agent guest', () => {
     await first.waitFor((c) => c.messages().some((m) => m.__name__ === 'heartbeat'), 3000, 'heartbeat on the first');
     expect(second.bytes().length).toBe(0);
     first.close();
-    await second.waitFor((c) => c.messages().some((m) => m.__name__ === 'host-name'), 3000, 'the full set on the second');
+    await second.waitFor(
+      (c) => c.messages().some((m) => m.__name__ === 'host-name'),
+      3000,
+      'the full set on the second',
+    );
     second.close();
   });
 
@@ -121,7 +138,10 @@ describe('qemu-ga guest', () => {
   });
 
   it('resynchronises: 0xFF-prefixed guest-sync-delimited gets the stray-byte error, then 0xFF and the id', async () => {
-    const [stray, sync] = await ch.request(Buffer.concat([Buffer.from([0xff]), Buffer.from('{"execute":"guest-sync-delimited","arguments":{"id":4242}}')]), 2);
+    const [stray, sync] = await ch.request(
+      Buffer.concat([Buffer.from([0xff]), Buffer.from('{"execute":"guest-sync-delimited","arguments":{"id":4242}}')]),
+      2,
+    );
     expect(stray).toEqual({ error: { class: 'GenericError', desc: "JSON parse error, stray '\uFFFD'" } });
     expect(sync).toEqual({ return: 4242 });
     const raw = ch.bytes();
@@ -187,10 +207,15 @@ describe('qemu-ga request reader', () => {
   it('keeps strings with braces and escaped quotes whole, and drops a half-read value at 0xFF', () => {
     const r = new QgaRequestReader();
     expect(r.push(Buffer.from('{"execute":"a}\\"{"'))).toEqual([]);
-    expect(r.push(Buffer.from(', "id": [1, {"b": 2}]}'))).toEqual([{ kind: 'request', value: { execute: 'a}"{', id: [1, { b: 2 }] } }]);
+    expect(r.push(Buffer.from(', "id": [1, {"b": 2}]}'))).toEqual([
+      { kind: 'request', value: { execute: 'a}"{', id: [1, { b: 2 }] } },
+    ]);
     expect(r.push(Buffer.from('{"execute": "x"'))).toEqual([]);
     const out = r.push(Buffer.from([0xff, ...Buffer.from('{"execute":"y"}')]));
-    expect(out).toEqual([{ kind: 'error', desc: "JSON parse error, stray '\uFFFD'" }, { kind: 'request', value: { execute: 'y' } }]);
+    expect(out).toEqual([
+      { kind: 'error', desc: "JSON parse error, stray '\uFFFD'" },
+      { kind: 'request', value: { execute: 'y' } },
+    ]);
   });
 });
 
@@ -206,9 +231,13 @@ describe('simulator scale', () => {
       const timersAfter = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
       expect(timersAfter - timersBefore).toBeLessThanOrEqual(1);
       const qemu = guests.filter((g) => g.agents[0] === 'qemu').slice(0, 50);
-      const chans = await Promise.all(qemu.map((g) => RawChannel.connect(path.join(dir, `${g.vmId}.org.qemu.guest_agent.0`))));
+      const chans = await Promise.all(
+        qemu.map((g) => RawChannel.connect(path.join(dir, `${g.vmId}.org.qemu.guest_agent.0`))),
+      );
       const replies = await Promise.all(chans.map((c) => c.request('{"execute":"guest-get-host-name"}')));
-      expect(replies.map((r) => (r[0]!.return as Record<string, string>)['host-name'])).toEqual(qemu.map((g) => g.hostName));
+      expect(replies.map((r) => (r[0]!.return as Record<string, string>)['host-name'])).toEqual(
+        qemu.map((g) => g.hostName),
+      );
       for (const c of chans) c.close();
     } finally {
       await sim.close();
@@ -225,7 +254,15 @@ describe('guest files', () => {
     expect(demo.some((g) => g.agents.includes('qemu'))).toBe(true);
     const dir = tempDir();
     mkdirSync(path.join(dir, 'g'));
-    writeFileSync(path.join(dir, 'g', 'bad.json'), JSON.stringify({ ...demo[0], interfaces: [{ name: 'eth0', addresses: [{ type: 'ipv5', address: '1.2.3.4', prefix: 8 }] }] }));
-    expect(() => loadGuestDir(path.join(dir, 'g'))).toThrow(/bad\.json\.interfaces\[0\]\.addresses\[0\]: 'type' must be "ipv4" or "ipv6"/);
+    writeFileSync(
+      path.join(dir, 'g', 'bad.json'),
+      JSON.stringify({
+        ...demo[0],
+        interfaces: [{ name: 'eth0', addresses: [{ type: 'ipv5', address: '1.2.3.4', prefix: 8 }] }],
+      }),
+    );
+    expect(() => loadGuestDir(path.join(dir, 'g'))).toThrow(
+      /bad\.json\.interfaces\[0\]\.addresses\[0\]: 'type' must be "ipv4" or "ipv6"/,
+    );
   });
 });

@@ -22,7 +22,9 @@ function alive(pid: number): boolean {
 }
 
 describe('npm run demo', () => {
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/demo.js'), '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/demo.js'), '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
@@ -31,7 +33,12 @@ describe('npm run demo', () => {
   });
 
   it('serves the fixture guests with their agents data, prints how to try it, and cleans up on SIGTERM', async () => {
-    await eventually(() => out, (o) => /listening on ws:\/\/127\.0\.0\.1:\d+\n/.test(o), 15_000, 'the demo banner');
+    await eventually(
+      () => out,
+      (o) => /listening on ws:\/\/127\.0\.0\.1:\d+\n/.test(o),
+      15_000,
+      'the demo banner',
+    );
     const url = /listening on (ws:\/\/127\.0\.0\.1:\d+)\n/.exec(out)![1]!;
     const dir = /simulated guests in (\S+)/.exec(out)![1]!;
     expect(out).toContain(`npx wscat -c ${url}`);
@@ -60,7 +67,10 @@ describe('npm run demo', () => {
 
 describe('npm run demo -- --log-level warn', () => {
   // Through npm as a newcomer types it: npm forwards SIGTERM to the demo, which stops its daemon.
-  const proc = spawn('npm', ['run', '--silent', 'demo', '--', '--listen', '127.0.0.1:0', '--log-level', 'warn'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('npm', ['run', '--silent', 'demo', '--', '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
@@ -71,18 +81,33 @@ describe('npm run demo -- --log-level warn', () => {
   });
 
   it('prints the banner and no info line; its one-shot commands answer without a terminal; SIGTERM to npm stops the daemon too', async () => {
-    await eventually(() => out, (o) => /Ctrl-C stops/.test(o), 90_000, 'the demo banner');
+    await eventually(
+      () => out,
+      (o) => /Ctrl-C stops/.test(o),
+      90_000,
+      'the demo banner',
+    );
     const url = /listening on (ws:\/\/127\.0\.0\.1:\d+)\n/.exec(out)![1]!;
     const dir = /simulated guests in (\S+)/.exec(out)![1]!;
     expect(out).not.toMatch(/"level":"info"/);
-    const oneShots = out.split('\n').filter((l) => l.startsWith('  node dist/client/cli.js')).map((l) => l.trim());
+    const oneShots = out
+      .split('\n')
+      .filter((l) => l.startsWith('  node dist/client/cli.js'))
+      .map((l) => l.trim());
     expect(oneShots).toHaveLength(2);
-    const answers = oneShots.map((cmd) => JSON.parse(execFileSync('sh', ['-c', cmd], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })) as unknown);
+    const answers = oneShots.map(
+      (cmd) =>
+        JSON.parse(
+          execFileSync('sh', ['-c', cmd], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+        ) as unknown,
+    );
     expect(Array.isArray(answers[0])).toBe(true);
     expect(answers[1]).toEqual([expect.objectContaining({ vmId: expect.any(String) as unknown })]);
 
     const port = new URL(url).port;
-    const holder = hasCommand('ss') ? /pid=(\d+)/.exec(execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' }))?.[1] : undefined;
+    const holder = hasCommand('ss')
+      ? /pid=(\d+)/.exec(execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' }))?.[1]
+      : undefined;
     proc.kill('SIGTERM');
     await withTimeout(exited, 30_000, 'npm to exit');
     if (holder) expect(alive(Number(holder))).toBe(false);

@@ -45,11 +45,48 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
 
   beforeAll(async () => {
     const ns = createNetns('vsd');
-    execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+    execFileSync('ip', [
+      'netns',
+      'exec',
+      ns,
+      'sysctl',
+      '-q',
+      '-w',
+      'net.ipv6.conf.all.accept_dad=0',
+      'net.ipv6.conf.default.accept_dad=0',
+    ]);
     // No kernel-made link-local addresses: every address is one the simulated guest also has.
-    ipn(ns, 'link', 'add', 'vg0', 'address', '52:54:00:00:00:10', 'type', 'veth', 'peer', 'name', 'vg1', 'address', '52:54:00:00:00:11');
+    ipn(
+      ns,
+      'link',
+      'add',
+      'vg0',
+      'address',
+      '52:54:00:00:00:10',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'vg1',
+      'address',
+      '52:54:00:00:00:11',
+    );
     for (const dev of ['vg0', 'vg1']) ipn(ns, 'link', 'set', dev, 'addrgenmode', 'none');
-    ipn(ns, 'link', 'add', 'vg2', 'address', '52:54:00:00:00:12', 'type', 'veth', 'peer', 'name', 'vg3', 'address', '52:54:00:00:00:13');
+    ipn(
+      ns,
+      'link',
+      'add',
+      'vg2',
+      'address',
+      '52:54:00:00:00:12',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'vg3',
+      'address',
+      '52:54:00:00:00:13',
+    );
     ipn(ns, 'addr', 'add', '192.0.2.10/24', 'dev', 'vg0');
     ipn(ns, 'addr', 'add', '192.0.2.11/24', 'dev', 'vg0', 'label', 'vg0:1');
     ipn(ns, 'addr', 'add', '2001:db8::10/64', 'dev', 'vg0', 'nodad');
@@ -64,7 +101,14 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
       ...generateGuest(0, 1, { qemuShare: 1 }),
       hostName: os.hostname(),
       interfaces: [
-        { name: 'lo', hw: '00:00:00:00:00:00', addresses: [{ type: 'ipv4', address: '127.0.0.1', prefix: 8 }, { type: 'ipv6', address: '::1', prefix: 128 }] },
+        {
+          name: 'lo',
+          hw: '00:00:00:00:00:00',
+          addresses: [
+            { type: 'ipv4', address: '127.0.0.1', prefix: 8 },
+            { type: 'ipv6', address: '::1', prefix: 128 },
+          ],
+        },
         {
           name: 'vg0',
           hw: '52:54:00:00:00:10',
@@ -75,7 +119,11 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
           ],
         },
         { name: 'vg0:1', hw: '52:54:00:00:00:10', addresses: [{ type: 'ipv4', address: '192.0.2.11', prefix: 24 }] },
-        { name: 'vg1', hw: '52:54:00:00:00:11', addresses: [{ type: 'ipv6', address: 'fe80::5054:ff:fe00:11', prefix: 64 }] },
+        {
+          name: 'vg1',
+          hw: '52:54:00:00:00:11',
+          addresses: [{ type: 'ipv6', address: 'fe80::5054:ff:fe00:11', prefix: 64 }],
+        },
         { name: 'vg2', hw: '52:54:00:00:00:12', up: false, addresses: [] },
         { name: 'vg3', hw: '52:54:00:00:00:13', up: false, addresses: [] },
       ],
@@ -96,7 +144,10 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
   });
 
   /** Sends the same bytes to both; returns both replies (parsed) and both raw byte runs. */
-  async function both(request: string | Buffer, lines = 1): Promise<{ real: Record<string, unknown>[]; sim: Record<string, unknown>[]; realBytes: Buffer; simBytes: Buffer }> {
+  async function both(
+    request: string | Buffer,
+    lines = 1,
+  ): Promise<{ real: Record<string, unknown>[]; sim: Record<string, unknown>[]; realBytes: Buffer; simBytes: Buffer }> {
     real.clear();
     fake.clear();
     const [r, s] = await Promise.all([real.request(request, lines), fake.request(request, lines)]);
@@ -104,7 +155,13 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
   }
 
   it('guest-sync-delimited after a 0xFF: identical bytes (stray-byte error, 0xFF, the id)', async () => {
-    const r = await both(Buffer.concat([Buffer.from([0xff]), Buffer.from('{"execute":"guest-sync-delimited","arguments":{"id":918273645}}')]), 2);
+    const r = await both(
+      Buffer.concat([
+        Buffer.from([0xff]),
+        Buffer.from('{"execute":"guest-sync-delimited","arguments":{"id":918273645}}'),
+      ]),
+      2,
+    );
     expect(r.simBytes.equals(r.realBytes)).toBe(true);
     expect(r.sim[1]).toEqual({ return: 918273645 });
   });
@@ -112,7 +169,8 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
   it('guest-network-get-interfaces: same shape, same interfaces and addresses, same layout', async () => {
     const r = await both('{"execute":"guest-network-get-interfaces"}');
     expect([...shape(r.sim[0])].sort()).toEqual([...shape(r.real[0])].sort());
-    const strip = (list: Record<string, unknown>[]): Record<string, unknown>[] => list.map(({ statistics, ...rest }) => ({ ...rest, statistics: statistics === undefined ? 'absent' : 'present' }));
+    const strip = (list: Record<string, unknown>[]): Record<string, unknown>[] =>
+      list.map(({ statistics, ...rest }) => ({ ...rest, statistics: statistics === undefined ? 'absent' : 'present' }));
     expect(strip(byName(r.sim[0]!))).toEqual(strip(byName(r.real[0]!)));
     // Layout (member order, separators, which members appear): with the simulated interfaces in
     // the order the real agent lists them, the replies are identical up to traffic counters.
@@ -123,7 +181,11 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
   });
 
   it('guest-get-host-name, guest-ping and a request id: identical bytes', async () => {
-    for (const req of ['{"execute":"guest-get-host-name"}', '{"execute":"guest-ping","id":"abc"}', '{"execute":"guest-ping"}\n  {"execute":"guest-ping","id":7}']) {
+    for (const req of [
+      '{"execute":"guest-get-host-name"}',
+      '{"execute":"guest-ping","id":"abc"}',
+      '{"execute":"guest-ping"}\n  {"execute":"guest-ping","id":7}',
+    ]) {
       const r = await both(req, req.includes('\n') ? 2 : 1);
       expect(r.simBytes.toString(), req).toBe(r.realBytes.toString());
     }
@@ -137,7 +199,11 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
   it('guest-info: same shape, and every simulated command is one the real agent has enabled', async () => {
     const r = await both('{"execute":"guest-info"}');
     expect([...shape(r.sim[0])].sort()).toEqual([...shape(r.real[0])].sort());
-    const enabled = ((r.real[0]!.return as { supported_commands: { name: string; enabled: boolean }[] }).supported_commands).filter((c) => c.enabled).map((c) => c.name);
+    const enabled = (
+      r.real[0]!.return as { supported_commands: { name: string; enabled: boolean }[] }
+    ).supported_commands
+      .filter((c) => c.enabled)
+      .map((c) => c.name);
     expect(enabled).toEqual(expect.arrayContaining([...SIMULATED_COMMANDS]));
     expect((r.sim[0]!.return as { version: string }).version).toBe((r.real[0]!.return as { version: string }).version);
   });
@@ -155,7 +221,14 @@ describe.skipIf(needs)('simulated qemu-ga vs the real qemu-ga', () => {
       ['[1]', 1],
       ['garbage{"execute":"guest-ping"}', 2],
       ['12 {"execute":"guest-ping"}', 2],
-      [Buffer.concat([Buffer.from('{"execute":"guest-ping"'), Buffer.from([0xff]), Buffer.from('{"execute":"guest-ping"}')]), 2],
+      [
+        Buffer.concat([
+          Buffer.from('{"execute":"guest-ping"'),
+          Buffer.from([0xff]),
+          Buffer.from('{"execute":"guest-ping"}'),
+        ]),
+        2,
+      ],
     ];
     for (const [req, lines] of cases) {
       const r = await both(req, lines);

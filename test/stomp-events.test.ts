@@ -25,7 +25,10 @@ describe.skipIf(noPython)('STOMP events', () => {
 
   beforeAll(async () => {
     channels = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-stompev-'));
-    const config = loadConfig(['--listen', '127.0.0.1:0', '--channels-dir', channels, '--max-subscriber-buffer-bytes', '65536'], {});
+    const config = loadConfig(
+      ['--listen', '127.0.0.1:0', '--channels-dir', channels, '--max-subscriber-buffer-bytes', '65536'],
+      {},
+    );
     daemon = new Daemon(config, pino({ level: 'silent' }));
     url = await daemon.start();
     port = Number(new URL(url).port);
@@ -36,7 +39,12 @@ describe.skipIf(noPython)('STOMP events', () => {
   });
 
   it('delivers each event once to python3-stomp, stompjs and WebSocket subscribers alike', async () => {
-    const py = runStompPeer({ host: '127.0.0.1', port, subscriptions: [{ destination: STOMP_EVENTS, id: 'ev' }], expect_events: 2 });
+    const py = runStompPeer({
+      host: '127.0.0.1',
+      port,
+      subscriptions: [{ destination: STOMP_EVENTS, id: 'ev' }],
+      expect_events: 2,
+    });
     const js = await WsStompPeer.connect(url);
     js.subscribe(STOMP_EVENTS);
     js.subscribe(STOMP_RESPONSES);
@@ -61,7 +69,10 @@ describe.skipIf(noPython)('STOMP events', () => {
     });
     expect(jsEvents.map((m) => JSON.parse(m.body).params[VM].guestIPs)).toEqual(['192.0.2.1', '192.0.2.2']);
     await new Promise((r) => setTimeout(r, 100));
-    expect(ws.notifications.map((n) => (n.params as Record<string, { guestIPs: string }>)[VM]!.guestIPs)).toEqual(['192.0.2.1', '192.0.2.2']);
+    expect(ws.notifications.map((n) => (n.params as Record<string, { guestIPs: string }>)[VM]!.guestIPs)).toEqual([
+      '192.0.2.1',
+      '192.0.2.2',
+    ]);
     await js.close();
     await ws.close();
   });
@@ -83,8 +94,17 @@ describe.skipIf(noPython)('STOMP events', () => {
   it('narrows events with Host.subscribeEvents prefixes and stops them on UNSUBSCRIBE', async () => {
     const c = await RawStomp.connect(port);
     const send = (id: string, method: string, params?: unknown): void =>
-      c.write(frame('SEND', { destination: 'jms.topic.vdsm_requests', 'reply-to': STOMP_RESPONSES }, JSON.stringify({ jsonrpc: '2.0', id, method, params })));
-    c.write(frame('SUBSCRIBE', { destination: STOMP_EVENTS, id: 'ev' }) + frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'rs' }));
+      c.write(
+        frame(
+          'SEND',
+          { destination: 'jms.topic.vdsm_requests', 'reply-to': STOMP_RESPONSES },
+          JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+        ),
+      );
+    c.write(
+      frame('SUBSCRIBE', { destination: STOMP_EVENTS, id: 'ev' }) +
+        frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'rs' }),
+    );
     send('1', 'Host.subscribeEvents', { prefixes: ['|virt|'] });
     await c.nextFrames(1);
     daemon.hub.publish('|net|host_conn|x', { notify_time: 1 });

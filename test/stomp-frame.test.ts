@@ -17,11 +17,25 @@ function parse(chunks: (string | Buffer)[], maxFrameBytes = LIMIT): ParsedItem[]
 
 /** Items in a comparable shape (headers as arrays, bodies as text). */
 function plain(items: ParsedItem[]): unknown[] {
-  return items.map((i) => (i.kind === 'frame' ? { kind: i.kind, command: i.frame.command, headers: [...i.frame.headers], body: i.frame.body.toString('latin1') } : i));
+  return items.map((i) =>
+    i.kind === 'frame'
+      ? { kind: i.kind, command: i.frame.command, headers: [...i.frame.headers], body: i.frame.body.toString('latin1') }
+      : i,
+  );
 }
 
 function frames(items: ParsedItem[]): { command: string; headers: Record<string, string>; body: string }[] {
-  return items.flatMap((i) => (i.kind === 'frame' ? [{ command: i.frame.command, headers: Object.fromEntries(i.frame.headers), body: i.frame.body.toString('utf8') }] : []));
+  return items.flatMap((i) =>
+    i.kind === 'frame'
+      ? [
+          {
+            command: i.frame.command,
+            headers: Object.fromEntries(i.frame.headers),
+            body: i.frame.body.toString('utf8'),
+          },
+        ]
+      : [],
+  );
 }
 
 function randomChunks(buf: Buffer, rand: () => number): Buffer[] {
@@ -48,7 +62,12 @@ describe('FrameParser', () => {
       {
         command: 'SEND',
         // A ':' inside a value is kept (peers that never escape send them).
-        headers: { destination: 'jms.topic.vdsm_requests', 'reply-to': 'jms.topic.vdsm_responses', 'content-length': '2', ovirtCorrelationId: 'a:b' },
+        headers: {
+          destination: 'jms.topic.vdsm_requests',
+          'reply-to': 'jms.topic.vdsm_responses',
+          'content-length': '2',
+          ovirtCorrelationId: 'a:b',
+        },
         body: '{}',
       },
     ]);
@@ -74,7 +93,9 @@ describe('FrameParser', () => {
   });
 
   it('decodes header escapes, except in CONNECT frames', () => {
-    expect(frames(parse(['SEND\ndest\\cination:a\\nb\\\\c\\rd\n\n\0']))[0]!.headers).toEqual({ 'dest:ination': 'a\nb\\c\rd' });
+    expect(frames(parse(['SEND\ndest\\cination:a\\nb\\\\c\\rd\n\n\0']))[0]!.headers).toEqual({
+      'dest:ination': 'a\nb\\c\rd',
+    });
     expect(frames(parse(['CONNECT\nlogin:a\\nb\n\n\0']))[0]!.headers).toEqual({ login: 'a\\nb' });
   });
 
@@ -145,7 +166,8 @@ describe('FrameParser', () => {
       const rand = rng(seed);
       const len = Math.floor(rand() * 600);
       const buf = Buffer.alloc(len);
-      for (let i = 0; i < len; i++) buf[i] = rand() < 0.7 ? alphabet[Math.floor(rand() * alphabet.length)]! : Math.floor(rand() * 256);
+      for (let i = 0; i < len; i++)
+        buf[i] = rand() < 0.7 ? alphabet[Math.floor(rand() * alphabet.length)]! : Math.floor(rand() * 256);
       const whole = parse([buf], 256);
       for (const i of whole) if (i.kind === 'error') expect(CODES).toContain(i.code);
       const errors = whole.filter((i) => i.kind === 'error');
@@ -164,7 +186,11 @@ describe('FrameParser', () => {
     const special = [0x00, 0x0a, 0x0d, 0x3a, 0x5c, 0x63, 0x30, 0x39, 0xff];
     for (let iter = 0; iter < 3000; iter++) {
       const rand = rng(0x570a9 + iter);
-      const bytes = [...Buffer.concat(Array.from({ length: 1 + Math.floor(rand() * 3) }, () => seeds[Math.floor(rand() * seeds.length)]!))];
+      const bytes = [
+        ...Buffer.concat(
+          Array.from({ length: 1 + Math.floor(rand() * 3) }, () => seeds[Math.floor(rand() * seeds.length)]!),
+        ),
+      ];
       for (let m = 1 + Math.floor(rand() * 6); m > 0; m--) {
         const at = Math.floor(rand() * (bytes.length + 1));
         const op = Math.floor(rand() * 4);
@@ -214,7 +240,15 @@ describe('FrameParser', () => {
       }
       const items = parse(randomChunks(Buffer.concat(parts), rand), 4096);
       const got = items.flatMap((i) =>
-        i.kind === 'frame' ? [{ command: i.frame.command, headers: [...i.frame.headers].filter(([k]) => k !== 'content-length'), body: i.frame.body.toString('utf8') }] : [],
+        i.kind === 'frame'
+          ? [
+              {
+                command: i.frame.command,
+                headers: [...i.frame.headers].filter(([k]) => k !== 'content-length'),
+                body: i.frame.body.toString('utf8'),
+              },
+            ]
+          : [],
       );
       expect(got, `seed ${seed * 7919}`).toEqual(sent);
     }
@@ -223,12 +257,18 @@ describe('FrameParser', () => {
 
 describe('encodeFrame', () => {
   it('writes CONNECTED unescaped and without content-length', () => {
-    expect(encodeFrame({ command: 'CONNECTED', headers: [['version', '1.2'], ['heart-beat', '15000,0']] }).toString()).toBe(
-      'CONNECTED\nversion:1.2\nheart-beat:15000,0\n\n\0',
-    );
+    expect(
+      encodeFrame({
+        command: 'CONNECTED',
+        headers: [
+          ['version', '1.2'],
+          ['heart-beat', '15000,0'],
+        ],
+      }).toString(),
+    ).toBe('CONNECTED\nversion:1.2\nheart-beat:15000,0\n\n\0');
   });
 
-  it('adds content-length in bytes after the other headers, and escapes other frames\' headers', () => {
+  it("adds content-length in bytes after the other headers, and escapes other frames' headers", () => {
     const bytes = encodeFrame({ command: 'MESSAGE', headers: [['destination', 'a:b\nc\\']], body: '€' });
     expect(bytes.toString()).toBe('MESSAGE\ndestination:a\\cb\\nc\\\\\ncontent-length:3\n\n€\0');
   });

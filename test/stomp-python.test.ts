@@ -46,7 +46,11 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
     const guest = { hostName: 'stomp-guest', interfaces: GUEST_IFACES };
     const p = await startDaemonWithGuest(vmId, guest);
     const tls = ['--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert];
-    const s = await startDaemonWithGuest(vmId, guest, tls, { cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert });
+    const s = await startDaemonWithGuest(vmId, guest, tls, {
+      cert: pki!.client.cert,
+      key: pki!.client.key,
+      ca: pki!.ca.cert,
+    });
     plain = p.daemon;
     secure = s.daemon;
     guests.push(p.guest, s.guest);
@@ -58,7 +62,12 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
 
   const transports = [
     { name: 'plain TCP', daemon: () => plain, guest: () => guests[0]!, tls: () => undefined },
-    { name: 'mutual TLS', daemon: () => secure, guest: () => guests[1]!, tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }) },
+    {
+      name: 'mutual TLS',
+      daemon: () => secure,
+      guest: () => guests[1]!,
+      tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }),
+    },
   ];
 
   for (const t of transports) {
@@ -98,16 +107,29 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
       });
 
       it('Host.getAllVmStats lists the scripted guest with its interfaces', async () => {
-        const s = await runStompPeer({ ...base(), requests: [{ reply_to: RESP, body: rpc('all', 'Host.getAllVmStats') }], expect_responses: 1 }).done;
+        const s = await runStompPeer({
+          ...base(),
+          requests: [{ reply_to: RESP, body: rpc('all', 'Host.getAllVmStats') }],
+          expect_responses: 1,
+        }).done;
         const [reply] = bodiesTo(s, RESP) as { id: string; result: Record<string, unknown>[] }[];
         expect(reply!.id).toBe('all');
         const vm = reply!.result.find((v) => v.vmId === vmId)!;
-        expect(vm).toMatchObject({ status: 'Up', netIfaces: GUEST_IFACES, guestIPs: '192.0.2.77 192.168.122.1', guestName: 'stomp-guest' });
+        expect(vm).toMatchObject({
+          status: 'Up',
+          netIfaces: GUEST_IFACES,
+          guestIPs: '192.0.2.77 192.168.122.1',
+          guestName: 'stomp-guest',
+        });
       });
 
       it('VM.getStats for an unknown VM carries the JSON-RPC error in the MESSAGE body', async () => {
         const unknown = randomUUID();
-        const s = await runStompPeer({ ...base(), requests: [{ reply_to: RESP, body: rpc('nx', 'VM.getStats', { vmID: unknown }) }], expect_responses: 1 }).done;
+        const s = await runStompPeer({
+          ...base(),
+          requests: [{ reply_to: RESP, body: rpc('nx', 'VM.getStats', { vmID: unknown }) }],
+          expect_responses: 1,
+        }).done;
         const [reply] = bodiesTo(s, RESP) as { id: string; error: { code: number; message: string } }[];
         expect(reply!.id).toBe('nx');
         expect(reply!.error.code).toBe(1);
@@ -121,7 +143,12 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
         await peer.ready;
         await t.guest().send('network-interfaces', { interfaces: changed });
         const s = await peer.done;
-        const events = bodiesTo(s, EVENTS) as { jsonrpc: string; id?: unknown; method: string; params: Record<string, Record<string, unknown>> }[];
+        const events = bodiesTo(s, EVENTS) as {
+          jsonrpc: string;
+          id?: unknown;
+          method: string;
+          params: Record<string, Record<string, unknown>>;
+        }[];
         expect(events).toHaveLength(1);
         expect(events[0]!.id).toBeUndefined(); // the engine takes a body without id as an event
         expect(events[0]!.method).toBe(`|virt|VM_status|${vmId}`);
@@ -169,7 +196,11 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
           expect_responses: 1,
         }).done;
         expect(s.errors.map((e) => e.body).sort()).toEqual(
-          ['Missing destination or subscription id header', 'Subscription id already exists', 'Subscription not available'].sort(),
+          [
+            'Missing destination or subscription id header',
+            'Subscription id already exists',
+            'Subscription not available',
+          ].sort(),
         );
         expect(bodiesTo(s, RESP)).toEqual([{ jsonrpc: '2.0', id: 'still', result: true }]);
       });
@@ -184,7 +215,9 @@ describe.skipIf(noPython)('STOMP with python3-stomp', () => {
       timeout: 3,
     });
     await expect(run.done).rejects.toThrow(/without a summary/);
-    await secure.waitForLog((l) => l.msg === 'TLS handshake refused' && String(l.reason).includes('client certificate refused'));
+    await secure.waitForLog(
+      (l) => l.msg === 'TLS handshake refused' && String(l.reason).includes('client certificate refused'),
+    );
   });
 
   it('closes a TLS connection without a client certificate before it can speak STOMP', async () => {

@@ -37,7 +37,9 @@ describe('SocketTransport', () => {
       });
     };
     const t = new SocketTransport(serverSide, 'test');
-    const frames = [1, 2, 3].map((i) => encodeFrame({ command: 'MESSAGE', headers: [['destination', 'd']], body: `{"id":${i}}` }));
+    const frames = [1, 2, 3].map((i) =>
+      encodeFrame({ command: 'MESSAGE', headers: [['destination', 'd']], body: `{"id":${i}}` }),
+    );
     for (const f of frames) t.write(f);
     t.write(Buffer.from('\n'));
     let received = '';

@@ -17,7 +17,9 @@ const noOpenssl = missing({ commands: ['openssl'] });
 const IFACES = [{ name: 'eth0', hw: '52:54:00:12:34:56', inet: ['198.51.100.7'], inet6: [] }];
 
 /** A ws client on v12.stomp that keeps every message as it came. */
-async function rawStompWs(url: string): Promise<{ ws: WebSocket; messages: string[]; next: (n: number) => Promise<string[]> }> {
+async function rawStompWs(
+  url: string,
+): Promise<{ ws: WebSocket; messages: string[]; next: (n: number) => Promise<string[]> }> {
   const ws = new WebSocket(url, ['v12.stomp']);
   const messages: string[] = [];
   const waiters: (() => void)[] = [];
@@ -30,7 +32,10 @@ async function rawStompWs(url: string): Promise<{ ws: WebSocket; messages: strin
   expect(ws.protocol).toBe('v12.stomp');
   const next = (n: number): Promise<string[]> =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`only ${messages.length} messages: ${JSON.stringify(messages)}`)), 5000);
+      const timer = setTimeout(
+        () => reject(new Error(`only ${messages.length} messages: ${JSON.stringify(messages)}`)),
+        5000,
+      );
       const check = (): void => {
         if (messages.length >= n) {
           clearTimeout(timer);
@@ -53,7 +58,9 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
     const guest = { hostName: 'ws-guest', interfaces: IFACES };
     const tls = ['--tls-cert', pki!.server.cert, '--tls-key', pki!.server.key, '--tls-ca', pki!.ca.cert];
     ({ daemon: plain, guest: plainGuest } = await startDaemonWithGuest(vmId, guest));
-    secure = (await startDaemonWithGuest(vmId, guest, tls, { cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert })).daemon;
+    secure = (
+      await startDaemonWithGuest(vmId, guest, tls, { cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert })
+    ).daemon;
   });
   afterAll(async () => {
     await plain?.stop();
@@ -62,7 +69,11 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
 
   const transports = [
     { name: 'ws://', daemon: () => plain, tls: () => undefined },
-    { name: 'wss:// with mutual TLS', daemon: () => secure, tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }) },
+    {
+      name: 'wss:// with mutual TLS',
+      daemon: () => secure,
+      tls: () => ({ cert: pki!.client.cert, key: pki!.client.key, ca: pki!.ca.cert }),
+    },
   ];
   for (const t of transports) {
     it(`stompjs over ${t.name}: CONNECTED, Host.ping2, Host.getAllVmStats, VM.getStats errors, VDSM's ERROR`, async () => {
@@ -92,7 +103,11 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
     const changed = [{ name: 'eth9', hw: '52:54:00:00:00:09', inet: ['198.51.100.9'], inet6: [] }];
     await plainGuest.send('network-interfaces', { interfaces: changed });
     const event = await peer.waitFor(() => peer.messages.find((m) => m.headers.destination === STOMP_EVENTS));
-    expect(JSON.parse(event.body)).toMatchObject({ jsonrpc: '2.0', method: `|virt|VM_status|${vmId}`, params: { [vmId]: { netIfaces: changed, guestIPs: '198.51.100.9' } } });
+    expect(JSON.parse(event.body)).toMatchObject({
+      jsonrpc: '2.0',
+      method: `|virt|VM_status|${vmId}`,
+      params: { [vmId]: { netIfaces: changed, guestIPs: '198.51.100.9' } },
+    });
     await peer.close();
   });
 
@@ -100,12 +115,20 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
     const { ws, messages, next } = await rawStompWs(plain.url);
     ws.send(frame('SUBSCRIBE', { destination: STOMP_RESPONSES, id: 'r' }));
     ws.send('CONNECT\naccept-version:1.2\nheart-beat:0,1000\n\n\0');
-    ws.send(frame('SEND', { destination: 'jms.topic.vdsm_requests', 'reply-to': STOMP_RESPONSES }, '{"jsonrpc":"2.0","id":7,"method":"Host.ping2"}'));
+    ws.send(
+      frame(
+        'SEND',
+        { destination: 'jms.topic.vdsm_requests', 'reply-to': STOMP_RESPONSES },
+        '{"jsonrpc":"2.0","id":7,"method":"Host.ping2"}',
+      ),
+    );
     const [connected, message] = await next(2);
     expect(connected).toBe('CONNECTED\nversion:1.2\nheart-beat:1000,0\n\n\0');
     const body = '{"jsonrpc":"2.0","id":7,"result":true}';
     const id = /\nmessage-id:([^\n]+)\n/.exec(message!)![1];
-    expect(message).toBe(`MESSAGE\ndestination:${STOMP_RESPONSES}\ncontent-type:application/json\nsubscription:r\nmessage-id:${id}\ncontent-length:${body.length}\n\n${body}\0`);
+    expect(message).toBe(
+      `MESSAGE\ndestination:${STOMP_RESPONSES}\ncontent-type:application/json\nsubscription:r\nmessage-id:${id}\ncontent-length:${body.length}\n\n${body}\0`,
+    );
     await next(3);
     expect(messages[2]).toBe('\n');
     ws.terminate();
@@ -123,7 +146,9 @@ describe.skipIf(noOpenssl)('STOMP over WebSocket (v12.stomp)', () => {
 
   it('refuses a wss:// STOMP client whose certificate the CA did not sign', async () => {
     await expect(
-      WsStompPeer.connect(secure.url, { tls: { cert: pki!.otherCaClient.cert, key: pki!.otherCaClient.key, ca: pki!.ca.cert } }),
+      WsStompPeer.connect(secure.url, {
+        tls: { cert: pki!.otherCaClient.cert, key: pki!.otherCaClient.key, ca: pki!.ca.cert },
+      }),
     ).rejects.toThrow();
   });
 });

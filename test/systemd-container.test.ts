@@ -5,7 +5,16 @@
 // under every hardening setting of the unit; systemd sees it ready only once it listens,
 // restarts it when it is killed, and stops it cleanly.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -28,7 +37,10 @@ function containerInit(nspawn: number): number | null {
   while (queue.length) {
     const pid = queue.shift()!;
     for (const task of safeReaddir(`/proc/${pid}/task`)) {
-      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8')
+        .split(' ')
+        .filter(Boolean)
+        .map(Number)) {
         if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return child;
         queue.push(child);
       }
@@ -47,7 +59,8 @@ function safeReaddir(dir: string): string[] {
 
 /** Removes a cgroup and its children, deepest first; one that still holds processes stays. */
 function removeEmptyCgroup(dir: string): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeEmptyCgroup(path.join(dir, entry.name));
+  for (const entry of readdirSync(dir, { withFileTypes: true }))
+    if (entry.isDirectory()) removeEmptyCgroup(path.join(dir, entry.name));
   try {
     rmdirSync(dir);
   } catch {
@@ -63,7 +76,11 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
   let consoleText = '';
   const cgroupsBefore = new Map<string, Set<string>>();
   const inside = (...cmd: string[]): string =>
-    execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   const show = (...props: string[]): Record<string, string> =>
     Object.fromEntries(
       inside('systemctl', 'show', ...props.map((p) => `--property=${p}`), 'vdsm-agentd.service')
@@ -88,9 +105,18 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-container-'));
     // The service user, with the group of the channel sockets, as the README's install makes it.
     const kvm = /^kvm:x:(\d+):/m.exec(readFileSync('/etc/group', 'utf8'));
-    const group = readFileSync('/etc/group', 'utf8').replace(/^kvm:x:(\d+):(.*)$/m, (_l, gid, members) => `kvm:x:${gid}:${members ? `${members},` : ''}vdsm-agentd`);
-    writeFileSync(path.join(dir, 'group'), kvm ? `${group}vdsm-agentd:x:990:\n` : `${group}kvm:x:995:vdsm-agentd\nvdsm-agentd:x:990:\n`);
-    writeFileSync(path.join(dir, 'passwd'), `${readFileSync('/etc/passwd', 'utf8')}vdsm-agentd:x:990:990:vdsm-agentd:/:/usr/sbin/nologin\n`);
+    const group = readFileSync('/etc/group', 'utf8').replace(
+      /^kvm:x:(\d+):(.*)$/m,
+      (_l, gid, members) => `kvm:x:${gid}:${members ? `${members},` : ''}vdsm-agentd`,
+    );
+    writeFileSync(
+      path.join(dir, 'group'),
+      kvm ? `${group}vdsm-agentd:x:990:\n` : `${group}kvm:x:995:vdsm-agentd\nvdsm-agentd:x:990:\n`,
+    );
+    writeFileSync(
+      path.join(dir, 'passwd'),
+      `${readFileSync('/etc/passwd', 'utf8')}vdsm-agentd:x:990:990:vdsm-agentd:/:/usr/sbin/nologin\n`,
+    );
     writeFileSync(path.join(dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
     for (const f of ['group', 'passwd', 'machine-id']) chmodSync(path.join(dir, f), 0o644);
     // /usr/lib/node_modules/vdsm-agentd and its /usr/bin/vdsm-agentd link, as npm install -g
@@ -99,19 +125,30 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
     nspawn = spawn(
       'systemd-nspawn',
       [
-        '--directory=/', '--volatile=yes', '--private-network', '--register=no', '--keep-unit', '--quiet', '--console=pipe',
+        '--directory=/',
+        '--volatile=yes',
+        '--private-network',
+        '--register=no',
+        '--keep-unit',
+        '--quiet',
+        '--console=pipe',
         `--overlay=/usr:${path.join(dir, 'usr-upper')}:/usr`,
         `--bind-ro=${path.join(dir, 'passwd')}:/etc/passwd`,
         `--bind-ro=${path.join(dir, 'group')}:/etc/group`,
         `--bind-ro=${path.join(dir, 'machine-id')}:/etc/machine-id`,
         `--bind-ro=${UNIT}:/etc/systemd/system/vdsm-agentd.service`,
-        '--boot', '--', '--unit=vdsm-agentd.service',
+        '--boot',
+        '--',
+        '--unit=vdsm-agentd.service',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     nspawn.stdout!.on('data', (c: Buffer) => (consoleText += c.toString()));
     nspawn.stderr!.on('data', (c: Buffer) => (consoleText += c.toString()));
-    await waitFor('the container boot', () => (init = containerInit(nspawn.pid!) ?? 0) !== 0 || nspawn.exitCode !== null);
+    await waitFor(
+      'the container boot',
+      () => (init = containerInit(nspawn.pid!) ?? 0) !== 0 || nspawn.exitCode !== null,
+    );
     expect(nspawn.exitCode, consoleText).toBeNull();
     // A daemon that cannot start fails here at once, with its status and its journal.
     let failure = '';
@@ -123,7 +160,8 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
       } catch {
         return false;
       }
-      if (st.ActiveState === 'failed' || (st.NRestarts !== undefined && st.NRestarts !== '0')) failure = JSON.stringify(st);
+      if (st.ActiveState === 'failed' || (st.NRestarts !== undefined && st.NRestarts !== '0'))
+        failure = JSON.stringify(st);
       return failure !== '' || st.ActiveState === 'active';
     });
     expect(nspawn.exitCode, consoleText).toBeNull();
@@ -157,7 +195,13 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
 
   it('is ready (Type=notify) with the status the daemon reported once it listened', () => {
     const s = show('ActiveState', 'SubState', 'StatusText', 'Type', 'NotifyAccess');
-    expect(s).toEqual({ ActiveState: 'active', SubState: 'running', StatusText: 'listening on ws://127.0.0.1:54325', Type: 'notify', NotifyAccess: 'all' });
+    expect(s).toEqual({
+      ActiveState: 'active',
+      SubState: 'running',
+      StatusText: 'listening on ws://127.0.0.1:54325',
+      Type: 'notify',
+      NotifyAccess: 'all',
+    });
     expect(inside('node', CLIENT_INSIDE, 'Host', 'ping2')).toBe('true\n');
   });
 
@@ -187,7 +231,11 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
 
   it('stops cleanly: SIGTERM, exit status 0', () => {
     inside('systemctl', 'stop', 'vdsm-agentd.service');
-    expect(show('ActiveState', 'Result', 'ExecMainStatus')).toEqual({ ActiveState: 'inactive', Result: 'success', ExecMainStatus: '0' });
+    expect(show('ActiveState', 'Result', 'ExecMainStatus')).toEqual({
+      ActiveState: 'inactive',
+      Result: 'success',
+      ExecMainStatus: '0',
+    });
     const journal = inside('journalctl', '--unit=vdsm-agentd.service', '--output=cat', '--no-pager');
     expect(journal).toMatch(/"signal":"SIGTERM","msg":"shutting down"/);
     expect(journal).toMatch(/"msg":"stopped"/);

@@ -22,10 +22,19 @@ describe.skipIf(missing({ commands: ['openssl'] }))('mutual TLS', () => {
   beforeAll(async () => {
     pki = made!;
     d = await startDaemon([
-      '--listen', '127.0.0.1:0', '--channels-dir', NO_CHANNELS,
-      '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert,
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      NO_CHANNELS,
+      '--tls-cert',
+      pki.server.cert,
+      '--tls-key',
+      pki.server.key,
+      '--tls-ca',
+      pki.ca.cert,
       // Shorter than the default 10 s, so the silent peer below is dropped in seconds.
-      '--handshake-timeout', '3',
+      '--handshake-timeout',
+      '3',
     ]);
   });
   afterAll(async () => {
@@ -42,15 +51,25 @@ describe.skipIf(missing({ commands: ['openssl'] }))('mutual TLS', () => {
   it.each([
     ['no certificate', () => ({}), /^no client certificate given$/],
     ['a self-signed certificate', () => pki.selfSigned, /client certificate refused: DEPTH_ZERO_SELF_SIGNED_CERT/],
-    ['a certificate from another CA', () => pki.otherCaClient, /client certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/],
+    [
+      'a certificate from another CA',
+      () => pki.otherCaClient,
+      /client certificate refused: UNABLE_TO_VERIFY_LEAF_SIGNATURE/,
+    ],
   ])('refuses a client with %s, and still serves the good one', async (_what, pair, reason) => {
     const before = refusals();
     const p = pair() as { cert?: string; key?: string };
     // The client trusts the daemon's CA, so only its own certificate can be the reason for refusal.
-    const options = { ca: readFileSync(pki.ca.cert), ...(p.cert ? { cert: readFileSync(p.cert), key: readFileSync(p.key!) } : {}) };
+    const options = {
+      ca: readFileSync(pki.ca.cert),
+      ...(p.cert ? { cert: readFileSync(p.cert), key: readFileSync(p.key!) } : {}),
+    };
     await expect(openPeer(d.url, options)).rejects.toThrow();
     await expect.poll(refusals).toBe(before + 1);
-    const refused = d.logs().filter((l) => l.msg === 'TLS handshake refused').at(-1)!;
+    const refused = d
+      .logs()
+      .filter((l) => l.msg === 'TLS handshake refused')
+      .at(-1)!;
     expect(refused.reason).toMatch(reason);
     expect(refused.peer).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(await pingsOnNewConnection(d.url, asClient(pki.client))).toBe(true);

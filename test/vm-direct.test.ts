@@ -6,7 +6,14 @@ import type { VmStats } from '../src/wire.js';
 import { tempDir } from './helpers/channelsDir.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
-import { bootGuest, expectedNetIfaces, sortedAddresses, testGuestImage, VM_TEST_TIMEOUT_MS, type BootedGuest } from './helpers/qemuGuest.js';
+import {
+  bootGuest,
+  expectedNetIfaces,
+  sortedAddresses,
+  testGuestImage,
+  VM_TEST_TIMEOUT_MS,
+  type BootedGuest,
+} from './helpers/qemuGuest.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
 const skip = missing({ root: true, commands: ['qemu-system-x86_64', 'qemu-ga', 'apt-get', 'cpio', 'setpriv'] });
@@ -22,7 +29,10 @@ function expectedStats(g: BootedGuest): Partial<VmStats> {
     vmId: g.uuid,
     status: 'Up',
     netIfaces,
-    guestIPs: netIfaces.flatMap((i) => i.inet).filter((a) => !a.startsWith('127.')).join(' '),
+    guestIPs: netIfaces
+      .flatMap((i) => i.inet)
+      .filter((a) => !a.startsWith('127.'))
+      .join(' '),
     guestName: g.hostname,
     guestAgentStatus: 'responsive',
   };
@@ -40,7 +50,14 @@ async function settled(c: RpcClient, g: BootedGuest, timeoutMs = 60_000): Promis
 }
 
 function pick(s: VmStats): Partial<VmStats> {
-  return { vmId: s.vmId, status: s.status, netIfaces: s.netIfaces, guestIPs: s.guestIPs, guestName: s.guestName, guestAgentStatus: s.guestAgentStatus };
+  return {
+    vmId: s.vmId,
+    status: s.status,
+    netIfaces: s.netIfaces,
+    guestIPs: s.guestIPs,
+    guestName: s.guestName,
+    guestAgentStatus: s.guestAgentStatus,
+  };
 }
 
 describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', { timeout: VM_TEST_TIMEOUT_MS }, () => {
@@ -51,7 +68,16 @@ describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', { timeout: V
   beforeAll(async () => {
     await testGuestImage();
     dir = tempDir('vdsm-vm-ch-');
-    d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct', '--qga-poll-interval', '1']);
+    d = await startDaemon([
+      '--listen',
+      '127.0.0.1:0',
+      '--channels-dir',
+      dir,
+      '--qga-via',
+      'direct',
+      '--qga-poll-interval',
+      '1',
+    ]);
     c = await RpcClient.connect(d.url);
   });
   afterAll(async () => {
@@ -79,7 +105,11 @@ describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', { timeout: V
   it('a killed VM is gone: its sockets vanish and VM.getStats answers "Virtual machine does not exist"', async () => {
     await first.kill();
     const gone = await eventually(
-      () => stats(c, first.uuid).then(() => null, (e: unknown) => (e instanceof RpcCallError ? e.error : null)),
+      () =>
+        stats(c, first.uuid).then(
+          () => null,
+          (e: unknown) => (e instanceof RpcCallError ? e.error : null),
+        ),
       (e) => e !== null,
       15_000,
       'VM gone',
@@ -97,6 +127,11 @@ describe.skipIf(skip)('daemon, --qga-via direct, real QEMU guests', { timeout: V
     const all = await c.call<VmStats[]>('Host.getAllVmStats');
     expect(all.map((x) => x.vmId).sort()).toEqual(three.map((g) => g.uuid).sort());
     await Promise.all(three.map((g) => g.kill()));
-    await eventually(() => c.call<VmStats[]>('Host.getAllVmStats'), (a) => a.length === 0, 15_000, 'all gone');
+    await eventually(
+      () => c.call<VmStats[]>('Host.getAllVmStats'),
+      (a) => a.length === 0,
+      15_000,
+      'all gone',
+    );
   });
 });

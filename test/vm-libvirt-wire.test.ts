@@ -43,10 +43,23 @@ describe('libvirt wire format', () => {
   });
 
   it('the agent command carries the domain (name, 16-byte UUID, id), the JSON, the timeout and flags', () => {
-    const dom = decodeDomain(new XdrWriter().string('vm1').fixedOpaque(Buffer.from(UUID.replace(/-/g, ''), 'hex')).i32(3).bytes());
+    const dom = decodeDomain(
+      new XdrWriter()
+        .string('vm1')
+        .fixedOpaque(Buffer.from(UUID.replace(/-/g, ''), 'hex'))
+        .i32(3)
+        .bytes(),
+    );
     expect(dom).toEqual({ name: 'vm1', uuid: Buffer.from('4d736c0a5ce845e3a058ea16b22fbb5e', 'hex'), id: 3 });
     const r = new XdrReader(encodeAgentCommand(dom, '{"execute":"guest-ping"}', 5));
-    expect([r.string(), r.fixedOpaque(16).toString('hex'), r.i32(), r.string(), r.i32(), r.u32()]).toEqual(['vm1', '4d736c0a5ce845e3a058ea16b22fbb5e', 3, '{"execute":"guest-ping"}', 5, 0]);
+    expect([r.string(), r.fixedOpaque(16).toString('hex'), r.i32(), r.string(), r.i32(), r.u32()]).toEqual([
+      'vm1',
+      '4d736c0a5ce845e3a058ea16b22fbb5e',
+      3,
+      '{"execute":"guest-ping"}',
+      5,
+      0,
+    ]);
     expect(encodeLookupByUuid(UUID).toString('hex')).toBe('4d736c0a5ce845e3a058ea16b22fbb5e');
     expect(() => encodeLookupByUuid('not-a-uuid')).toThrow(XdrError);
     expect(decodeAgentCommand(new XdrWriter().optionalString('{"return":{}}').bytes())).toBe('{"return":{}}');
@@ -61,7 +74,11 @@ describe('libvirt wire format', () => {
       const f = new MessageFramer();
       const got: Message[] = [];
       for (let i = 0; i < all.length; i += step) got.push(...f.push(all.subarray(i, i + step)));
-      expect(got.map((m) => [m.header.serial, m.header.status, m.body.length])).toEqual([[9, 0, 4], [10, 1, 8], [9, 0, 4]]);
+      expect(got.map((m) => [m.header.serial, m.header.status, m.body.length])).toEqual([
+        [9, 0, 4],
+        [10, 1, 8],
+        [9, 0, 4],
+      ]);
     }
   });
 
@@ -72,16 +89,33 @@ describe('libvirt wire format', () => {
   });
 
   it('a remote_error gives code, domain and message', () => {
-    const body = new XdrWriter().i32(42).i32(10).optionalString("Domain not found: no domain with matching uuid 'x'").i32(2).bytes();
-    expect(decodeError(body)).toEqual({ code: 42, domain: 10, message: "Domain not found: no domain with matching uuid 'x'" });
+    const body = new XdrWriter()
+      .i32(42)
+      .i32(10)
+      .optionalString("Domain not found: no domain with matching uuid 'x'")
+      .i32(2)
+      .bytes();
+    expect(decodeError(body)).toEqual({
+      code: 42,
+      domain: 10,
+      message: "Domain not found: no domain with matching uuid 'x'",
+    });
   });
 });
 
 describe('libvirt URIs', () => {
   it('maps local URIs to libvirtd socket and name; refuses remote transports', () => {
-    expect(libvirtTarget('qemu:///system')).toMatchObject({ name: 'qemu:///system', socketPath: expect.stringMatching(/^\/run\/libvirt\/(libvirt|virtqemud)-sock$/) });
-    expect(libvirtTarget('qemu+unix:///system?socket=/tmp/x.sock')).toEqual({ name: 'qemu:///system', socketPath: '/tmp/x.sock' });
-    expect(libvirtTarget('qemu:///session', { XDG_RUNTIME_DIR: '/run/user/1000' }).socketPath).toMatch(/^\/run\/user\/1000\/libvirt\//);
+    expect(libvirtTarget('qemu:///system')).toMatchObject({
+      name: 'qemu:///system',
+      socketPath: expect.stringMatching(/^\/run\/libvirt\/(libvirt|virtqemud)-sock$/),
+    });
+    expect(libvirtTarget('qemu+unix:///system?socket=/tmp/x.sock')).toEqual({
+      name: 'qemu:///system',
+      socketPath: '/tmp/x.sock',
+    });
+    expect(libvirtTarget('qemu:///session', { XDG_RUNTIME_DIR: '/run/user/1000' }).socketPath).toMatch(
+      /^\/run\/user\/1000\/libvirt\//,
+    );
     expect(() => libvirtTarget('qemu+ssh://host/system')).toThrow(/only local URIs/);
     expect(() => libvirtTarget('qemu+tls://host/system')).toThrow(/only local URIs/);
     expect(() => libvirtTarget('not a uri')).toThrow(/not a URI/);
@@ -92,13 +126,40 @@ describe('libvirt failures as agent status', () => {
   const call = (code: number, message: string): LibvirtCallError => new LibvirtCallError({ code, domain: 10, message });
   it.each([
     [call(VirErr.noDomain, 'Domain not found'), 'disconnected', 'LIBVIRT_ERR_NO_DOMAIN'],
-    [call(VirErr.operationInvalid, 'Requested operation is not valid: domain is not running'), 'disconnected', 'LIBVIRT_ERR_DOMAIN_NOT_RUNNING'],
-    [call(VirErr.agentUnresponsive, 'Guest agent is not responding: QEMU guest agent is not connected'), 'disconnected', 'LIBVIRT_ERR_AGENT_NOT_CONNECTED'],
-    [call(VirErr.agentUnresponsive, 'Guest agent is not responding: QEMU guest agent is not available due to an error'), 'disconnected', 'LIBVIRT_ERR_AGENT_NOT_CONNECTED'],
-    [call(VirErr.agentUnresponsive, 'Guest agent is not responding: Guest agent not available for now'), 'timeout', 'LIBVIRT_ERR_AGENT_UNRESPONSIVE'],
-    [call(VirErr.operationTimeout, 'Timed out during operation: cannot acquire state change lock'), 'timeout', 'LIBVIRT_ERR_TIMEOUT'],
+    [
+      call(VirErr.operationInvalid, 'Requested operation is not valid: domain is not running'),
+      'disconnected',
+      'LIBVIRT_ERR_DOMAIN_NOT_RUNNING',
+    ],
+    [
+      call(VirErr.agentUnresponsive, 'Guest agent is not responding: QEMU guest agent is not connected'),
+      'disconnected',
+      'LIBVIRT_ERR_AGENT_NOT_CONNECTED',
+    ],
+    [
+      call(
+        VirErr.agentUnresponsive,
+        'Guest agent is not responding: QEMU guest agent is not available due to an error',
+      ),
+      'disconnected',
+      'LIBVIRT_ERR_AGENT_NOT_CONNECTED',
+    ],
+    [
+      call(VirErr.agentUnresponsive, 'Guest agent is not responding: Guest agent not available for now'),
+      'timeout',
+      'LIBVIRT_ERR_AGENT_UNRESPONSIVE',
+    ],
+    [
+      call(VirErr.operationTimeout, 'Timed out during operation: cannot acquire state change lock'),
+      'timeout',
+      'LIBVIRT_ERR_TIMEOUT',
+    ],
     [call(1, 'internal error'), 'disconnected', 'LIBVIRT_ERR_1'],
-    [new LibvirtUnavailableError('cannot connect to /run/libvirt/libvirt-sock: ENOENT'), 'disconnected', 'LIBVIRT_ERR_UNAVAILABLE'],
+    [
+      new LibvirtUnavailableError('cannot connect to /run/libvirt/libvirt-sock: ENOENT'),
+      'disconnected',
+      'LIBVIRT_ERR_UNAVAILABLE',
+    ],
     [new LibvirtUnavailableError('libvirtd did not answer within 15000 ms', true), 'timeout', 'LIBVIRT_ERR_TIMEOUT'],
     [new Error('boom'), 'disconnected', 'LIBVIRT_ERR_UNEXPECTED'],
   ])('%s -> %s %s', (err, kind, code) => {
@@ -113,7 +174,8 @@ class FakeLibvirtd {
   readonly sockets = new Set<net.Socket>();
   readonly pongs: number[] = [];
   auth: number[] = [LIBVIRT.auth.none];
-  onCall: (prog: number, proc: number, body: Buffer) => Buffer | { error: number; message: string } | 'silence' = () => Buffer.alloc(0);
+  onCall: (prog: number, proc: number, body: Buffer) => Buffer | { error: number; message: string } | 'silence' = () =>
+    Buffer.alloc(0);
 
   constructor(readonly path: string) {
     this.server = net.createServer((s) => {
@@ -143,7 +205,10 @@ class FakeLibvirtd {
       const w = new XdrWriter().u32(this.auth.length);
       for (const a of this.auth) w.i32(a);
       out = w.bytes();
-    } else if (h.prog === LIBVIRT.remoteProgram && (h.proc === LIBVIRT.proc.authPolkit || h.proc === LIBVIRT.proc.connectOpen)) {
+    } else if (
+      h.prog === LIBVIRT.remoteProgram &&
+      (h.proc === LIBVIRT.proc.authPolkit || h.proc === LIBVIRT.proc.connectOpen)
+    ) {
       out = h.proc === LIBVIRT.proc.authPolkit ? new XdrWriter().i32(1).bytes() : Buffer.alloc(0);
     } else if (h.prog === LIBVIRT.remoteProgram && h.proc === LIBVIRT.proc.connectDomainEventCallbackRegisterAny) {
       this.eventSockets.add(s);
@@ -154,18 +219,40 @@ class FakeLibvirtd {
     if (out === 'silence') return;
     const reply = { prog: h.prog, vers: 1, proc: h.proc, type: LIBVIRT.type.reply, serial: h.serial };
     if (Buffer.isBuffer(out)) s.write(encodeMessage({ ...reply, status: LIBVIRT.status.ok }, out));
-    else s.write(encodeMessage({ ...reply, status: LIBVIRT.status.error }, new XdrWriter().i32(out.error).i32(10).optionalString(out.message).i32(2).bytes()));
+    else
+      s.write(
+        encodeMessage(
+          { ...reply, status: LIBVIRT.status.error },
+          new XdrWriter().i32(out.error).i32(10).optionalString(out.message).i32(2).bytes(),
+        ),
+      );
   }
 
   /** The connections that registered domain events: a server-sent MESSAGE goes to them. */
   readonly eventSockets = new Set<net.Socket>();
 
   sendEvent(proc: number, body: Buffer): void {
-    for (const s of this.eventSockets) s.write(encodeMessage({ prog: LIBVIRT.remoteProgram, vers: 1, proc, type: LIBVIRT.type.message, serial: 0, status: 0 }, body));
+    for (const s of this.eventSockets)
+      s.write(
+        encodeMessage(
+          { prog: LIBVIRT.remoteProgram, vers: 1, proc, type: LIBVIRT.type.message, serial: 0, status: 0 },
+          body,
+        ),
+      );
   }
 
   ping(): void {
-    for (const s of this.sockets) s.write(encodeMessage({ prog: LIBVIRT.keepaliveProgram, vers: 1, proc: LIBVIRT.proc.ping, type: LIBVIRT.type.message, serial: 0, status: 0 }));
+    for (const s of this.sockets)
+      s.write(
+        encodeMessage({
+          prog: LIBVIRT.keepaliveProgram,
+          vers: 1,
+          proc: LIBVIRT.proc.ping,
+          type: LIBVIRT.type.message,
+          serial: 0,
+          status: 0,
+        }),
+      );
   }
 
   /** libvirtd going away: every connection dropped, the socket gone. */
@@ -183,13 +270,22 @@ describe('libvirt client against a scripted libvirtd', () => {
     for (const f of fakes.splice(0)) if (f.server.listening) await f.stop();
   });
 
-  async function setup(auth: number[] = [LIBVIRT.auth.none]): Promise<{ fake: FakeLibvirtd; client: LibvirtClient; sock: string }> {
+  async function setup(
+    auth: number[] = [LIBVIRT.auth.none],
+  ): Promise<{ fake: FakeLibvirtd; client: LibvirtClient; sock: string }> {
     const sock = path.join(tempDir('vdsm-fake-libvirt-'), 'libvirt-sock');
     const fake = new FakeLibvirtd(sock);
     fake.auth = auth;
     fakes.push(fake);
     await fake.listen();
-    const client = new LibvirtClient({ uri: `qemu+unix:///system?socket=${sock}`, log: silent, connections: 2, callTimeoutMs: 500, reconnectMinMs: 50, reconnectMaxMs: 200 });
+    const client = new LibvirtClient({
+      uri: `qemu+unix:///system?socket=${sock}`,
+      log: silent,
+      connections: 2,
+      callTimeoutMs: 500,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 200,
+    });
     clients.push(client);
     await client.start();
     return { fake, client, sock };
@@ -207,13 +303,28 @@ describe('libvirt client against a scripted libvirtd', () => {
 
   it('an agent command: lookup once (cached), then the QEMU program call; the reply text comes back', async () => {
     const { fake, client } = await setup();
-    fake.onCall = (prog, proc) => (prog === LIBVIRT.qemuProgram && proc === LIBVIRT.proc.agentCommand ? new XdrWriter().optionalString('{"return":{"host-name":"vm1"}}').bytes() : Buffer.alloc(0));
-    expect(await client.agentCommand(UUID, '{"execute":"guest-get-host-name"}', 1500)).toBe('{"return":{"host-name":"vm1"}}');
+    fake.onCall = (prog, proc) =>
+      prog === LIBVIRT.qemuProgram && proc === LIBVIRT.proc.agentCommand
+        ? new XdrWriter().optionalString('{"return":{"host-name":"vm1"}}').bytes()
+        : Buffer.alloc(0);
+    expect(await client.agentCommand(UUID, '{"execute":"guest-get-host-name"}', 1500)).toBe(
+      '{"return":{"host-name":"vm1"}}',
+    );
     await client.agentCommand(UUID, '{"execute":"guest-get-host-name"}', 1500);
     const after = fake.calls.slice(7).map((c) => [c.prog, c.proc]);
-    expect(after).toEqual([[LIBVIRT.remoteProgram, 24], [LIBVIRT.qemuProgram, 3], [LIBVIRT.qemuProgram, 3]]);
+    expect(after).toEqual([
+      [LIBVIRT.remoteProgram, 24],
+      [LIBVIRT.qemuProgram, 3],
+      [LIBVIRT.qemuProgram, 3],
+    ]);
     const r = new XdrReader(fake.calls[8]!.body);
-    expect([r.string(), r.fixedOpaque(16).length, r.i32(), r.string(), r.i32()]).toEqual(['vm1', 16, 1, '{"execute":"guest-get-host-name"}', 2]);
+    expect([r.string(), r.fixedOpaque(16).length, r.i32(), r.string(), r.i32()]).toEqual([
+      'vm1',
+      16,
+      1,
+      '{"execute":"guest-get-host-name"}',
+      2,
+    ]);
   });
 
   it('a VM whose agent hangs does not hold up another VM: calls are in flight together, answered by serial', async () => {
@@ -222,17 +333,25 @@ describe('libvirt client against a scripted libvirtd', () => {
     fake.onCall = (_prog, _proc, body) => {
       const r = new XdrReader(body);
       r.string(); // the domain's name, then its UUID
-      return r.fixedOpaque(16).toString('hex') === UUID.replace(/-/g, '') ? 'silence' : new XdrWriter().optionalString('{"return":{}}').bytes();
+      return r.fixedOpaque(16).toString('hex') === UUID.replace(/-/g, '')
+        ? 'silence'
+        : new XdrWriter().optionalString('{"return":{}}').bytes();
     };
     const hung = client.agentCommand(UUID, '{"execute":"guest-ping"}', 1000).catch((e: unknown) => e);
-    for (let i = 0; i < 5; i++) expect(await client.agentCommand(other, '{"execute":"guest-ping"}', 1000)).toBe('{"return":{}}');
+    for (let i = 0; i < 5; i++)
+      expect(await client.agentCommand(other, '{"execute":"guest-ping"}', 1000)).toBe('{"return":{}}');
     expect(await hung).toBeInstanceOf(LibvirtUnavailableError); // its own timeout, later
   });
 
   it('answers keepalive pings', async () => {
     const { fake } = await setup();
     fake.ping();
-    await eventually(() => fake.pongs, (p) => p.length === 2, 2000, 'pongs');
+    await eventually(
+      () => fake.pongs,
+      (p) => p.length === 2,
+      2000,
+      'pongs',
+    );
     expect(fake.pongs).toEqual([LIBVIRT.proc.pong, LIBVIRT.proc.pong]);
   });
 
@@ -250,16 +369,31 @@ describe('libvirt client against a scripted libvirtd', () => {
     client.on('state', (s: string) => states.push(s));
     fake.onCall = () => 'silence';
     const pending = client.agentCommand(UUID, '{"execute":"guest-ping"}', 5000).catch((e: unknown) => e);
-    await eventually(() => fake.calls.some((c) => c.prog === LIBVIRT.qemuProgram), (x) => x, 2000, 'call sent');
+    await eventually(
+      () => fake.calls.some((c) => c.prog === LIBVIRT.qemuProgram),
+      (x) => x,
+      2000,
+      'call sent',
+    );
     await fake.stop();
     expect(await pending).toBeInstanceOf(LibvirtUnavailableError);
-    await eventually(() => client.state, (s) => s === 'down', 2000, 'down');
+    await eventually(
+      () => client.state,
+      (s) => s === 'down',
+      2000,
+      'down',
+    );
     await expect(client.agentCommand(UUID, '{"execute":"guest-ping"}', 1000)).rejects.toThrow(LibvirtUnavailableError);
     const again = new FakeLibvirtd(sock);
     fakes.push(again);
     again.onCall = () => new XdrWriter().optionalString('{"return":{}}').bytes();
     await again.listen();
-    await eventually(() => client.state, (s) => s === 'up', 5000, 'up again');
+    await eventually(
+      () => client.state,
+      (s) => s === 'up',
+      5000,
+      'up again',
+    );
     expect(await client.agentCommand(UUID, '{"execute":"guest-ping"}', 1000)).toBe('{"return":{}}');
     expect(states).toEqual(['down', 'up']);
   });
@@ -267,7 +401,12 @@ describe('libvirt client against a scripted libvirtd', () => {
   it('garbage from libvirtd drops the connection and the client reconnects', async () => {
     const { fake, client } = await setup();
     for (const s of fake.sockets) s.write(Buffer.from([0, 0, 0, 1, 0xde, 0xad]));
-    await eventually(() => client.state, (s) => s === 'up' && fake.calls.filter((c) => c.proc === 66).length >= 4, 5000, 'reconnected');
+    await eventually(
+      () => client.state,
+      (s) => s === 'up' && fake.calls.filter((c) => c.proc === 66).length >= 4,
+      5000,
+      'reconnected',
+    );
   });
 
   it('the QgaLink maps replies with the shared parser and libvirt errors to failure kinds, one warning per cause', async () => {
@@ -276,16 +415,26 @@ describe('libvirt client against a scripted libvirtd', () => {
     const log = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) });
     const notes: string[] = [];
     const link = new LibvirtQgaLink(client, UUID, log, (issues) => notes.push(...issues.keys()));
-    let reply: Buffer | { error: number; message: string } = new XdrWriter().optionalString('{"return":[{"name":"lo"}]}').bytes();
+    let reply: Buffer | { error: number; message: string } = new XdrWriter()
+      .optionalString('{"return":[{"name":"lo"}]}')
+      .bytes();
     fake.onCall = () => reply;
     expect(await link.execute('guest-network-get-interfaces', undefined, 1000)).toEqual([{ name: 'lo' }]);
-    reply = new XdrWriter().optionalString('{"error":{"class":"CommandNotFound","desc":"The command guest-bogus has not been found"}}').bytes();
-    await expect(link.execute('guest-bogus', undefined, 1000)).rejects.toMatchObject({ kind: 'agent', errorClass: 'CommandNotFound' });
+    reply = new XdrWriter()
+      .optionalString('{"error":{"class":"CommandNotFound","desc":"The command guest-bogus has not been found"}}')
+      .bytes();
+    await expect(link.execute('guest-bogus', undefined, 1000)).rejects.toMatchObject({
+      kind: 'agent',
+      errorClass: 'CommandNotFound',
+    });
     // A reply over the line cap of the socket path is dropped here too (libvirt passes up to 10 MiB).
     reply = new XdrWriter().optionalString(`{"return":"${'x'.repeat(1024 * 1024)}"}`).bytes();
     await expect(link.execute('guest-get-host-name', undefined, 1000)).rejects.toMatchObject({ kind: 'agent' });
     expect(notes).toEqual(['GUEST_ERR_LINE_TOO_LONG']);
-    reply = { error: VirErr.agentUnresponsive, message: 'Guest agent is not responding: QEMU guest agent is not connected' };
+    reply = {
+      error: VirErr.agentUnresponsive,
+      message: 'Guest agent is not responding: QEMU guest agent is not connected',
+    };
     for (let i = 0; i < 3; i++) {
       const e = await link.execute('guest-get-host-name', undefined, 1000).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(QgaCommandError);
@@ -320,7 +469,12 @@ describe('--qga-via auto, the per-VM decision', () => {
     client.known.add('a');
     let now = 1_000;
     let expired = 0;
-    const d = new LibvirtRouteDecider(client as unknown as LibvirtClient, 30_000, () => expired++, () => now);
+    const d = new LibvirtRouteDecider(
+      client as unknown as LibvirtClient,
+      30_000,
+      () => expired++,
+      () => now,
+    );
     expect([await d.useLibvirt('a'), await d.useLibvirt('b')]).toEqual([true, false]);
     client.failing = true; // libvirtd hiccup: keep what was decided
     expect([await d.useLibvirt('a'), await d.useLibvirt('b')]).toEqual([true, false]);
@@ -341,7 +495,12 @@ describe('--qga-via auto, the per-VM decision', () => {
     let expired = 0;
     const d = new LibvirtRouteDecider(client as unknown as LibvirtClient, 50, () => expired++);
     client.set('down');
-    await eventually(() => expired, (n) => n === 1, 2000, 'hold expired');
+    await eventually(
+      () => expired,
+      (n) => n === 1,
+      2000,
+      'hold expired',
+    );
     d.stop();
   });
 });

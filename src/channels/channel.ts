@@ -74,7 +74,8 @@ export class ChannelConnection {
     if (this.stopped) return;
     this.attempt = 0;
     this.clearTimers();
-    if (this.socket) this.socket.destroy(); // 'close' reconnects
+    if (this.socket)
+      this.socket.destroy(); // 'close' reconnects
     else this.connect();
   }
 
@@ -87,7 +88,13 @@ export class ChannelConnection {
   private connect(): void {
     if (this.stopped) return;
     const { path, log, handler } = this.opts;
-    const socket: net.Socket = net.createConnection({ path, onread: { buffer: READ_BUFFER, callback: (n: number): boolean => this.received(socket, READ_BUFFER.subarray(0, n)) } });
+    const socket: net.Socket = net.createConnection({
+      path,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number): boolean => this.received(socket, READ_BUFFER.subarray(0, n)),
+      },
+    });
     this.socket = socket;
     let up = false;
     let upSince = 0;
@@ -109,7 +116,10 @@ export class ChannelConnection {
       // A socket we may not connect to is a setup problem (service user's groups), not a VM stopping.
       if (this.failing === errno || this.stopped) log.debug({ path, code, errno }, 'channel connect failed');
       else if (errno === 'EACCES' || errno === 'EPERM') {
-        log.warn({ path, code, errno, err: err.message }, `may not connect to channel socket ${path} (${errno}): the service user needs the socket's group`);
+        log.warn(
+          { path, code, errno, err: err.message },
+          `may not connect to channel socket ${path} (${errno}): the service user needs the socket's group`,
+        );
       } else log.info({ path, code, errno, err: err.message }, up ? 'channel failed' : 'channel not available');
       this.failing = errno;
     });
@@ -162,7 +172,10 @@ export class ChannelConnection {
   }
 
   private handlerFailed(err: unknown): void {
-    this.opts.log.error({ err, path: this.opts.path, code: ChannelLogCode.handlerFailed }, 'channel handler failed; reconnecting');
+    this.opts.log.error(
+      { err, path: this.opts.path, code: ChannelLogCode.handlerFailed },
+      'channel handler failed; reconnecting',
+    );
     this.socket?.destroy();
   }
 }

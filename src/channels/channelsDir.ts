@@ -134,7 +134,10 @@ export class ChannelsDirWatcher {
     if (errno === 'ENOENT' || errno === 'ENOTDIR') {
       this.log.warn({ dir: this.dir, errno }, 'channels directory is missing; waiting for it to appear');
     } else {
-      this.log.warn({ dir: this.dir, errno, err: e.message }, `cannot read channels directory ${this.dir} (${errno}); no VMs are found until it can be read`);
+      this.log.warn(
+        { dir: this.dir, errno, err: e.message },
+        `cannot read channels directory ${this.dir} (${errno}); no VMs are found until it can be read`,
+      );
     }
   }
 
@@ -143,7 +146,10 @@ export class ChannelsDirWatcher {
     if (this.problem === null) return;
     const was = this.problem;
     this.problem = null;
-    this.log.info({ dir: this.dir, was }, was === 'ENOENT' || was === 'ENOTDIR' ? 'channels directory appeared' : 'channels directory can be read again');
+    this.log.info(
+      { dir: this.dir, was },
+      was === 'ENOENT' || was === 'ENOTDIR' ? 'channels directory appeared' : 'channels directory can be read again',
+    );
   }
 
   private closeWatcher(): void {
@@ -176,7 +182,8 @@ export class ChannelsDirWatcher {
         this.pending.clear();
       }
       // lstat a batch at a time: one by one, 1,000 sockets at start-up took most of a second.
-      for (let i = 0; i < names.length; i += CHECK_BATCH) await Promise.all(names.slice(i, i + CHECK_BATCH).map((n) => this.check(n)));
+      for (let i = 0; i < names.length; i += CHECK_BATCH)
+        await Promise.all(names.slice(i, i + CHECK_BATCH).map((n) => this.check(n)));
     }
   }
 

@@ -79,7 +79,8 @@ export class GuestChannels implements ChannelsDirListener {
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
     // One line per agent state change (SPEC section 6), never per message.
     opts.registry.onChange((ch) => {
-      if (ch.changed.includes('guestAgentStatus')) opts.log.info({ vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus }, 'guest agent status changed');
+      if (ch.changed.includes('guestAgentStatus'))
+        opts.log.info({ vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus }, 'guest agent status changed');
     });
   }
 
@@ -191,7 +192,11 @@ export class GuestChannels implements ChannelsDirListener {
     if (other) return other;
     if (this.qga.mode === 'libvirt') {
       // Connecting would take the agent away from libvirtd (SPEC section 4): leave the socket alone.
-      if (!this.warnedNoLibvirt) log.warn({ code: ChannelLogCode.qgaLibvirtUnavailable }, 'qemu-ga through libvirt is not available; qemu-ga is not polled');
+      if (!this.warnedNoLibvirt)
+        log.warn(
+          { code: ChannelLogCode.qgaLibvirtUnavailable },
+          'qemu-ga through libvirt is not available; qemu-ga is not polled',
+        );
       this.warnedNoLibvirt = true;
       return { socket: s, stop: () => {}, reconnectNow: () => {} };
     }
@@ -202,7 +207,13 @@ export class GuestChannels implements ChannelsDirListener {
    * `auto`: nothing touches the socket until the route is decided (a direct connection to a
    * libvirt domain's socket would take its agent away from libvirtd); decisions run one at a time.
    */
-  private routed(s: ChannelSocket, useLibvirt: (vmId: string) => Promise<boolean>, viaOther: () => OpenChannel | null, direct: () => OpenChannel, log: Logger): OpenChannel {
+  private routed(
+    s: ChannelSocket,
+    useLibvirt: (vmId: string) => Promise<boolean>,
+    viaOther: () => OpenChannel | null,
+    direct: () => OpenChannel,
+    log: Logger,
+  ): OpenChannel {
     let current: OpenChannel | null = null;
     let route: 'libvirt' | 'direct' | null = null;
     let stopped = false;

@@ -44,7 +44,8 @@ export class InputGuard {
       }
       const d = this.warnings.decide(code, this.now());
       if (d.suppressed) this.summary(d.suppressed);
-      if (d.log) this.log.warn({ vmId: this.vmId, channel, code, count: n, ...detail }, 'bad guest input dropped or replaced');
+      if (d.log)
+        this.log.warn({ vmId: this.vmId, channel, code, count: n, ...detail }, 'bad guest input dropped or replaced');
       else if (!this.summaryTimer) {
         this.summaryTimer = setTimeout(() => {
           this.summaryTimer = null;
@@ -56,7 +57,10 @@ export class InputGuard {
   }
 
   private summary(suppressed: Record<string, number>): void {
-    this.log.warn({ vmId: this.vmId, code: ChannelLogCode.warningsSuppressed, suppressed }, 'guest warnings suppressed (rate limit)');
+    this.log.warn(
+      { vmId: this.vmId, code: ChannelLogCode.warningsSuppressed, suppressed },
+      'guest warnings suppressed (rate limit)',
+    );
   }
 
   private flush(): void {
@@ -69,6 +73,10 @@ export class InputGuard {
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
     this.summaryTimer = null;
     this.flush();
-    if (this.counts.size) this.log.info({ vmId: this.vmId, counts: Object.fromEntries(this.counts) }, 'guest input issues while the VM was known');
+    if (this.counts.size)
+      this.log.info(
+        { vmId: this.vmId, counts: Object.fromEntries(this.counts) },
+        'guest input issues while the VM was known',
+      );
   }
 }

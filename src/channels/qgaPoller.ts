@@ -167,7 +167,8 @@ export class QgaPoller {
     this.protocolErrors = 0;
     const m = this.mappedOf(this.list[this.index] ?? '', value);
     this.report = this.report === null ? m.report : Object.assign({}, this.report, m.report); // never merged into a cached mapping
-    if (m.issues.size) for (const [code, n] of m.issues) noteIssue((this.issues ??= new Map<GuestIssueCode, number>()), code, n);
+    if (m.issues.size)
+      for (const [code, n] of m.issues) noteIssue((this.issues ??= new Map<GuestIssueCode, number>()), code, n);
     this.next();
   };
 
@@ -175,7 +176,8 @@ export class QgaPoller {
     const command = this.list[this.index] ?? '';
     if (err instanceof QgaCommandError && err.kind === 'agent') {
       // The agent answered: it is alive, it just cannot do this one.
-      if (err.errorClass === 'CommandNotFound' || err.errorClass === 'CommandDisabled') (this.unsupported ??= new Set()).add(command);
+      if (err.errorClass === 'CommandNotFound' || err.errorClass === 'CommandDisabled')
+        (this.unsupported ??= new Set()).add(command);
       this.protocolErrors = 0;
       this.sink.issues(new Map([[GuestIssue.qgaError, 1]]), { command, errorClass: err.errorClass, desc: err.message });
       this.next();
@@ -249,7 +251,8 @@ export class QgaPoller {
   private flush(): void {
     const { report, issues } = this;
     if (issues) this.sink.issues(issues);
-    if (report && (report.netIfaces !== undefined || report.guestName !== undefined || report.guestOs !== undefined)) this.sink.report(report);
+    if (report && (report.netIfaces !== undefined || report.guestName !== undefined || report.guestOs !== undefined))
+      this.sink.report(report);
   }
 
   private failed(err: unknown): void {

@@ -63,7 +63,12 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
       // Replies we asked for are bounded by our own schedule; only unsolicited ones spend the budget.
       const waited = this.pending && !this.pending.sync ? this.pending.what : null;
       if (waited === null && !this.guard.admitMessage(this.channel)) continue;
-      if (ev.issues.size) this.guard.note(this.channel, ev.issues, waited !== null && ev.reply.kind === 'invalid' ? { command: waited } : undefined);
+      if (ev.issues.size)
+        this.guard.note(
+          this.channel,
+          ev.issues,
+          waited !== null && ev.reply.kind === 'invalid' ? { command: waited } : undefined,
+        );
       this.onReply(ev.reply);
     }
   }
@@ -77,7 +82,11 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     else if (reply.kind === 'error') this.settle(null, new QgaCommandError('agent', reply.desc, reply.errorClass));
     // Not a reply (its code was counted above): waiting out the timeout would only make a live
     // agent look dead; the poller resyncs at once instead, which also skips a late real reply.
-    else this.settle(null, new QgaCommandError('protocol', `${this.pending.what} got a reply that is not valid qemu-ga JSON`));
+    else
+      this.settle(
+        null,
+        new QgaCommandError('protocol', `${this.pending.what} got a reply that is not valid qemu-ga JSON`),
+      );
   }
 
   execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
@@ -92,10 +101,15 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
 
   private send(bytes: Buffer, sync: boolean, timeoutMs: number, what: string): Promise<unknown> {
     if (this.pending) return Promise.reject(new QgaCommandError('busy', 'a command is already in flight'));
-    if (!this.writer && !this.everConnected) return Promise.reject(new QgaCommandError('notYet', 'channel not connected yet'));
-    if (!this.writer || !this.writer.write(bytes)) return Promise.reject(new QgaCommandError('disconnected', 'channel not connected'));
+    if (!this.writer && !this.everConnected)
+      return Promise.reject(new QgaCommandError('notYet', 'channel not connected yet'));
+    if (!this.writer || !this.writer.write(bytes))
+      return Promise.reject(new QgaCommandError('disconnected', 'channel not connected'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.settle(null, new QgaCommandError('timeout', `${what} got no answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => this.settle(null, new QgaCommandError('timeout', `${what} got no answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.pending = { resolve, reject, timer, sync, what };
     });
   }

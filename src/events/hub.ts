@@ -83,7 +83,9 @@ export class EventHub {
     budget: EventBudget | number,
   ) {
     this.budget =
-      typeof budget === 'number' ? { maxBufferedBytes: budget, maxTotalBufferedBytes: Infinity, drainTimeoutMs: Infinity } : budget;
+      typeof budget === 'number'
+        ? { maxBufferedBytes: budget, maxTotalBufferedBytes: Infinity, drainTimeoutMs: Infinity }
+        : budget;
     this.probeEveryMs = Math.max(100, Math.min(1000, this.budget.drainTimeoutMs / 4));
   }
 
@@ -91,7 +93,15 @@ export class EventHub {
     const old = this.subs.get(sink.id);
     const prefixList = prefixes?.length ? [...prefixes] : null;
     if (old) old.prefixes = prefixList;
-    else this.subs.set(sink.id, { sink, prefixes: prefixList, behindSince: null, unackedSince: null, probeSentAt: null, sentAfterProbe: null });
+    else
+      this.subs.set(sink.id, {
+        sink,
+        prefixes: prefixList,
+        behindSince: null,
+        unackedSince: null,
+        probeSentAt: null,
+        sentAfterProbe: null,
+      });
   }
 
   unsubscribe(sink: EventSink): void {
@@ -151,16 +161,17 @@ export class EventHub {
       else sub.behindSince ??= now;
       // Probing sinks are judged by what the peer acknowledged, the others by unsent bytes.
       const since = sub.sink.probe ? sub.unackedSince : sub.behindSince;
-      if (bytes > maxBufferedBytes) this.cut(sub, bytes, 'buffer', `more than ${maxBufferedBytes} bytes of events unsent`);
+      if (bytes > maxBufferedBytes)
+        this.cut(sub, bytes, 'buffer', `more than ${maxBufferedBytes} bytes of events unsent`);
       else if (since !== null && now - since > drainTimeoutMs && cuts < CUTS_PER_PASS) {
         // Many subscribers falling silent together are cut in passes, so requests are answered in between.
         if (++cuts === CUTS_PER_PASS) setImmediate(() => this.enforce(0));
         this.cut(sub, bytes, 'drain', `events not read for more than ${drainTimeoutMs} ms`);
-      }
-      else {
+      } else {
         if (since !== null) waiting = true;
         // About one probe a second per subscriber while events flow, whatever their rate.
-        if (sub.unackedSince !== null && sub.probeSentAt === null && now - sub.unackedSince >= this.probeEveryMs) this.probe(sub, now);
+        if (sub.unackedSince !== null && sub.probeSentAt === null && now - sub.unackedSince >= this.probeEveryMs)
+          this.probe(sub, now);
         if (bytes === 0) continue;
         total += bytes;
         held.push({ sub, bytes });
@@ -172,7 +183,12 @@ export class EventHub {
       let over = projected - maxTotalBufferedBytes;
       for (const { sub, bytes } of held) {
         if (over <= 0) break;
-        this.cut(sub, bytes, 'total', `subscribers together hold more than ${maxTotalBufferedBytes} bytes of unsent events`);
+        this.cut(
+          sub,
+          bytes,
+          'total',
+          `subscribers together hold more than ${maxTotalBufferedBytes} bytes of unsent events`,
+        );
         over -= bytes + incoming;
       }
     }
@@ -196,7 +212,14 @@ export class EventHub {
     this.cutOff[cause]++;
     const unreadMs = sub.unackedSince === null ? undefined : Date.now() - sub.unackedSince;
     this.log.warn(
-      { peer: sub.sink.peer, conn: sub.sink.id, reason: why, buffered: bytes, unreadMs, code: SLOW_SUBSCRIBER_CLOSE_CODE },
+      {
+        peer: sub.sink.peer,
+        conn: sub.sink.id,
+        reason: why,
+        buffered: bytes,
+        unreadMs,
+        code: SLOW_SUBSCRIBER_CLOSE_CODE,
+      },
       'event subscriber too slow, disconnecting',
     );
     sub.sink.dropSlow('event subscriber too slow');

@@ -10,7 +10,6 @@ export interface VmChangeLike {
   stats: VmStats;
 }
 
-
 const VM_STATUS_PREFIX = '|virt|VM_status|';
 
 function vmStatusEvent(change: VmChangeLike): { method: string; params: Record<string, unknown> } {
@@ -42,7 +41,10 @@ function vmStatusEvent(change: VmChangeLike): { method: string; params: Record<s
 }
 
 /** Publishes every registry change; returns the function that stops it. */
-export function publishVmChanges(hub: EventHub, onChange: (listener: (c: VmChangeLike) => void) => () => void): () => void {
+export function publishVmChanges(
+  hub: EventHub,
+  onChange: (listener: (c: VmChangeLike) => void) => () => void,
+): () => void {
   return onChange((change) => {
     const ev = vmStatusEvent(change);
     hub.publish(ev.method, ev.params);

@@ -11,9 +11,7 @@ export type Frame =
    * buffer): use it, or copy what you keep, before the chunk's memory is reused. A line that
    * spanned chunks is the framer's own copy.
    */
-  | { kind: 'line'; bytes: Buffer }
-  | { kind: 'dropped'; code: typeof GuestIssue.lineTooLong }
-  | { kind: 'delimiter' };
+  { kind: 'line'; bytes: Buffer } | { kind: 'dropped'; code: typeof GuestIssue.lineTooLong } | { kind: 'delimiter' };
 
 const NEWLINE = 0x0a;
 export const QGA_DELIMITER = 0xff;

@@ -116,7 +116,11 @@ function interfacesReport(value: unknown, issues: IssueCounts): GuestReport | nu
   return { netIfaces: sanitizeInterfaces(raw, issues) };
 }
 
-function textReport(field: 'guestName' | 'guestFQDN' | 'guestOs', value: unknown, issues: IssueCounts): GuestReport | null {
+function textReport(
+  field: 'guestName' | 'guestFQDN' | 'guestOs',
+  value: unknown,
+  issues: IssueCounts,
+): GuestReport | null {
   const text = cleanOptionalText(value, GUEST_LIMITS.maxTextChars, issues);
   if (text === null) {
     if (value === undefined || value === null) noteIssue(issues, GuestIssue.badField);

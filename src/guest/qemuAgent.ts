@@ -52,9 +52,7 @@ export function encodeSync(id: number): Buffer {
 }
 
 export type QgaReply =
-  | { kind: 'return'; value: unknown }
-  | { kind: 'error'; errorClass: string; desc: string }
-  | { kind: 'invalid' };
+  { kind: 'return'; value: unknown } | { kind: 'error'; errorClass: string; desc: string } | { kind: 'invalid' };
 
 /** One reply line -> return value, agent error (class and desc sanitised) or invalid. */
 export function parseQgaReply(line: Uint8Array, issues: IssueCounts): QgaReply {
@@ -100,14 +98,19 @@ function countersEnd(b: Uint8Array, at: number): number {
   for (;;) {
     if (b[i++] !== 0x22) return -1;
     const keyStart = i;
-    for (let c = b[i]; c !== undefined && ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f); c = b[++i]);
+    for (
+      let c = b[i];
+      c !== undefined && ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f);
+      c = b[++i]
+    );
     if (i === keyStart || b[i++] !== 0x22) return -1;
     while (WS(b[i])) i++;
     if (b[i++] !== 0x3a) return -1;
     while (WS(b[i])) i++;
     const c0 = b[i];
     if (c0 === 0x30) i++;
-    else if (c0 !== undefined && c0 >= 0x31 && c0 <= 0x39) for (i++; b[i] !== undefined && b[i]! >= 0x30 && b[i]! <= 0x39; i++);
+    else if (c0 !== undefined && c0 >= 0x31 && c0 <= 0x39)
+      for (i++; b[i] !== undefined && b[i]! >= 0x30 && b[i]! <= 0x39; i++);
     else return -1;
     while (WS(b[i])) i++;
     const sep = b[i++];
@@ -257,7 +260,11 @@ export class QgaReader {
       const own = Buffer.allocUnsafeSlow(line.length);
       line.copy(own);
       // The event itself is handed out again: its readers never modify it (issues are read-only).
-      this.remembered.unshift({ line: own, holes: counterHoles(line), event: { type: 'reply', reply, issues: new Map(issues) } });
+      this.remembered.unshift({
+        line: own,
+        holes: counterHoles(line),
+        event: { type: 'reply', reply, issues: new Map(issues) },
+      });
       if (this.remembered.length > REMEMBERED_REPLIES) this.remembered.pop();
     }
     return { type: 'reply', reply, issues };
@@ -338,7 +345,8 @@ export function mapQgaOsInfo(value: unknown, issues: IssueCounts): string | null
     noteIssue(issues, GuestIssue.badField);
     return null;
   }
-  const text = (key: string): string | null => cleanOptionalText(own(value, key), GUEST_LIMITS.maxTextChars, issues) || null;
+  const text = (key: string): string | null =>
+    cleanOptionalText(own(value, key), GUEST_LIMITS.maxTextChars, issues) || null;
   const windows = own(value, 'id') === 'mswindows';
   const nameVersion = [text('name'), text('version')].filter((t): t is string => t !== null).join(' ');
   const kernel = text('kernel-release');

@@ -33,4 +33,3 @@ export interface QgaLink {
   /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
   resync(timeoutMs: number): Promise<void>;
 }
-

@@ -50,8 +50,9 @@ export function decodeUtf8(bytes: Uint8Array, issues: IssueCounts): string {
 // What never reaches a client: C0 controls (tab/CR/LF too: every field we keep is one line),
 // DEL and C1 controls, lone surrogates, and the non-characters U+FFFE/U+FFFF. A superset of the
 // XML-invalid set VDSM replaces.
-// eslint-disable-next-line no-control-regex -- control characters are what it finds
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE =
+  // eslint-disable-next-line no-control-regex -- control characters are what it finds
+  /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 /** Replaces unsafe characters with U+FFFD and cuts to `maxChars` code points. */
 export function cleanText(text: string, maxChars: number, issues: IssueCounts): string {
@@ -95,7 +96,8 @@ const MAC_20 = /^[0-9a-f]{2}(?::[0-9a-f]{2}){19}$/i; // InfiniBand (IPoIB) hardw
 /** A MAC of 6 or 20 colon-separated hex octets, lower-cased; anything else is "". */
 export function cleanMac(value: unknown, issues: IssueCounts): string {
   if (value === undefined || value === null || value === '') return '';
-  if (typeof value === 'string' && value.length <= 59 && (MAC_6.test(value) || MAC_20.test(value))) return value.toLowerCase();
+  if (typeof value === 'string' && value.length <= 59 && (MAC_6.test(value) || MAC_20.test(value)))
+    return value.toLowerCase();
   noteIssue(issues, GuestIssue.badMac);
   return '';
 }
@@ -119,7 +121,8 @@ export function cleanAddress(value: unknown, family: 4 | 6, issues: IssueCounts)
 
 /** Applies every interface rule: names, MACs, addresses, and both caps. */
 export function sanitizeInterfaces(raw: readonly RawInterface[], issues: IssueCounts): GuestNetworkDeviceInfo[] {
-  if (raw.length > GUEST_LIMITS.maxInterfaces) noteIssue(issues, GuestIssue.tooManyInterfaces, raw.length - GUEST_LIMITS.maxInterfaces);
+  if (raw.length > GUEST_LIMITS.maxInterfaces)
+    noteIssue(issues, GuestIssue.tooManyInterfaces, raw.length - GUEST_LIMITS.maxInterfaces);
   const out: GuestNetworkDeviceInfo[] = [];
   for (const r of raw.slice(0, GUEST_LIMITS.maxInterfaces)) {
     let room: number = GUEST_LIMITS.maxAddressesPerInterface;
@@ -137,7 +140,8 @@ export function sanitizeInterfaces(raw: readonly RawInterface[], issues: IssueCo
       }
       return kept;
     };
-    const name = typeof r.name === 'string' ? cleanText(r.name, GUEST_LIMITS.maxNameChars, issues) : missingName(r.name, issues);
+    const name =
+      typeof r.name === 'string' ? cleanText(r.name, GUEST_LIMITS.maxNameChars, issues) : missingName(r.name, issues);
     const hw = cleanMac(r.hw, issues);
     const inet = take(r.inet, 4);
     const inet6 = take(r.inet6, 6);

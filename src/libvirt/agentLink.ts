@@ -63,11 +63,13 @@ export class LibvirtQgaLink implements QgaLink {
     } catch (err) {
       const f = classifyLibvirtFailure(err);
       // One warning per change of cause: a libvirtd down for an hour is one line per VM, not 720.
-      if (f.code !== this.lastFailure) this.log.warn({ vmId: this.vmId, code: f.code, command, reason: f.message }, 'qemu-ga through libvirt failed');
+      if (f.code !== this.lastFailure)
+        this.log.warn({ vmId: this.vmId, code: f.code, command, reason: f.message }, 'qemu-ga through libvirt failed');
       this.lastFailure = f.code;
       throw new QgaCommandError(f.kind, f.message);
     }
-    if (this.lastFailure !== null) this.log.info({ vmId: this.vmId, after: this.lastFailure }, 'qemu-ga through libvirt answers again');
+    if (this.lastFailure !== null)
+      this.log.info({ vmId: this.vmId, after: this.lastFailure }, 'qemu-ga through libvirt answers again');
     this.lastFailure = null;
     const issues: IssueCounts = new Map();
     const bytes = Buffer.from(text, 'utf8');

@@ -90,13 +90,18 @@ export function libvirtTarget(uri: string, env: NodeJS.ProcessEnv = process.env)
   }
   const [driver, transport] = u.protocol.replace(/:$/, '').split('+');
   if (!driver || (transport !== undefined && transport !== 'unix')) {
-    throw new Error(`--libvirt-uri: only local URIs (qemu:///system, qemu+unix:///system?socket=PATH) are supported, got '${uri}'`);
+    throw new Error(
+      `--libvirt-uri: only local URIs (qemu:///system, qemu+unix:///system?socket=PATH) are supported, got '${uri}'`,
+    );
   }
   const kind = u.pathname.replace(/^\/+/, '') || 'system';
   const name = `${driver}:///${kind}`;
   const socket = u.searchParams.get('socket');
   if (socket) return { socketPath: socket, name };
-  const dir = kind === 'session' ? path.join(env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`, 'libvirt') : '/run/libvirt';
+  const dir =
+    kind === 'session'
+      ? path.join(env.XDG_RUNTIME_DIR ?? `/run/user/${process.getuid?.() ?? 0}`, 'libvirt')
+      : '/run/libvirt';
   // The monolithic daemon's socket, else the modular QEMU daemon's (virtqemud).
   const monolithic = path.join(dir, 'libvirt-sock');
   const modular = path.join(dir, `virt${driver}d-sock`);
@@ -134,7 +139,13 @@ class LibvirtConnection {
       const fail = (err: Error): void => {
         sock.destroy();
         const errno = (err as NodeJS.ErrnoException).code;
-        reject(new LibvirtUnavailableError(`cannot connect to ${this.target.socketPath}: ${errno ?? err.message}`, false, errno));
+        reject(
+          new LibvirtUnavailableError(
+            `cannot connect to ${this.target.socketPath}: ${errno ?? err.message}`,
+            false,
+            errno,
+          ),
+        );
       };
       sock.once('error', fail);
       sock.once('connect', () => {
@@ -147,9 +158,14 @@ class LibvirtConnection {
       });
     });
     // The remote driver's order: which auth the socket wants, polkit if asked, then open.
-    const auth = decodeAuthList(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.authList, Buffer.alloc(0), timeoutMs));
+    const auth = decodeAuthList(
+      await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.authList, Buffer.alloc(0), timeoutMs),
+    );
     if (auth.length > 0 && !auth.includes(LIBVIRT.auth.none)) {
-      if (!auth.includes(LIBVIRT.auth.polkit)) throw new LibvirtUnavailableError(`libvirtd asks for an authentication this daemon does not do (${auth.join(',')})`);
+      if (!auth.includes(LIBVIRT.auth.polkit))
+        throw new LibvirtUnavailableError(
+          `libvirtd asks for an authentication this daemon does not do (${auth.join(',')})`,
+        );
       await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.authPolkit, Buffer.alloc(0), timeoutMs);
     }
     await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectOpen, encodeConnectOpen(this.target.name), timeoutMs);
@@ -186,7 +202,16 @@ class LibvirtConnection {
       if (h.prog === LIBVIRT.keepaliveProgram) {
         // libvirtd only pings clients that asked for keepalive; answer anyway, it costs nothing.
         if (h.proc === LIBVIRT.proc.ping) {
-          this.sock?.write(encodeMessage({ prog: LIBVIRT.keepaliveProgram, vers: 1, proc: LIBVIRT.proc.pong, type: LIBVIRT.type.message, serial: 0, status: LIBVIRT.status.ok }));
+          this.sock?.write(
+            encodeMessage({
+              prog: LIBVIRT.keepaliveProgram,
+              vers: 1,
+              proc: LIBVIRT.proc.pong,
+              type: LIBVIRT.type.message,
+              serial: 0,
+              status: LIBVIRT.status.ok,
+            }),
+          );
         }
         continue;
       }
@@ -352,12 +377,22 @@ export class LibvirtClient extends EventEmitter {
     if (!conn) return false;
     try {
       for (const id of [EventId.lifecycle, EventId.deviceAdded, EventId.deviceRemoved]) {
-        decodeCallbackId(await conn.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectDomainEventCallbackRegisterAny, encodeEventCallbackRegister(id), this.callTimeoutMs));
+        decodeCallbackId(
+          await conn.call(
+            LIBVIRT.remoteProgram,
+            LIBVIRT.proc.connectDomainEventCallbackRegisterAny,
+            encodeEventCallbackRegister(id),
+            this.callTimeoutMs,
+          ),
+        );
       }
       return true;
     } catch (err) {
       if (err instanceof LibvirtUnavailableError) throw err;
-      this.log.warn({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_EVENTS', reason: (err as Error).message }, 'libvirt domain events not available; VM status is read on each reconnection only');
+      this.log.warn(
+        { socket: this.target.socketPath, code: 'LIBVIRT_ERR_EVENTS', reason: (err as Error).message },
+        'libvirt domain events not available; VM status is read on each reconnection only',
+      );
       return false;
     }
   }
@@ -391,14 +426,35 @@ export class LibvirtClient extends EventEmitter {
     this.state = state;
     this.lastDownReason = state === 'down' ? reason : '';
     if (state === 'up') {
-      this.log.info({ socket: this.target.socketPath, uri: this.target.name, connections: this.conns.length, ...(before ? { after: before } : {}) }, 'libvirt connected');
+      this.log.info(
+        {
+          socket: this.target.socketPath,
+          uri: this.target.name,
+          connections: this.conns.length,
+          ...(before ? { after: before } : {}),
+        },
+        'libvirt connected',
+      );
     } else if (!this.stopped) {
       // A socket that refuses us (permissions, polkit) is a misconfiguration, said once per cause
       // whatever the mode; libvirtd merely absent is normal for `auto` on a host without it.
       const errno = err instanceof LibvirtUnavailableError ? err.errno : undefined;
       const refused = (errno !== undefined && REFUSED_ERRNOS.has(errno)) || err instanceof LibvirtCallError;
-      if (refused) this.log.warn({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_ACCESS', errno: errno ?? `libvirt error ${(err as LibvirtCallError).code}`, reason }, 'libvirt refuses this daemon; retrying');
-      else this.log[this.downLevel]({ socket: this.target.socketPath, code: 'LIBVIRT_ERR_UNAVAILABLE', errno, reason }, 'libvirt not reachable; retrying');
+      if (refused)
+        this.log.warn(
+          {
+            socket: this.target.socketPath,
+            code: 'LIBVIRT_ERR_ACCESS',
+            errno: errno ?? `libvirt error ${(err as LibvirtCallError).code}`,
+            reason,
+          },
+          'libvirt refuses this daemon; retrying',
+        );
+      else
+        this.log[this.downLevel](
+          { socket: this.target.socketPath, code: 'LIBVIRT_ERR_UNAVAILABLE', errno, reason },
+          'libvirt not reachable; retrying',
+        );
     }
     if (changed) this.emit('state', state);
   }
@@ -407,7 +463,10 @@ export class LibvirtClient extends EventEmitter {
   private pick(): LibvirtConnection {
     let best: LibvirtConnection | undefined;
     for (const c of this.conns) if (c.ready && (!best || c.inFlight < best.inFlight)) best = c;
-    if (!best) throw new LibvirtUnavailableError(this.lastDownReason ? `libvirt not reachable: ${this.lastDownReason}` : 'libvirt not connected');
+    if (!best)
+      throw new LibvirtUnavailableError(
+        this.lastDownReason ? `libvirt not reachable: ${this.lastDownReason}` : 'libvirt not connected',
+      );
     return best;
   }
 
@@ -419,7 +478,14 @@ export class LibvirtClient extends EventEmitter {
   async domain(uuid: string): Promise<DomainRef> {
     const known = this.domains.get(uuid);
     if (known) return known;
-    const dom = decodeDomain(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainLookupByUuid, encodeLookupByUuid(uuid), this.callTimeoutMs));
+    const dom = decodeDomain(
+      await this.call(
+        LIBVIRT.remoteProgram,
+        LIBVIRT.proc.domainLookupByUuid,
+        encodeLookupByUuid(uuid),
+        this.callTimeoutMs,
+      ),
+    );
     this.domains.set(uuid, dom);
     return dom;
   }
@@ -441,29 +507,54 @@ export class LibvirtClient extends EventEmitter {
 
   /** The active domains (running, paused, shutting down, ...), each with its UUID as text. */
   async listActiveDomains(): Promise<DomainRef[]> {
-    const doms = decodeDomainList(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectListAllDomains, encodeListAllDomains(ListFlags.active), this.callTimeoutMs));
+    const doms = decodeDomainList(
+      await this.call(
+        LIBVIRT.remoteProgram,
+        LIBVIRT.proc.connectListAllDomains,
+        encodeListAllDomains(ListFlags.active),
+        this.callTimeoutMs,
+      ),
+    );
     for (const d of doms) this.domains.set(uuidText(d.uuid), d);
     return doms;
   }
 
   async domainState(dom: DomainRef): Promise<DomainStateInfo> {
-    return decodeDomainState(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetState, encodeDomainFlags(dom), this.callTimeoutMs));
+    return decodeDomainState(
+      await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetState, encodeDomainFlags(dom), this.callTimeoutMs),
+    );
   }
 
   /** The live domain XML (no secure parts: flags 0). */
   async domainXml(dom: DomainRef): Promise<string> {
-    return decodeNonNullString(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetXmlDesc, encodeDomainFlags(dom), this.callTimeoutMs));
+    return decodeNonNullString(
+      await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainGetXmlDesc, encodeDomainFlags(dom), this.callTimeoutMs),
+    );
   }
 
   /** virDomainInterfaceStats for one host device of one domain. */
   async interfaceStats(dom: DomainRef, device: string): Promise<InterfaceCounters> {
-    return decodeInterfaceStats(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.domainInterfaceStats, encodeInterfaceStats(dom, device), this.callTimeoutMs));
+    return decodeInterfaceStats(
+      await this.call(
+        LIBVIRT.remoteProgram,
+        LIBVIRT.proc.domainInterfaceStats,
+        encodeInterfaceStats(dom, device),
+        this.callTimeoutMs,
+      ),
+    );
   }
 
   /** virConnectGetAllDomainStats: one call for the given domains, or all active ones when none given. */
   async allDomainStats(stats: number, doms: readonly DomainRef[] = []): Promise<DomainStatsRecord[]> {
     const flags = doms.length ? 0 : ListFlags.active;
-    return decodeAllDomainStats(await this.call(LIBVIRT.remoteProgram, LIBVIRT.proc.connectGetAllDomainStats, encodeGetAllDomainStats(doms, stats, flags), this.callTimeoutMs));
+    return decodeAllDomainStats(
+      await this.call(
+        LIBVIRT.remoteProgram,
+        LIBVIRT.proc.connectGetAllDomainStats,
+        encodeGetAllDomainStats(doms, stats, flags),
+        this.callTimeoutMs,
+      ),
+    );
   }
 
   /**
@@ -474,7 +565,12 @@ export class LibvirtClient extends EventEmitter {
     const dom = await this.domain(uuid);
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
     try {
-      const body = await this.call(LIBVIRT.qemuProgram, LIBVIRT.proc.agentCommand, encodeAgentCommand(dom, command, seconds), seconds * 1000 + this.callTimeoutMs);
+      const body = await this.call(
+        LIBVIRT.qemuProgram,
+        LIBVIRT.proc.agentCommand,
+        encodeAgentCommand(dom, command, seconds),
+        seconds * 1000 + this.callTimeoutMs,
+      );
       return decodeAgentCommand(body) ?? '';
     } catch (err) {
       if (err instanceof LibvirtCallError && err.code === VirErr.noDomain) this.forget(uuid);

@@ -102,7 +102,8 @@ export class XdrReader {
   constructor(private readonly buf: Buffer) {}
 
   private need(n: number): void {
-    if (this.off + n > this.buf.length) throw new XdrError(`truncated XDR: need ${n} bytes at ${this.off} of ${this.buf.length}`);
+    if (this.off + n > this.buf.length)
+      throw new XdrError(`truncated XDR: need ${n} bytes at ${this.off} of ${this.buf.length}`);
   }
 
   u32(): number {
@@ -152,7 +153,8 @@ export class XdrReader {
   count(max: number, minItemBytes: number): number {
     const n = this.u32();
     if (n > max) throw new XdrError(`array of ${n} over its bound ${max}`);
-    if (n * minItemBytes > this.remaining) throw new XdrError(`array of ${n} longer than the ${this.remaining} bytes left`);
+    if (n * minItemBytes > this.remaining)
+      throw new XdrError(`array of ${n} longer than the ${this.remaining} bytes left`);
     return n;
   }
 
@@ -181,12 +183,23 @@ const HEADER_BYTES = 24;
 
 /** One whole message: the length word (which counts itself), the header, then the body. */
 export function encodeMessage(h: MessageHeader, body: Buffer = Buffer.alloc(0)): Buffer {
-  const head = new XdrWriter().u32(4 + HEADER_BYTES + body.length).u32(h.prog).u32(h.vers).i32(h.proc).i32(h.type).u32(h.serial).i32(h.status).bytes();
+  const head = new XdrWriter()
+    .u32(4 + HEADER_BYTES + body.length)
+    .u32(h.prog)
+    .u32(h.vers)
+    .i32(h.proc)
+    .i32(h.type)
+    .u32(h.serial)
+    .i32(h.status)
+    .bytes();
   return Buffer.concat([head, body]);
 }
 
 export function encodeCall(prog: number, proc: number, serial: number, body?: Buffer): Buffer {
-  return encodeMessage({ prog, vers: LIBVIRT.version, proc, type: LIBVIRT.type.call, serial, status: LIBVIRT.status.ok }, body);
+  return encodeMessage(
+    { prog, vers: LIBVIRT.version, proc, type: LIBVIRT.type.call, serial, status: LIBVIRT.status.ok },
+    body,
+  );
 }
 
 export interface Message {
@@ -206,7 +219,14 @@ export class MessageFramer {
       if (len < 4 + HEADER_BYTES || len > MAX_MESSAGE_BYTES) throw new XdrError(`bad libvirt message length ${len}`);
       if (this.buf.length < len) break;
       const r = new XdrReader(this.buf.subarray(4, 4 + HEADER_BYTES));
-      const header: MessageHeader = { prog: r.u32(), vers: r.u32(), proc: r.i32(), type: r.i32(), serial: r.u32(), status: r.i32() };
+      const header: MessageHeader = {
+        prog: r.u32(),
+        vers: r.u32(),
+        proc: r.i32(),
+        type: r.i32(),
+        serial: r.u32(),
+        status: r.i32(),
+      };
       out.push({ header, body: Buffer.from(this.buf.subarray(4 + HEADER_BYTES, len)) });
       this.buf = this.buf.subarray(len);
     }
@@ -278,7 +298,14 @@ export function uuidText(uuid: Buffer): string {
 }
 
 export function encodeAgentCommand(dom: DomainRef, command: string, timeoutSeconds: number): Buffer {
-  return new XdrWriter().string(dom.name).fixedOpaque(dom.uuid).i32(dom.id).string(command).i32(timeoutSeconds).u32(0).bytes();
+  return new XdrWriter()
+    .string(dom.name)
+    .fixedOpaque(dom.uuid)
+    .i32(dom.id)
+    .string(command)
+    .i32(timeoutSeconds)
+    .u32(0)
+    .bytes();
 }
 
 /** The agent's raw reply text, or null when libvirt returned none. */
@@ -332,7 +359,15 @@ export const LifecycleEvent = {
 export const ShutdownDetail = { finished: 0, guest: 1, host: 2 } as const;
 
 /** virDomainEventStoppedDetailType. */
-export const StoppedDetail = { shutdown: 0, destroyed: 1, crashed: 2, migrated: 3, saved: 4, failed: 5, fromSnapshot: 6 } as const;
+export const StoppedDetail = {
+  shutdown: 0,
+  destroyed: 1,
+  crashed: 2,
+  migrated: 3,
+  saved: 4,
+  failed: 5,
+  fromSnapshot: 6,
+} as const;
 
 export function encodeListAllDomains(flags: number): Buffer {
   return new XdrWriter().i32(1).u32(flags).bytes();

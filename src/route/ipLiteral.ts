@@ -38,7 +38,9 @@ export function parseRouteTarget(input: string): ParseResult {
     const v4 = parseIPv4(addr);
     if (!v4) {
       if (/[A-Za-z_-]/.test(addr)) {
-        return bad(`looks like a host name (${show(input)}); host names are not resolved, give an IPv4 or IPv6 literal`);
+        return bad(
+          `looks like a host name (${show(input)}); host names are not resolved, give an IPv4 or IPv6 literal`,
+        );
       }
       return bad(`is not an IPv4 address (${show(input)}); expected four decimal numbers 0-255 such as 192.0.2.1`);
     }
@@ -48,7 +50,8 @@ export function parseRouteTarget(input: string): ParseResult {
 
   const v6 = parseIPv6(addr);
   if (!v6) return bad(`is not a valid IPv6 address: ${show(input)}`);
-  if (zone !== null && !ZONE_RE.test(zone)) return bad(`has a zone (%${show(zone)}) that is not a valid interface name`);
+  if (zone !== null && !ZONE_RE.test(zone))
+    return bad(`has a zone (%${show(zone)}) that is not a valid interface name`);
   if (isV4Mapped(v6)) {
     // The kernel routes ::ffff:a.b.c.d through the IPv6 table (normally unreachable); what the
     // caller means is the IPv4 address.
@@ -141,7 +144,7 @@ export function formatIPv6(b: Uint8Array): string {
   for (let i = 0; i < 8; i++) w.push((b[2 * i]! << 8) | b[2 * i + 1]!);
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (w[i] !== 0) {
       i++;
       continue;

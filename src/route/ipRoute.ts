@@ -5,7 +5,14 @@ import { execa } from 'execa';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import type { RouteTarget } from './ipLiteral.js';
 import type { RouteFields } from './netlinkRoute.js';
-import { ERRNO_BY_MESSAGE, LookupFailed, RouteRefused, UnknownZone, routeFields, routeTypeName } from './routeAnswer.js';
+import {
+  ERRNO_BY_MESSAGE,
+  LookupFailed,
+  RouteRefused,
+  UnknownZone,
+  routeFields,
+  routeTypeName,
+} from './routeAnswer.js';
 
 export function ipRouteGetArgs(target: RouteTarget): string[] {
   return ['-d', '-N', '-j', 'route', 'get', target.text, ...(target.zone === null ? [] : ['oif', target.zone])];
@@ -37,7 +44,8 @@ function numberField(v: unknown, absent: number): number {
   return n;
 }
 
-export type IpFailure = { kind: 'refused'; errno: string } | { kind: 'unknown-device'; device: string } | { kind: 'other'; message: string };
+export type IpFailure =
+  { kind: 'refused'; errno: string } | { kind: 'unknown-device'; device: string } | { kind: 'other'; message: string };
 
 /** Pure: what a failed `ip route get` said on stderr (run with LC_ALL=C). */
 export function parseIpRouteError(stderr: string): IpFailure {
@@ -87,7 +95,9 @@ export class IpRoute {
       const failure = parseIpRouteError(res.stderr);
       if (failure.kind === 'refused') throw new RouteRefused(failure.errno);
       if (failure.kind === 'unknown-device' && target.zone !== null) throw new UnknownZone(target.zone);
-      throw new LookupFailed(`${this.ipCommand} route get failed: ${failure.kind === 'other' && failure.message ? failure.message : res.shortMessage}`);
+      throw new LookupFailed(
+        `${this.ipCommand} route get failed: ${failure.kind === 'other' && failure.message ? failure.message : res.shortMessage}`,
+      );
     });
   }
 }

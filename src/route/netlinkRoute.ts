@@ -63,7 +63,10 @@ export class NetlinkRoute {
   }
 
   /** Loads the native module and opens a socket; throws LookupFailed when either is impossible. */
-  static async open(opts: NetlinkRouteOptions = {}, onSocketFailure: (err: Error) => void = () => {}): Promise<NetlinkRoute> {
+  static async open(
+    opts: NetlinkRouteOptions = {},
+    onSocketFailure: (err: Error) => void = () => {},
+  ): Promise<NetlinkRoute> {
     let nl: NetlinkModule;
     try {
       const mod = (await import('netlink')) as NetlinkModule & { default?: NetlinkModule };
@@ -133,7 +136,8 @@ export class NetlinkRoute {
    */
   private async deviceName(index: number): Promise<string> {
     const cached = this.names.get(index);
-    if (cached !== undefined && (await this.sysfsShowsOurNamespace()) && this.sysfsIndex(cached) === index) return cached;
+    if (cached !== undefined && (await this.sysfsShowsOurNamespace()) && this.sysfsIndex(cached) === index)
+      return cached;
     const links = await this.request((s) => s.getLink({ index }, {}, { timeout: this.timeoutMs }));
     const name = links[0]?.attrs.ifname;
     if (name === undefined) throw new Error(`no name for interface ${index}`);
@@ -152,7 +156,9 @@ export class NetlinkRoute {
   /** sysfs may belong to another namespace (entered without remounting /sys): then never trust it. */
   private sysfsShowsOurNamespace(): Promise<boolean> {
     this.sysfsIsOurs ??= this.request((s) => s.getLinks({}, {}, { timeout: this.timeoutMs })).then(
-      (links) => links.length > 0 && links.every((l) => l.attrs.ifname !== undefined && this.sysfsIndex(l.attrs.ifname) === l.data.index),
+      (links) =>
+        links.length > 0 &&
+        links.every((l) => l.attrs.ifname !== undefined && this.sysfsIndex(l.attrs.ifname) === l.data.index),
       () => {
         this.sysfsIsOurs = null; // decide again on a later lookup
         return false;

@@ -4,8 +4,18 @@
 
 /** RTN_* route types, by number (include/uapi/linux/rtnetlink.h); names as `ip` prints them. */
 const ROUTE_TYPE_NAMES = [
-  'unspec', 'unicast', 'local', 'broadcast', 'anycast', 'multicast',
-  'blackhole', 'unreachable', 'prohibit', 'throw', 'nat', 'xresolve',
+  'unspec',
+  'unicast',
+  'local',
+  'broadcast',
+  'anycast',
+  'multicast',
+  'blackhole',
+  'unreachable',
+  'prohibit',
+  'throw',
+  'nat',
+  'xresolve',
 ] as const;
 
 export function routeTypeName(type: number | string | undefined): string {

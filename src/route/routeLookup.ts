@@ -34,12 +34,12 @@ export class RouteLookup {
       this.netlink = Promise.resolve(null);
       return;
     }
-    this.netlink = NetlinkRoute.open(opts.netlink, (err) => this.switchToIp(`netlink socket failed and was replaced: ${err.message}`)).catch(
-      (err: unknown) => {
-        this.switchToIp(err instanceof Error ? err.message : String(err));
-        return null;
-      },
-    );
+    this.netlink = NetlinkRoute.open(opts.netlink, (err) =>
+      this.switchToIp(`netlink socket failed and was replaced: ${err.message}`),
+    ).catch((err: unknown) => {
+      this.switchToIp(err instanceof Error ? err.message : String(err));
+      return null;
+    });
   }
 
   /** Resolves once the netlink side is open (or known unavailable). */

@@ -58,7 +58,9 @@ export function bindParams(params: unknown, decls: readonly ParamDecl[]): Record
   const given = params as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!decls.some((d) => d.name === key)) {
-      const known = decls.length ? `; expected ${decls.map((d) => `'${d.name}'`).join(', ')}` : '; this method takes none';
+      const known = decls.length
+        ? `; expected ${decls.map((d) => `'${d.name}'`).join(', ')}`
+        : '; this method takes none';
       throw invalidParams(`unknown param '${key.slice(0, 80)}'${known}`);
     }
   }

@@ -2,7 +2,13 @@
 // the registry binds params, dispatches through json-rpc-2.0 and turns anything unexpected into
 // -32603 without internals. Transports (WebSocket, and any later one) call `handle` with a parsed
 // message and their Session, and get back what to send (or null for notifications only).
-import { JSONRPCServer, JSONRPCErrorException, createJSONRPCErrorResponse, type JSONRPCRequest, type JSONRPCResponse } from 'json-rpc-2.0';
+import {
+  JSONRPCServer,
+  JSONRPCErrorException,
+  createJSONRPCErrorResponse,
+  type JSONRPCRequest,
+  type JSONRPCResponse,
+} from 'json-rpc-2.0';
 import type { Logger } from 'pino';
 import { ErrorCode } from '../wire.js';
 import { RpcError } from './errors.js';
@@ -43,9 +49,18 @@ export class MethodRegistry {
     });
     // Name the method: a typo (Host.getAllVmStatz) is then obvious to whoever reads the error.
     this.server.handleMethodNotFound = (request) =>
-      Promise.resolve(request.id === undefined ? null : createJSONRPCErrorResponse(request.id, ErrorCode.methodNotFound, `Method not found: ${request.method.slice(0, 100)}`));
+      Promise.resolve(
+        request.id === undefined
+          ? null
+          : createJSONRPCErrorResponse(
+              request.id,
+              ErrorCode.methodNotFound,
+              `Method not found: ${request.method.slice(0, 100)}`,
+            ),
+      );
     this.server.mapErrorToJSONRPCErrorResponse = (id, error: unknown) => {
-      if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
+      if (error instanceof RpcError || error instanceof JSONRPCErrorException)
+        return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
       this.log.error({ err: error }, 'method failed unexpectedly');
       return createJSONRPCErrorResponse(id, ErrorCode.internalError, 'Internal error');
     };
@@ -157,14 +172,16 @@ function idOf(message: unknown): string | number | null {
 
 /** Pure check of a request object's envelope (JSON-RPC 2.0 section 4). */
 export function envelopeProblem(message: unknown): string | null {
-  if (message === null || typeof message !== 'object' || Array.isArray(message)) return 'a request must be a JSON object';
+  if (message === null || typeof message !== 'object' || Array.isArray(message))
+    return 'a request must be a JSON object';
   const m = message as Record<string, unknown>;
-  if (m.jsonrpc !== '2.0') return "'jsonrpc' must be exactly \"2.0\"";
+  if (m.jsonrpc !== '2.0') return '\'jsonrpc\' must be exactly "2.0"';
   if (typeof m.method !== 'string') return "'method' must be a string";
   if ('id' in m && !(m.id === null || typeof m.id === 'string' || typeof m.id === 'number')) {
     return "'id' must be a string, a number or null";
   }
-  if ('params' in m && (m.params === null || typeof m.params !== 'object')) return "'params' must be an object or an array";
+  if ('params' in m && (m.params === null || typeof m.params !== 'object'))
+    return "'params' must be an object or an array";
   return null;
 }
 

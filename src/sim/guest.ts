@@ -88,7 +88,12 @@ export function generateGuest(index: number, total: number, opts: GenerateOption
     const addresses: SimAddress[] = [];
     for (let a = 0; a < perNic; a++) {
       if (a % 2 === 0) addresses.push({ type: 'ipv4', address: `10.${(k * 16 + a) & 0xff}.${hi}.${lo}`, prefix: 16 });
-      else if (a === 1) addresses.push({ type: 'ipv6', address: `fe80::5054:ff:fe${hex(k, 2)}:${hex(hi, 2)}${hex(lo, 2)}`, prefix: 64 });
+      else if (a === 1)
+        addresses.push({
+          type: 'ipv6',
+          address: `fe80::5054:ff:fe${hex(k, 2)}:${hex(hi, 2)}${hex(lo, 2)}`,
+          prefix: 64,
+        });
       else addresses.push({ type: 'ipv6', address: `fd00:${k}:${a}::${hex(index, 1)}`, prefix: 64 });
     }
     interfaces.push({ name: `eth${k}`, hw: mac, addresses });
@@ -160,7 +165,11 @@ export function qgaInterfaces(guest: SimGuest, counters: number): Record<string,
     const hasAddresses = nic.addresses.length > 0 && nic.up !== false;
     const out: Record<string, unknown> = { name: nic.name };
     if (hasAddresses) {
-      out['ip-addresses'] = nic.addresses.map((a) => ({ 'ip-address-type': a.type, 'ip-address': a.address, prefix: a.prefix }));
+      out['ip-addresses'] = nic.addresses.map((a) => ({
+        'ip-address-type': a.type,
+        'ip-address': a.address,
+        prefix: a.prefix,
+      }));
       if (!nic.name.includes(':')) {
         const packets = counters * (i + 1);
         out.statistics = {

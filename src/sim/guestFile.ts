@@ -6,7 +6,6 @@ import path from 'node:path';
 import { isUuid } from '../wire.js';
 import type { SimAddress, SimGuest, SimInterface } from './guest.js';
 
-
 class GuestFileError extends Error {
   override name = 'GuestFileError';
 }
@@ -59,7 +58,8 @@ function parseGuest(json: unknown, where: string): SimGuest {
     throw new GuestFileError(`${where}: 'agents' must list "ovirt" and/or "qemu"`);
   }
   const osInfo = obj(o.osInfo ?? {}, `${where}.osInfo`);
-  for (const [k, v] of Object.entries(osInfo)) if (typeof v !== 'string') throw new GuestFileError(`${where}.osInfo: '${k}' must be a string`);
+  for (const [k, v] of Object.entries(osInfo))
+    if (typeof v !== 'string') throw new GuestFileError(`${where}.osInfo: '${k}' must be a string`);
   const guest: SimGuest = {
     vmId,
     agents,
@@ -86,7 +86,9 @@ function parseGuest(json: unknown, where: string): SimGuest {
 
 /** Every `*.json` guest in `dir`, sorted by file name. */
 export function loadGuestDir(dir: string): SimGuest[] {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   return files.map((f) => {
     const file = path.join(dir, f);
     let json: unknown;

@@ -13,7 +13,19 @@ function line(name: string, body: Record<string, unknown>): string {
 export function heartbeatLine(apiVersion: number, freeRamMiB: number): string {
   return line('heartbeat', {
     'free-ram': String(freeRamMiB),
-    'memory-stat': { mem_total: 4026512, mem_unused: freeRamMiB * 1024, mem_buffers: 41984, mem_cached: 812236, swap_in: 0, swap_out: 0, majflt: 0, minflt: 1523, pageflt: 1523, swap_total: 0, swap_usage: 0 },
+    'memory-stat': {
+      mem_total: 4026512,
+      mem_unused: freeRamMiB * 1024,
+      mem_buffers: 41984,
+      mem_cached: 812236,
+      swap_in: 0,
+      swap_out: 0,
+      majflt: 0,
+      minflt: 1523,
+      pageflt: 1523,
+      swap_total: 0,
+      swap_usage: 0,
+    },
     apiVersion,
   });
 }
@@ -28,12 +40,21 @@ export function fullSet(guest: SimGuest): string {
   return [
     line('host-name', { name: guest.hostName }),
     line('os-version', { version: guest.osVersion }),
-    line('os-info', { version: os['version-id'] ?? '', distribution: os.name ?? '', codename: '', arch: os.machine ?? 'x86_64', type: os.id === 'mswindows' ? 'windows' : 'linux', kernel: os['kernel-release'] ?? '' }),
+    line('os-info', {
+      version: os['version-id'] ?? '',
+      distribution: os.name ?? '',
+      codename: '',
+      arch: os.machine ?? 'x86_64',
+      type: os.id === 'mswindows' ? 'windows' : 'linux',
+      kernel: os['kernel-release'] ?? '',
+    }),
     line('timezone', { zone: 'Etc/UTC', offset: 0 }),
     line('network-interfaces', { interfaces: ovirtInterfaces(guest) }),
     line('fqdn', { fqdn: guest.fqdn }),
     line('active-user', { name: 'None' }),
-    line('applications', { applications: ['ovirt-guest-agent-common-1.0.16', 'kernel-' + (os['kernel-release'] ?? '')] }),
+    line('applications', {
+      applications: ['ovirt-guest-agent-common-1.0.16', 'kernel-' + (os['kernel-release'] ?? '')],
+    }),
     line('number-of-cpus', { count: 2 }),
   ].join('');
 }
@@ -52,7 +73,8 @@ export function parseHostLine(text: string): HostCommand | null {
   const o = v as Record<string, unknown>;
   if (typeof o.__name__ !== 'string') return null;
   if (o.__name__ === 'refresh') {
-    const api = typeof o.apiVersion === 'number' && Number.isInteger(o.apiVersion) && o.apiVersion >= 0 ? o.apiVersion : 0;
+    const api =
+      typeof o.apiVersion === 'number' && Number.isInteger(o.apiVersion) && o.apiVersion >= 0 ? o.apiVersion : 0;
     return { name: 'refresh', apiVersion: api };
   }
   return { name: o.__name__ };

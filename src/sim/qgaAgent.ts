@@ -45,7 +45,8 @@ export const SIMULATED_COMMANDS: readonly string[] = Object.keys(COMMANDS);
 function outcome(request: unknown, guest: SimGuest, counters: number): Outcome {
   if (!isPlainObject(request)) return genericError('QMP input must be a JSON object');
   for (const key of Object.keys(request)) {
-    if (key !== 'execute' && key !== 'arguments' && key !== 'id') return genericError(`QMP input member '${key}' is unexpected`);
+    if (key !== 'execute' && key !== 'arguments' && key !== 'id')
+      return genericError(`QMP input member '${key}' is unexpected`);
   }
   const name = request.execute;
   if (name === undefined) return genericError("QMP input lacks member 'execute'");

@@ -21,7 +21,15 @@ function isSpace(b: number): boolean {
 }
 
 function isWordByte(b: number): boolean {
-  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x2d || b === 0x2b || b === 0x2e || b === 0x5f;
+  return (
+    (b >= 0x30 && b <= 0x39) ||
+    (b >= 0x41 && b <= 0x5a) ||
+    (b >= 0x61 && b <= 0x7a) ||
+    b === 0x2d ||
+    b === 0x2b ||
+    b === 0x2e ||
+    b === 0x5f
+  );
 }
 
 export class QgaRequestReader {
@@ -55,8 +63,10 @@ export class QgaRequestReader {
           this.word += String.fromCharCode(b);
         } else {
           this.flushWord(out);
-          if (b === CLOSE_BRACE || b === CLOSE_BRACKET) out.push({ kind: 'error', desc: 'JSON parse error, expecting value' });
-          else if (!isSpace(b)) out.push({ kind: 'error', desc: `JSON parse error, stray '${String.fromCharCode(b)}'` });
+          if (b === CLOSE_BRACE || b === CLOSE_BRACKET)
+            out.push({ kind: 'error', desc: 'JSON parse error, expecting value' });
+          else if (!isSpace(b))
+            out.push({ kind: 'error', desc: `JSON parse error, stray '${String.fromCharCode(b)}'` });
         }
         continue;
       }

@@ -162,7 +162,9 @@ export class GuestSimulator {
     const listening: Promise<void>[] = [];
     for (const agent of guest.agents) {
       const channel = agent === 'qemu' ? 'org.qemu.guest_agent.0' : (guest.ovirtChannel ?? 'ovirt-guest-agent.0');
-      const ep = new ChannelEndpoint(path.join(this.dir, `${guest.vmId}.${channel}`), (sock) => this.onClient(rt, agent, sock));
+      const ep = new ChannelEndpoint(path.join(this.dir, `${guest.vmId}.${channel}`), (sock) =>
+        this.onClient(rt, agent, sock),
+      );
       if (agent === 'qemu') rt.qemu = ep;
       else rt.ovirt = ep;
       listening.push(ep.listen());
@@ -172,7 +174,8 @@ export class GuestSimulator {
 
   /** Adds many guests, a bounded number of sockets at a time. */
   async addAll(guests: readonly SimGuest[], concurrency = 64): Promise<void> {
-    for (let i = 0; i < guests.length; i += concurrency) await Promise.all(guests.slice(i, i + concurrency).map((g) => this.add(g)));
+    for (let i = 0; i < guests.length; i += concurrency)
+      await Promise.all(guests.slice(i, i + concurrency).map((g) => this.add(g)));
   }
 
   /** The VM goes away: its connections close and its sockets disappear, as when QEMU exits. */
@@ -278,7 +281,8 @@ export class GuestSimulator {
     const counters = Math.floor((Date.now() - this.started) / 1000);
     for (const input of rt.qgaReader.push(chunk)) {
       this.counters.qgaRequests++;
-      const reply: QgaReply = input.kind === 'request' ? answerQga(input.value, rt.guest, counters) : qgaParseError(input.desc);
+      const reply: QgaReply =
+        input.kind === 'request' ? answerQga(input.value, rt.guest, counters) : qgaParseError(input.desc);
       if (reply.delimited) sock.write(SYNC_BYTE);
       sock.write(reply.line);
     }

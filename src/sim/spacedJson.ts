@@ -10,7 +10,9 @@ function quote(text: string, hexCase: HexCase): string {
     const hex = c.charCodeAt(0).toString(16).padStart(4, '0');
     return c === '\u007f' && hexCase === 'lower' ? c : '\\u' + (hexCase === 'upper' ? hex.toUpperCase() : hex);
   });
-  return hexCase === 'upper' ? escaped.replace(/\\u00([0-9a-f]{2})/g, (_m, h: string) => '\\u00' + h.toUpperCase()) : escaped;
+  return hexCase === 'upper'
+    ? escaped.replace(/\\u00([0-9a-f]{2})/g, (_m, h: string) => '\\u00' + h.toUpperCase())
+    : escaped;
 }
 
 export function spacedJson(value: unknown, hexCase: HexCase): string {

@@ -63,7 +63,12 @@ export class FrameParser {
       if (this.state === 'command' || this.state === 'headers') pos = this.takeLine(chunk, pos, out);
       else if (this.state === 'body') pos = this.takeBody(chunk, pos, out);
       else {
-        if (chunk[pos] !== NUL) this.fail(out, 'missing-nul', `frame ${this.command} does not end with NUL after content-length ${this.contentLength} bytes`);
+        if (chunk[pos] !== NUL)
+          this.fail(
+            out,
+            'missing-nul',
+            `frame ${this.command} does not end with NUL after content-length ${this.contentLength} bytes`,
+          );
         else {
           pos++;
           this.emit(out);
@@ -115,7 +120,8 @@ export class FrameParser {
     if (escapesApply(this.command)) {
       const n = unescapeHeader(name);
       const v = unescapeHeader(value);
-      if (n === null || v === null) return this.fail(out, 'bad-escape', `invalid escape sequence in a header of ${this.command} frame`);
+      if (n === null || v === null)
+        return this.fail(out, 'bad-escape', `invalid escape sequence in a header of ${this.command} frame`);
       name = n;
       value = v;
     }
@@ -125,10 +131,19 @@ export class FrameParser {
   private endHeaders(out: ParsedItem[]): void {
     const cl = this.headers.get('content-length');
     if (cl !== undefined) {
-      if (!/^\d{1,15}$/.test(cl)) return this.fail(out, 'bad-content-length', `content-length ${JSON.stringify(cl.slice(0, 40))} is not a byte count`);
+      if (!/^\d{1,15}$/.test(cl))
+        return this.fail(
+          out,
+          'bad-content-length',
+          `content-length ${JSON.stringify(cl.slice(0, 40))} is not a byte count`,
+        );
       this.contentLength = Number(cl);
       if (this.frameBytes + this.contentLength > this.limits.maxFrameBytes) {
-        return this.fail(out, 'frame-too-large', `frame exceeds the limit of ${this.limits.maxFrameBytes} bytes (content-length ${cl})`);
+        return this.fail(
+          out,
+          'frame-too-large',
+          `frame exceeds the limit of ${this.limits.maxFrameBytes} bytes (content-length ${cl})`,
+        );
       }
     }
     this.state = this.contentLength === 0 ? 'nul' : 'body';
@@ -221,7 +236,8 @@ export function encodeFrame(frame: OutgoingFrame): Buffer {
   const escape = escapesApply(frame.command) ? escapeHeader : (s: string): string => s;
   let head = frame.command + '\n';
   for (const [k, v] of frame.headers) head += `${escape(k)}:${escape(v)}\n`;
-  const body = frame.body === undefined ? null : typeof frame.body === 'string' ? Buffer.from(frame.body, 'utf8') : frame.body;
+  const body =
+    frame.body === undefined ? null : typeof frame.body === 'string' ? Buffer.from(frame.body, 'utf8') : frame.body;
   if (body) head += `content-length:${body.length}\n`;
   head += '\n';
   const headBytes = Buffer.from(head, 'utf8');

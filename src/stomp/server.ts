@@ -39,7 +39,9 @@ export class StompServer {
   acceptWebSocket(ws: WebSocket, peer: string, client: string | string[] | undefined): void {
     const session = new StompSession(new WebSocketTransport(ws, peer), this.deps);
     this.opened(session, 'websocket', client);
-    ws.on('message', (data) => session.receive(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)));
+    ws.on('message', (data) =>
+      session.receive(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)),
+    );
     ws.on('error', (err) => this.log.debug({ peer, conn: session.id, err: err.message }, 'connection error'));
     ws.on('close', () => this.closed(session));
   }
@@ -53,7 +55,10 @@ export class StompServer {
 
   /** Lets in-flight requests finish (up to `graceMs`), then closes every session. */
   async stop(graceMs: number): Promise<void> {
-    await Promise.race([Promise.all([...this.sessions].map((s) => s.pipeline.whenIdle())), delay(graceMs, undefined, { ref: false })]);
+    await Promise.race([
+      Promise.all([...this.sessions].map((s) => s.pipeline.whenIdle())),
+      delay(graceMs, undefined, { ref: false }),
+    ]);
     for (const s of this.sessions) s.shutdown('daemon shutting down');
   }
 

@@ -201,7 +201,9 @@ export class StompSession implements Session, EventSink {
       case 'BEGIN':
       case 'COMMIT':
       case 'ABORT':
-        return this.error(`${frame.command} is not supported: subscriptions are ack:auto and there are no transactions`);
+        return this.error(
+          `${frame.command} is not supported: subscriptions are ack:auto and there are no transactions`,
+        );
       default:
         // VDSM closes on a command it does not know; so do we.
         this.log.info({ peer: this.peer, command: frame.command.slice(0, 40) }, 'unknown STOMP command, closing');
@@ -212,7 +214,15 @@ export class StompSession implements Session, EventSink {
   private onConnect(frame: StompFrame): void {
     if (!offersVersion12(frame.headers.get('accept-version'))) return this.error('Version unsupported');
     const hb = negotiateHeartBeat(frame.headers.get('heart-beat'));
-    this.write(encodeFrame({ command: 'CONNECTED', headers: [['version', '1.2'], ['heart-beat', hb.header]] }));
+    this.write(
+      encodeFrame({
+        command: 'CONNECTED',
+        headers: [
+          ['version', '1.2'],
+          ['heart-beat', hb.header],
+        ],
+      }),
+    );
     this.startHeartBeats(hb);
     this.log.debug({ peer: this.peer, heartBeat: hb.header }, 'STOMP connected');
   }
@@ -246,7 +256,9 @@ export class StompSession implements Session, EventSink {
     // dotted parent of it) — on this connection only, so no client sees another's traffic.
     const copies = this.subscriptionsUnder(destination);
     if (copies.length) {
-      const extra = [...frame.headers].filter(([k]) => k !== 'destination' && k !== 'content-length' && k !== 'receipt');
+      const extra = [...frame.headers].filter(
+        ([k]) => k !== 'destination' && k !== 'content-length' && k !== 'receipt',
+      );
       for (const sub of copies) this.sendMessage(sub, frame.body, extra, destination);
     }
     if (isRequestDestination(destination)) {
@@ -273,9 +285,11 @@ export class StompSession implements Session, EventSink {
 
   /** A response goes to this connection's subscriptions of reply-to; none (or no reply-to): dropped, as VDSM. */
   private reply(replyTo: string | null, reply: NonNullable<Reply>, written: () => void): void {
-    const subs = replyTo === null || this.isClosed ? [] : [...this.subs.values()].filter((s) => s.destination === replyTo);
+    const subs =
+      replyTo === null || this.isClosed ? [] : [...this.subs.values()].filter((s) => s.destination === replyTo);
     if (subs.length === 0) {
-      if (replyTo !== null) this.log.debug({ replyTo: replyTo.slice(0, 100) }, 'response dropped: no subscription to its reply-to');
+      if (replyTo !== null)
+        this.log.debug({ replyTo: replyTo.slice(0, 100) }, 'response dropped: no subscription to its reply-to');
       written();
       return;
     }

@@ -7,7 +7,19 @@ export type Detected = 'http' | 'stomp' | 'unknown' | 'undecided';
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT'];
 /** The frames a STOMP client may send (STOMP 1.2 "Client Frames"). */
-const STOMP_CLIENT_COMMANDS = ['CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'BEGIN', 'COMMIT', 'ABORT', 'ACK', 'NACK', 'DISCONNECT'];
+const STOMP_CLIENT_COMMANDS = [
+  'CONNECT',
+  'STOMP',
+  'SEND',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'BEGIN',
+  'COMMIT',
+  'ABORT',
+  'ACK',
+  'NACK',
+  'DISCONNECT',
+];
 
 const HTTP_OPENINGS = HTTP_METHODS.map((m) => Buffer.from(m + ' '));
 const STOMP_OPENINGS = STOMP_CLIENT_COMMANDS.flatMap((c) => [Buffer.from(c + '\n'), Buffer.from(c + '\r\n')]);
@@ -16,7 +28,8 @@ const MAX_LEADING_EOL = 64;
 
 export function detectProtocol(opening: Buffer): Detected {
   let start = 0;
-  while (start < opening.length && start < MAX_LEADING_EOL && (opening[start] === 0x0a || opening[start] === 0x0d)) start++;
+  while (start < opening.length && start < MAX_LEADING_EOL && (opening[start] === 0x0a || opening[start] === 0x0d))
+    start++;
   if (start === MAX_LEADING_EOL) return 'unknown';
   const rest = opening.subarray(start);
   if (rest.length === 0) return 'undecided';

@@ -48,14 +48,19 @@ export class PortListener {
         if (socket.authorized) return this.sort(socket);
         // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- null once the socket is destroyed (Node's documentation; its types leave that out)
         const given = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
-        const reason = given ? `client certificate refused: ${String(socket.authorizationError)}` : 'no client certificate given';
+        const reason = given
+          ? `client certificate refused: ${String(socket.authorizationError)}`
+          : 'no client certificate given';
         this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason }, 'TLS handshake refused');
         socket.destroy();
       });
       // Handshakes that fail outright (no common protocol or cipher, not TLS at all, too slow).
       // Node leaves the socket open once this event has a listener: close it here.
       server.on('tlsClientError', (err: Error & { reason?: string }, socket: tls.TLSSocket) => {
-        this.opts.log.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.reason ?? err.message }, 'TLS handshake failed');
+        this.opts.log.info(
+          { peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.reason ?? err.message },
+          'TLS handshake failed',
+        );
         socket.destroy();
       });
       this.server = server;
@@ -112,7 +117,10 @@ export class PortListener {
     };
     const timer = setTimeout(() => {
       done();
-      log.info({ peer, bytes: opening.length }, 'connection closed: nothing recognisable sent within the detection timeout');
+      log.info(
+        { peer, bytes: opening.length },
+        'connection closed: nothing recognisable sent within the detection timeout',
+      );
       socket.destroy();
     }, this.timeoutMs);
     timer.unref();
@@ -139,7 +147,10 @@ export class PortListener {
       } else if (kind === 'stomp') {
         this.opts.onStomp(socket, opening, peer);
       } else {
-        log.info({ peer, opening: opening.subarray(0, 32).toString('latin1') }, 'connection refused: neither HTTP nor STOMP');
+        log.info(
+          { peer, opening: opening.subarray(0, 32).toString('latin1') },
+          'connection refused: neither HTTP nor STOMP',
+        );
         socket.destroy();
       }
     };

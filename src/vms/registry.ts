@@ -4,7 +4,14 @@
 // watched fields once, and tells listeners only when something really changed; a report that
 // repeats what is known (heartbeat, same interfaces in the same order) changes nothing.
 import type { Logger } from 'pino';
-import { channelProtocol, type ChannelName, type VmExit, type VmNetworkStats, type VmStats, type VmStatus } from '../wire.js';
+import {
+  channelProtocol,
+  type ChannelName,
+  type VmExit,
+  type VmNetworkStats,
+  type VmStats,
+  type VmStatus,
+} from '../wire.js';
 import type { GuestReport } from '../guest/sanitize.js';
 import {
   buildStats,
@@ -188,7 +195,13 @@ export class VmRegistry {
       const channels = new Map<ChannelName, ChannelGuestState>();
       for (const ch of this.parked.get(id)?.keys() ?? []) channels.set(ch, emptyChannelState());
       this.parked.delete(id);
-      const fresh: VmEntry = { vmId: id, firstSeenMs: view.startMs, channels, base: buildStats(id, view.status, channels, view.network), hv: view };
+      const fresh: VmEntry = {
+        vmId: id,
+        firstSeenMs: view.startMs,
+        channels,
+        base: buildStats(id, view.status, channels, view.network),
+        hv: view,
+      };
       this.vms.set(id, fresh);
       this.emit(fresh, ['status']);
       return;

@@ -1,7 +1,15 @@
 // VmStats from per-channel guest state, pure. The registry keeps the result cached per VM and
 // calls these only when something changed; statusTime/elapsedTime are stamped per call.
 import { isIP } from 'node:net';
-import { CHANNEL_NAMES, type ChannelName, type GuestAgentStatus, type GuestNetworkDeviceInfo, type VmNetworkStats, type VmStats, type VmStatus } from '../wire.js';
+import {
+  CHANNEL_NAMES,
+  type ChannelName,
+  type GuestAgentStatus,
+  type GuestNetworkDeviceInfo,
+  type VmNetworkStats,
+  type VmStats,
+  type VmStatus,
+} from '../wire.js';
 
 /** What one channel has told us, already sanitised. null = never reported. */
 export interface ChannelGuestState {
@@ -24,7 +32,10 @@ export function emptyChannelState(): ChannelGuestState {
 }
 
 /** qemu-ga first, then the oVirt channels: the first channel that reported a field wins it. */
-const CHANNEL_PRIORITY: readonly ChannelName[] = ['org.qemu.guest_agent.0', ...CHANNEL_NAMES.filter((c) => c !== 'org.qemu.guest_agent.0')];
+const CHANNEL_PRIORITY: readonly ChannelName[] = [
+  'org.qemu.guest_agent.0',
+  ...CHANNEL_NAMES.filter((c) => c !== 'org.qemu.guest_agent.0'),
+];
 
 /** IPv4 addresses of netIfaces, in order, loopback (127/8) left out, space-separated. */
 function guestIPsOf(netIfaces: readonly GuestNetworkDeviceInfo[] | null): string {
@@ -49,7 +60,12 @@ const NO_INTERFACES = Object.freeze([]) as readonly GuestNetworkDeviceInfo[] as 
 /** No host-side vNICs known (shared, never mutated). */
 export const NO_NETWORK: Record<string, VmNetworkStats> = Object.freeze({});
 
-export function buildStats(vmId: string, status: VmStatus, channels: ReadonlyMap<ChannelName, ChannelGuestState>, network: Record<string, VmNetworkStats> = NO_NETWORK): VmStatsBase {
+export function buildStats(
+  vmId: string,
+  status: VmStatus,
+  channels: ReadonlyMap<ChannelName, ChannelGuestState>,
+  network: Record<string, VmNetworkStats> = NO_NETWORK,
+): VmStatsBase {
   const ordered = CHANNEL_PRIORITY.map((c) => channels.get(c)).filter((s): s is ChannelGuestState => s !== undefined);
   const pick = <K extends 'netIfaces' | 'guestName' | 'guestFQDN' | 'guestOs'>(k: K): ChannelGuestState[K] | null => {
     for (const s of ordered) if (s[k] !== null) return s[k];
@@ -72,16 +88,22 @@ export function buildStats(vmId: string, status: VmStatus, channels: ReadonlyMap
 /** The watched fields that differ between two builds (deep for netIfaces). */
 export function changedFields(before: VmStatsBase | null, after: VmStatsBase): WatchedField[] {
   if (!before) return ['status'];
-  return WATCHED_FIELDS.filter((f) => (f === 'netIfaces' ? !sameInterfaces(before.netIfaces, after.netIfaces) : before[f] !== after[f]));
+  return WATCHED_FIELDS.filter((f) =>
+    f === 'netIfaces' ? !sameInterfaces(before.netIfaces, after.netIfaces) : before[f] !== after[f],
+  );
 }
 
-export function sameInterfaces(a: readonly GuestNetworkDeviceInfo[] | null, b: readonly GuestNetworkDeviceInfo[] | null): boolean {
+export function sameInterfaces(
+  a: readonly GuestNetworkDeviceInfo[] | null,
+  b: readonly GuestNetworkDeviceInfo[] | null,
+): boolean {
   if (a === b) return true;
   if (a === null || b === null || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;
     const y = b[i]!;
-    if (x.name !== y.name || x.hw !== y.hw || !sameStrings(x.inet, y.inet) || !sameStrings(x.inet6, y.inet6)) return false;
+    if (x.name !== y.name || x.hw !== y.hw || !sameStrings(x.inet, y.inet) || !sameStrings(x.inet6, y.inet6))
+      return false;
   }
   return true;
 }
@@ -124,5 +146,7 @@ export function stampStats(base: VmStatsBase, firstSeenMs: number, nowMs: number
 }
 
 function exitOf(base: VmStatsBase): Partial<VmStats> {
-  return base.exitCode === undefined ? {} : { exitCode: base.exitCode, exitMessage: base.exitMessage, exitReason: base.exitReason };
+  return base.exitCode === undefined
+    ? {}
+    : { exitCode: base.exitCode, exitMessage: base.exitMessage, exitReason: base.exitReason };
 }

@@ -24,7 +24,10 @@ import { replyText, ReplyBuffers } from '../rpc/jsonText.js';
 import { metrics } from '../metrics/metrics.js';
 import { serveMetricsHttp } from '../metrics/http.js';
 
-type ServerLimits = Pick<Config, 'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins' | 'handshakeTimeoutMs'>;
+type ServerLimits = Pick<
+  Config,
+  'maxFrameBytes' | 'maxBatch' | 'maxInFlight' | 'maxConnections' | 'allowedOrigins' | 'handshakeTimeoutMs'
+>;
 
 export interface ServerOptions {
   listen: Config['listen'];
@@ -133,7 +136,11 @@ export class RpcServer {
     // listener handed over as HTTP. A peer that never completes its upgrade request is dropped
     // after the handshake timeout (--handshake-timeout).
     const silentMs = opts.limits.handshakeTimeoutMs;
-    const timing = { connectionsCheckingInterval: Math.min(1000, silentMs), headersTimeout: silentMs, requestTimeout: silentMs };
+    const timing = {
+      connectionsCheckingInterval: Math.min(1000, silentMs),
+      headersTimeout: silentMs,
+      requestTimeout: silentMs,
+    };
     this.http = http.createServer(timing, onRequest);
     this.http.on('clientError', (_err, socket) => socket.destroy());
     this.stomp = new StompServer({ registry: opts.registry, hub: opts.hub, limits: opts.limits, log: opts.log });
@@ -151,7 +158,8 @@ export class RpcServer {
       maxPayload: opts.limits.maxFrameBytes,
       clientTracking: false,
       // STOMP over WebSocket when asked for; otherwise what ws picks by default (the first offered).
-      handleProtocols: (offered) => (offered.has(STOMP_WS_PROTOCOL) ? STOMP_WS_PROTOCOL : (offered.values().next().value ?? false)),
+      handleProtocols: (offered) =>
+        offered.has(STOMP_WS_PROTOCOL) ? STOMP_WS_PROTOCOL : (offered.values().next().value ?? false),
     });
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
   }
@@ -214,7 +222,8 @@ export class RpcServer {
   }
 
   private onConnection(ws: WebSocket, req: http.IncomingMessage, peer: string): void {
-    const cert: Partial<PeerCertificate> | null = req.socket instanceof TLSSocket ? req.socket.getPeerCertificate() : null;
+    const cert: Partial<PeerCertificate> | null =
+      req.socket instanceof TLSSocket ? req.socket.getPeerCertificate() : null;
     if (ws.protocol === STOMP_WS_PROTOCOL) return this.stomp.acceptWebSocket(ws, peer, cert?.subject?.CN);
     const { registry, limits } = this.opts;
     const conn = new Connection(ws, peer, this, { registry, limits, log: this.log });
@@ -241,7 +250,11 @@ export class RpcServer {
     }
     const deliver: Deliver = (reply, written) => {
       const sent = conn.send(reply, written);
-      if (debug) this.log.debug({ conn: conn.id, reply: sent === null ? null : clip(sent.toString()) }, sent === null ? 'no reply' : 'reply');
+      if (debug)
+        this.log.debug(
+          { conn: conn.id, reply: sent === null ? null : clip(sent.toString()) },
+          sent === null ? 'no reply' : 'reply',
+        );
     };
     if (isBinary) {
       if (debug) this.log.debug({ conn: conn.id, bytes: byteLength(data) }, 'binary frame refused');
@@ -266,10 +279,19 @@ export class RpcServer {
     this.http.close(); // no listening socket of its own: this only stops its timeout checks
     const stompStopped = this.stomp.stop(graceMs);
     const conns = [...this.connections];
-    await Promise.race([Promise.all(conns.map((c) => c.pipeline.whenIdle())), delay(graceMs, undefined, { ref: false })]);
+    await Promise.race([
+      Promise.all(conns.map((c) => c.pipeline.whenIdle())),
+      delay(graceMs, undefined, { ref: false }),
+    ]);
     const busy = conns.filter((c) => c.pipeline.inFlight > 0).length;
-    if (busy) this.log.warn({ connections: busy }, 'closing connections with requests still unanswered after the shutdown timeout');
-    const gone = conns.map((c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))));
+    if (busy)
+      this.log.warn(
+        { connections: busy },
+        'closing connections with requests still unanswered after the shutdown timeout',
+      );
+    const gone = conns.map(
+      (c) => new Promise<void>((r) => (c.ws.readyState === WebSocket.CLOSED ? r() : c.ws.once('close', () => r()))),
+    );
     for (const c of conns) c.ws.close(1001, 'daemon shutting down');
     await Promise.race([Promise.all(gone), delay(Math.max(deadline - Date.now(), 500), undefined, { ref: false })]);
     for (const c of this.connections) c.ws.terminate();

@@ -39,7 +39,9 @@ export interface StartOptions {
 export async function startDaemon(args: string[], opts: StartOptions = {}): Promise<RunningDaemon> {
   // Tests talk to libvirt only when they say so (SPEC: `direct` is for tests): a libvirtd another
   // test file runs meanwhile must not add its domains to this daemon's VM list.
-  const viaGiven = args.some((a) => a === '--qga-via' || a.startsWith('--qga-via=') || a === '--config') || opts.env?.VDSM_AGENTD_QGA_VIA !== undefined;
+  const viaGiven =
+    args.some((a) => a === '--qga-via' || a.startsWith('--qga-via=') || a === '--config') ||
+    opts.env?.VDSM_AGENTD_QGA_VIA !== undefined;
   const argv = [...(opts.wrap ?? []), process.execPath, DAEMON, ...args, ...(viaGiven ? [] : ['--qga-via', 'direct'])];
   const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...opts.env },
@@ -48,7 +50,8 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
   running.add(proc);
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] =
+    [];
   let buf = '';
   proc.stdout.on('data', (chunk: Buffer) => {
     buf += chunk.toString();
@@ -78,11 +81,17 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
       resolve(code);
     }),
   );
-  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> => {
+  const waitForLog = (
+    pred: (l: Record<string, unknown>) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<Record<string, unknown>> => {
     const found = lines.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr}`)),
+        timeoutMs,
+      );
       waiters.push({
         pred,
         resolve: (l) => {
@@ -97,7 +106,10 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
     });
   };
   // Bounds for events, not expectations: node alone can take 10 s to start with both cores busy.
-  const listening = await waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'), opts.timeoutMs ?? 45_000);
+  const listening = await waitForLog(
+    (l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'),
+    opts.timeoutMs ?? 45_000,
+  );
   return {
     proc,
     url: listening.url as string,
@@ -114,9 +126,15 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
 }
 
 /** Runs the daemon expecting it to fail at start-up; returns exit code and stderr. */
-export function runDaemonExpectingExit(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string; stdout: string }> {
+export function runDaemonExpectingExit(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [DAEMON, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [DAEMON, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     let stdout = '';
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));

@@ -26,7 +26,10 @@ export async function startDaemonWithGuest(
   await agent.send('host-name', { name: guest.hostName });
   await agent.send('network-interfaces', { interfaces: guest.interfaces });
   const ws = await RpcClient.connect(daemon.url, { tls: clientTls });
-  await eventually(() => ws.call('VM.getStats', { vmID: vmId }), (r) => (r as { netIfaces: unknown[] }[])[0]!.netIfaces.length === guest.interfaces.length);
+  await eventually(
+    () => ws.call('VM.getStats', { vmID: vmId }),
+    (r) => (r as { netIfaces: unknown[] }[])[0]!.netIfaces.length === guest.interfaces.length,
+  );
   await ws.close();
   return { daemon, guest: agent };
 }

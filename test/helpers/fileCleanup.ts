@@ -4,7 +4,8 @@
 import { afterAll } from 'vitest';
 
 export function atFileEnd(cleanup: () => unknown): void {
-  if (process.env.VITEST) afterAll(async () => {
+  if (process.env.VITEST)
+    afterAll(async () => {
       await cleanup();
     });
 }

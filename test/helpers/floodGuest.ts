@@ -38,7 +38,8 @@ export function startFloodGuest(socketPath: string): Promise<FloodGuest> {
   return new Promise((resolve, reject) => {
     proc.stdout.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) {
-        if (line === 'ready') resolve({ proc, sent: () => sent, stop: () => (proc.kill('SIGKILL'), procs.delete(proc)) });
+        if (line === 'ready')
+          resolve({ proc, sent: () => sent, stop: () => (proc.kill('SIGKILL'), procs.delete(proc)) });
         const m = /^sent (\d+)$/.exec(line);
         if (m) sent = Number(m[1]);
       }

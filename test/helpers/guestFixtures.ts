@@ -26,6 +26,7 @@ export function qgaReturn(name: string): unknown {
 /** Every fixture file, as raw bytes (fuzz seeds). */
 export function allFixtureBytes(): Buffer[] {
   const out: Buffer[] = [];
-  for (const dir of ['ovirt', 'qga']) for (const f of readdirSync(path.join(FIXTURES, dir))) out.push(fixtureBytes(`${dir}/${f}`));
+  for (const dir of ['ovirt', 'qga'])
+    for (const f of readdirSync(path.join(FIXTURES, dir))) out.push(fixtureBytes(`${dir}/${f}`));
   return out;
 }

@@ -115,7 +115,19 @@ function ensureAccounts(): void {
   };
   if (!has('group', 'kvm')) execFileSync('groupadd', ['-r', 'kvm']);
   if (!has('group', 'libvirt-qemu')) execFileSync('groupadd', ['-r', 'libvirt-qemu']);
-  if (!has('passwd', 'libvirt-qemu')) execFileSync('useradd', ['-r', '-g', 'libvirt-qemu', '-G', 'kvm', '-d', '/var/lib/libvirt', '-s', '/usr/sbin/nologin', 'libvirt-qemu']);
+  if (!has('passwd', 'libvirt-qemu'))
+    execFileSync('useradd', [
+      '-r',
+      '-g',
+      'libvirt-qemu',
+      '-G',
+      'kvm',
+      '-d',
+      '/var/lib/libvirt',
+      '-s',
+      '/usr/sbin/nologin',
+      'libvirt-qemu',
+    ]);
 }
 
 async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
@@ -154,7 +166,8 @@ export class Libvirtd {
 
   async start(): Promise<void> {
     this.unlock = await lockLibvirtd();
-    if (await libvirtdAnswers()) throw new Error(`a libvirtd already answers on ${LIBVIRT_SOCKET}; the libvirt tests start their own`);
+    if (await libvirtdAnswers())
+      throw new Error(`a libvirtd already answers on ${LIBVIRT_SOCKET}; the libvirt tests start their own`);
     ensureAccounts();
     for (const d of ['/var/log/libvirt', '/var/lib/libvirt', '/var/lib/libvirt/qemu', OVIRT_CHANNELS_DIR]) {
       if (!existsSync(d)) {
@@ -182,12 +195,26 @@ export class Libvirtd {
 
   private async startLibvirtd(): Promise<void> {
     const script = `mount --bind "$1" /etc/libvirt && exec libvirtd`;
-    this.libvirtd = this.spawnLogged(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', this.configDir]);
+    this.libvirtd = this.spawnLogged([
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      script,
+      'sh',
+      this.configDir,
+    ]);
     const proc = this.libvirtd;
-    await waitFor(async () => {
-      if (proc.exitCode !== null) throw new Error(`libvirtd exited (${proc.exitCode}): ${this.output}`);
-      return libvirtdAnswers();
-    }, 60_000, 'libvirtd answering');
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`libvirtd exited (${proc.exitCode}): ${this.output}`);
+        return libvirtdAnswers();
+      },
+      60_000,
+      'libvirtd answering',
+    );
     // The first call after a start probes QEMU (seconds); do it here, not in a test's timing.
     await virsh('version');
   }
@@ -223,15 +250,23 @@ export class Libvirtd {
     const qgaSocket = path.join(channelsDir, `${uuid}.${QGA_CHANNEL}`);
     const ovirtSocket = path.join(channelsDir, `${uuid}.${OVIRT_CHANNEL}`);
     if (bridged.length > 2) throw new Error('at most 2 bridged NICs');
-    const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', `vdsm_hostname=${hostname}`, ...nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
+    const cmdline = [
+      'console=ttyS0',
+      'panic=-1',
+      'quiet',
+      `vdsm_hostname=${hostname}`,
+      ...nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`),
+    ];
     if (spec.noAgent || spec.noChannels) cmdline.push('vdsm_noqga=1');
     const channel = (p: string, target: string): string =>
       `<channel type='unix'><source mode='bind' path='${p}'/><target type='virtio' name='${target}'/></channel>`;
     // libvirt's <interface type='user'> cannot say restrict=on, so the NICs are passed to QEMU
     // as arguments: no guest packet can leave QEMU.
     const nicArgs = (bridged.length ? [] : nics).flatMap((n, i) => [
-      '-netdev', `user,id=vnet${i},restrict=on`,
-      '-device', `virtio-net-pci,netdev=vnet${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`,
+      '-netdev',
+      `user,id=vnet${i},restrict=on`,
+      '-device',
+      `virtio-net-pci,netdev=vnet${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`,
     ]);
     const xml = `<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>${name}</name>
@@ -243,9 +278,13 @@ export class Libvirtd {
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    ${spec.noChannels ? '' : `<controller type='virtio-serial' index='0'/>
+    ${
+      spec.noChannels
+        ? ''
+        : `<controller type='virtio-serial' index='0'/>
     ${channel(qgaSocket, QGA_CHANNEL)}
-    ${channel(ovirtSocket, OVIRT_CHANNEL)}`}
+    ${channel(ovirtSocket, OVIRT_CHANNEL)}`
+    }
     ${bridged.map((br, i) => `<interface type='bridge'><source bridge='${br}'/><mac address='${nics[i]!.mac}'/><model type='virtio'/></interface>`).join('\n    ')}
     <serial type='file'><source path='${serial}'/><target port='0'/></serial>
     <memballoon model='none'/>
@@ -271,7 +310,11 @@ export class Libvirtd {
       },
     };
     this.domains.add(dom);
-    await waitFor(() => serialLog().includes(`vdsm-test-guest: ready ${hostname}`), 90_000, `domain ${name} ready`).catch((err: unknown) => {
+    await waitFor(
+      () => serialLog().includes(`vdsm-test-guest: ready ${hostname}`),
+      90_000,
+      `domain ${name} ready`,
+    ).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}; serial:\n${serialLog()}`);
     });
     return dom;

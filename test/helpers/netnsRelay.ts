@@ -31,7 +31,9 @@ export async function relayIntoNetns(ns: string, daemonUrl: string): Promise<str
   const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-relay-'));
   dirs.push(dir);
   const sock = path.join(dir, 'relay.sock');
-  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', RELAY, sock, port], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', RELAY, sock, port], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     proc.stdout.once('data', () => resolve());
     proc.once('exit', (code) => reject(new Error(`relay exited with ${code}`)));

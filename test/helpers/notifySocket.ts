@@ -61,7 +61,10 @@ export async function openNotifySocket(): Promise<NotifySocket> {
   await isBound;
   const waitFor = (pred: (m: string) => boolean, timeoutMs = 10_000): Promise<string> =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching notify message within ${timeoutMs} ms; got ${JSON.stringify(messages)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching notify message within ${timeoutMs} ms; got ${JSON.stringify(messages)}`)),
+        timeoutMs,
+      );
       const check = (): void => {
         const m = messages.find(pred);
         if (m !== undefined) {

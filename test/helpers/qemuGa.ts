@@ -33,9 +33,26 @@ export async function startQemuGa(ns: string, socketPath: string): Promise<QemuG
   const identity = (st: { ino: number; mtimeMs: number }): string => `${st.ino}/${st.mtimeMs}`;
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'vat-qga-'));
   stateDirs.push(stateDir);
-  const proc = spawn('ip', ['netns', 'exec', ns, QEMU_GA, '-m', 'unix-listen', '-p', socketPath, '-t', stateDir, '-f', path.join(stateDir, 'qemu-ga.pid')], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const proc = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      QEMU_GA,
+      '-m',
+      'unix-listen',
+      '-p',
+      socketPath,
+      '-t',
+      stateDir,
+      '-f',
+      path.join(stateDir, 'qemu-ga.pid'),
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   running.add(proc);
   let stderr = '';
   proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));

@@ -79,12 +79,13 @@ process.on('exit', () => {
 
 /** Builds the image once per test process (the script's own cache makes later runs instant). */
 export function testGuestImage(): Promise<GuestImage> {
-  imagePromise ??= run('bash', [path.join(ROOT, 'scripts/build-test-guest.sh')], { encoding: 'utf8', maxBuffer: 1 << 20 }).then(
-    ({ stdout }) => {
-      const dir = stdout.trim().split('\n').pop()!;
-      return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
-    },
-  );
+  imagePromise ??= run('bash', [path.join(ROOT, 'scripts/build-test-guest.sh')], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  }).then(({ stdout }) => {
+    const dir = stdout.trim().split('\n').pop()!;
+    return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img') };
+  });
   return imagePromise;
 }
 
@@ -115,31 +116,67 @@ export function defaultNics(index: number): NicSpec[] {
   ];
 }
 
-function guestCommand(image: GuestImage, g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number }, serialPath: string): GuestCommand {
+function guestCommand(
+  image: GuestImage,
+  g: { uuid: string; hostname: string; nics: NicSpec[]; channelsDir: string; ovirtChannel: boolean; memoryMiB: number },
+  serialPath: string,
+): GuestCommand {
   // no_timer_check: on a loaded host the TCG vCPU is descheduled during the kernel's IO-APIC
   // timer check, which then panics ("IO-APIC + timer doesn't work!"); the check proves nothing in a VM.
-  const cmdline = ['console=ttyS0', 'panic=-1', 'quiet', 'no_timer_check', `vdsm_hostname=${g.hostname}`, ...g.nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`)];
+  const cmdline = [
+    'console=ttyS0',
+    'panic=-1',
+    'quiet',
+    'no_timer_check',
+    `vdsm_hostname=${g.hostname}`,
+    ...g.nics.map((n) => `vdsm_if_${n.name}=${n.addresses.join(',')}`),
+  ];
   const argv = [
     'qemu-system-x86_64',
-    '-accel', 'tcg',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-m', String(g.memoryMiB), '-smp', '1',
-    '-uuid', g.uuid,
-    '-kernel', image.kernel, '-initrd', image.initrd, '-append', cmdline.join(' '),
-    '-serial', `file:${serialPath}`,
-    '-device', 'virtio-serial-pci,id=vser0',
-    '-chardev', `socket,path=${path.join(g.channelsDir, `${g.uuid}.${QGA_CHANNEL}`)},server=on,wait=off,id=qga0`,
-    '-device', `virtserialport,bus=vser0.0,chardev=qga0,name=${QGA_CHANNEL}`,
+    '-accel',
+    'tcg',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-m',
+    String(g.memoryMiB),
+    '-smp',
+    '1',
+    '-uuid',
+    g.uuid,
+    '-kernel',
+    image.kernel,
+    '-initrd',
+    image.initrd,
+    '-append',
+    cmdline.join(' '),
+    '-serial',
+    `file:${serialPath}`,
+    '-device',
+    'virtio-serial-pci,id=vser0',
+    '-chardev',
+    `socket,path=${path.join(g.channelsDir, `${g.uuid}.${QGA_CHANNEL}`)},server=on,wait=off,id=qga0`,
+    '-device',
+    `virtserialport,bus=vser0.0,chardev=qga0,name=${QGA_CHANNEL}`,
   ];
   if (g.ovirtChannel) {
     argv.push(
-      '-chardev', `socket,path=${path.join(g.channelsDir, `${g.uuid}.${OVIRT_CHANNEL}`)},server=on,wait=off,id=ovirt0`,
-      '-device', `virtserialport,bus=vser0.0,chardev=ovirt0,name=${OVIRT_CHANNEL}`,
+      '-chardev',
+      `socket,path=${path.join(g.channelsDir, `${g.uuid}.${OVIRT_CHANNEL}`)},server=on,wait=off,id=ovirt0`,
+      '-device',
+      `virtserialport,bus=vser0.0,chardev=ovirt0,name=${OVIRT_CHANNEL}`,
     );
   }
   g.nics.forEach((n, i) => {
     // Fixed PCI slots in NIC order, so the guest kernel names them eth0, eth1, ... in that order.
-    argv.push('-netdev', `user,id=net${i},restrict=on`, '-device', `virtio-net-pci,netdev=net${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`);
+    argv.push(
+      '-netdev',
+      `user,id=net${i},restrict=on`,
+      '-device',
+      `virtio-net-pci,netdev=net${i},mac=${n.mac},addr=0x${(0x10 + i).toString(16)}`,
+    );
   });
   return { argv, serialPath };
 }
@@ -165,7 +202,11 @@ export async function bootGuest(spec: GuestSpec = {}, readyTimeoutMs = BOOT_TIME
   const channelsDir = spec.channelsDir ?? tempDir('vdsm-vm-');
   const work = tempDir('vdsm-vm-serial-');
   const serialPath = path.join(work, 'serial.log');
-  const { argv } = guestCommand(image, { uuid, hostname, nics, channelsDir, ovirtChannel: spec.ovirtChannel ?? false, memoryMiB: spec.memoryMiB ?? 256 }, serialPath);
+  const { argv } = guestCommand(
+    image,
+    { uuid, hostname, nics, channelsDir, ovirtChannel: spec.ovirtChannel ?? false, memoryMiB: spec.memoryMiB ?? 256 },
+    serialPath,
+  );
   const started = Date.now();
   // setpriv: the emulator gets SIGKILL if the test process dies without cleaning up.
   const proc = spawn('setpriv', ['--pdeathsig', 'SIGKILL', ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -193,7 +234,8 @@ export async function bootGuest(spec: GuestSpec = {}, readyTimeoutMs = BOOT_TIME
       guests.delete(guest);
       // After a SIGKILL QEMU leaves its sockets; remove what belongs to this VM only.
       if (existsSync(channelsDir)) {
-        for (const f of readdirSync(channelsDir)) if (f.startsWith(`${uuid}.`)) rmSync(path.join(channelsDir, f), { force: true });
+        for (const f of readdirSync(channelsDir))
+          if (f.startsWith(`${uuid}.`)) rmSync(path.join(channelsDir, f), { force: true });
       }
     },
   };
@@ -201,7 +243,9 @@ export async function bootGuest(spec: GuestSpec = {}, readyTimeoutMs = BOOT_TIME
   const deadline = started + readyTimeoutMs;
   while (!serialLog().includes(`vdsm-test-guest: ready ${hostname}`)) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
-      throw new Error(`QEMU exited (${proc.exitCode ?? proc.signalCode}) before the guest was ready: ${stderr}\nserial:\n${serialLog()}`);
+      throw new Error(
+        `QEMU exited (${proc.exitCode ?? proc.signalCode}) before the guest was ready: ${stderr}\nserial:\n${serialLog()}`,
+      );
     }
     if (Date.now() > deadline) {
       await guest.kill();
@@ -215,14 +259,19 @@ export async function bootGuest(spec: GuestSpec = {}, readyTimeoutMs = BOOT_TIME
 
 /** What a guest configured, in VDSM's netIfaces shape: lo first, then the NICs in order, each
  * with its link-local IPv6 (addresses sorted, since their order is the guest kernel's business). */
-export function expectedNetIfaces(g: Pick<BootedGuest, 'nics'>): { name: string; hw: string; inet: string[]; inet6: string[] }[] {
+export function expectedNetIfaces(
+  g: Pick<BootedGuest, 'nics'>,
+): { name: string; hw: string; inet: string[]; inet6: string[] }[] {
   const bare = (a: string): string => a.split('/')[0]!;
   return [
     { name: 'lo', hw: '00:00:00:00:00:00', inet: ['127.0.0.1'], inet6: ['::1'] },
     ...g.nics.map((n) => ({
       name: n.name,
       hw: n.mac,
-      inet: n.addresses.filter((a) => !a.includes(':')).map(bare).sort(),
+      inet: n.addresses
+        .filter((a) => !a.includes(':'))
+        .map(bare)
+        .sort(),
       inet6: [...n.addresses.filter((a) => a.includes(':')).map(bare), linkLocalFromMac(n.mac)].sort(),
     })),
   ];

@@ -79,7 +79,12 @@ export class QgaSocket {
     }
   }
 
-  private send(payload: Buffer, accept: Waiter['accept'], timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+  private send(
+    payload: Buffer,
+    accept: Waiter['accept'],
+    timeoutMs: number,
+    what: string,
+  ): Promise<Record<string, unknown>> {
     if (this.closedError) return Promise.reject(this.closedError);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -103,7 +108,12 @@ export class QgaSocket {
     this.skipToDelimiter = true;
     this.buf = Buffer.alloc(0);
     const body = JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } });
-    await this.send(Buffer.concat([Buffer.from([0xff]), Buffer.from(body)]), (r) => r.return === id, timeoutMs, 'guest-sync-delimited');
+    await this.send(
+      Buffer.concat([Buffer.from([0xff]), Buffer.from(body)]),
+      (r) => r.return === id,
+      timeoutMs,
+      'guest-sync-delimited',
+    );
   }
 
   /** One command; resolves with the whole reply object ({return} or {error}). */

@@ -37,7 +37,10 @@ export class RawChannel {
   /** Everything received so far, as text lines parsed as JSON (0xFF bytes removed). */
   messages(): Record<string, unknown>[] {
     const text = Buffer.from(this.buf.filter((b) => b !== 0xff)).toString('utf8');
-    return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    return text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   /** Forgets what was received so far. */
@@ -54,7 +57,8 @@ export class RawChannel {
     const deadline = Date.now() + timeoutMs;
     while (!pred(this)) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; received: ${this.buf.toString('utf8').slice(0, 2000)}`);
+      if (left <= 0)
+        throw new Error(`timed out waiting for ${what}; received: ${this.buf.toString('utf8').slice(0, 2000)}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -69,7 +73,11 @@ export class RawChannel {
   async request(data: string | Buffer, count = 1, timeoutMs = 5000): Promise<Record<string, unknown>[]> {
     const before = this.lineCount();
     this.write(data);
-    await this.waitFor((c) => c.lineCount() >= before + count, timeoutMs, `${count} reply line(s) to ${String(data).slice(0, 80)}`);
+    await this.waitFor(
+      (c) => c.lineCount() >= before + count,
+      timeoutMs,
+      `${count} reply line(s) to ${String(data).slice(0, 80)}`,
+    );
     return this.messages().slice(before, before + count);
   }
 

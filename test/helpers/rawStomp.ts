@@ -28,11 +28,23 @@ export class RawStomp {
     );
   }
 
-  static connect(port: number, opts: { host?: string; tls?: { cert: string; key: string; ca: string } } = {}): Promise<RawStomp> {
+  static connect(
+    port: number,
+    opts: { host?: string; tls?: { cert: string; key: string; ca: string } } = {},
+  ): Promise<RawStomp> {
     const host = opts.host ?? '127.0.0.1';
     return new Promise((resolve, reject) => {
       const socket = opts.tls
-        ? tls.connect({ host, port, cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key), ca: readFileSync(opts.tls.ca) }, () => resolve(new RawStomp(socket)))
+        ? tls.connect(
+            {
+              host,
+              port,
+              cert: readFileSync(opts.tls.cert),
+              key: readFileSync(opts.tls.key),
+              ca: readFileSync(opts.tls.ca),
+            },
+            () => resolve(new RawStomp(socket)),
+          )
         : net.connect(port, host, () => resolve(new RawStomp(socket)));
       socket.once('error', reject);
     });
@@ -72,7 +84,13 @@ export class RawStomp {
   /** Resolves once `pred` holds (checked on every arrival and on close); rejects after `timeoutMs`. */
   until(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${what} not met within ${timeoutMs} ms; received ${JSON.stringify(this.text().slice(-500))}`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`${what} not met within ${timeoutMs} ms; received ${JSON.stringify(this.text().slice(-500))}`),
+          ),
+        timeoutMs,
+      );
       const check = (): void => {
         if (pred()) {
           clearTimeout(timer);
@@ -80,7 +98,8 @@ export class RawStomp {
         } else if (this.isClosed) {
           clearTimeout(timer);
           if (pred()) resolve();
-          else reject(new Error(`connection closed before ${what}; received ${JSON.stringify(this.text().slice(-500))}`));
+          else
+            reject(new Error(`connection closed before ${what}; received ${JSON.stringify(this.text().slice(-500))}`));
         } else this.waiters.push(check);
       };
       check();

@@ -100,7 +100,10 @@ export const LAB_EXPECTATIONS: readonly Expectation[] = [
 ];
 
 /** `ip -j route get` as an administrator would run it in the lab's host namespace. */
-export function ipRouteGet(lab: RouteLab, address: string): { ok: true; route: Record<string, unknown> } | { ok: false; stderr: string } {
+export function ipRouteGet(
+  lab: RouteLab,
+  address: string,
+): { ok: true; route: Record<string, unknown> } | { ok: false; stderr: string } {
   const pct = address.indexOf('%');
   const args = pct === -1 ? [address] : [address.slice(0, pct), 'oif', address.slice(pct + 1)];
   try {

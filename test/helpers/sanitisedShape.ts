@@ -3,8 +3,9 @@
 import { isIP } from 'node:net';
 import type { GuestNetworkDeviceInfo } from '../../src/wire.js';
 
-// eslint-disable-next-line no-control-regex -- control characters are what it finds
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNSAFE =
+  // eslint-disable-next-line no-control-regex -- control characters are what it finds
+  /[\u0000-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const MAC = /^(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?::[0-9a-f]{2}){19})$/;
 
 /** Returns the first rule broken, or null. */
@@ -26,7 +27,8 @@ function interfacesProblem(list: unknown): string | null {
     if (!Array.isArray(i.inet) || !Array.isArray(i.inet6)) return 'inet/inet6 not arrays';
     if (i.inet.length + i.inet6.length > 64) return `${i.inet.length + i.inet6.length} addresses`;
     for (const a of i.inet) if (typeof a !== 'string' || isIP(a) !== 4) return `bad inet ${JSON.stringify(a)}`;
-    for (const a of i.inet6) if (typeof a !== 'string' || isIP(a) !== 6 || a.includes('%')) return `bad inet6 ${JSON.stringify(a)}`;
+    for (const a of i.inet6)
+      if (typeof a !== 'string' || isIP(a) !== 6 || a.includes('%')) return `bad inet6 ${JSON.stringify(a)}`;
   }
   return null;
 }

@@ -68,18 +68,30 @@ export class ScriptedGuest {
   /** Resolves when the daemon is connected (now or later). */
   connected(timeoutMs = 10_000): Promise<net.Socket> {
     if (this.client && !this.client.destroyed) return Promise.resolve(this.client);
-    return withTimeout(new Promise((resolve) => this.connWaiters.push(resolve)), timeoutMs, `no connection to ${this.path}`);
+    return withTimeout(
+      new Promise((resolve) => this.connWaiters.push(resolve)),
+      timeoutMs,
+      `no connection to ${this.path}`,
+    );
   }
 
   /** A connection made after this call. */
   nextConnection(timeoutMs = 10_000): Promise<net.Socket> {
-    return withTimeout(new Promise((resolve) => this.connWaiters.push(resolve)), timeoutMs, `no new connection to ${this.path}`);
+    return withTimeout(
+      new Promise((resolve) => this.connWaiters.push(resolve)),
+      timeoutMs,
+      `no new connection to ${this.path}`,
+    );
   }
 
   waitForLine(pred: (l: string) => boolean, timeoutMs = 10_000, fromIndex = 0): Promise<string> {
     const found = this.received.slice(fromIndex).find(pred);
     if (found !== undefined) return Promise.resolve(found);
-    return withTimeout(new Promise((resolve) => this.lineWaiters.push({ pred, resolve })), timeoutMs, `line not received on ${this.path}`);
+    return withTimeout(
+      new Promise((resolve) => this.lineWaiters.push({ pred, resolve })),
+      timeoutMs,
+      `line not received on ${this.path}`,
+    );
   }
 
   /** Writes raw bytes to the connected daemon; resolves when the kernel took them. */
@@ -116,7 +128,12 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 }
 
 /** Polls `fn` until it returns a value that satisfies `ok`; returns that value. */
-export async function eventually<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+export async function eventually<T>(
+  fn: () => Promise<T> | T,
+  ok: (v: T) => boolean,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: T | undefined;
   let lastErr: unknown;
@@ -129,7 +146,9 @@ export async function eventually<T>(fn: () => Promise<T> | T, ok: (v: T) => bool
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`${what} not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}${lastErr === undefined ? '' : `; last error: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}`}`);
+  throw new Error(
+    `${what} not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}${lastErr === undefined ? '' : `; last error: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}`}`,
+  );
 }
 
 /**
@@ -149,7 +168,13 @@ export function actAsQemuGa(
     if (req.execute === 'guest-sync-delimited') {
       const [before, after] = stale ?? ['', ''];
       stale = null;
-      void g.write(Buffer.concat([Buffer.from(before), Buffer.of(0xff), Buffer.from(`${after}{"return": ${req.arguments!.id}}\n`)]));
+      void g.write(
+        Buffer.concat([
+          Buffer.from(before),
+          Buffer.of(0xff),
+          Buffer.from(`${after}{"return": ${req.arguments!.id}}\n`),
+        ]),
+      );
       return;
     }
     const bytes = reply(req.execute);

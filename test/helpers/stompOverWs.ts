@@ -24,7 +24,9 @@ export class WsStompPeer {
   private constructor(readonly client: Client) {}
 
   static async connect(url: string, opts: WsStompOptions = {}): Promise<WsStompPeer> {
-    const tls = opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key), ca: readFileSync(opts.tls.ca) } : {};
+    const tls = opts.tls
+      ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key), ca: readFileSync(opts.tls.ca) }
+      : {};
     // stompjs declares its option bags (StompConfig, StompHeaders) as classes; literals are its API.
     // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
     const client = new Client({
@@ -54,7 +56,10 @@ export class WsStompPeer {
   }
 
   /** Sends a JSON-RPC request and resolves with the parsed response body. */
-  async call(method: string, params?: unknown): Promise<{ id: string; result?: unknown; error?: { code: number; message: string } }> {
+  async call(
+    method: string,
+    params?: unknown,
+  ): Promise<{ id: string; result?: unknown; error?: { code: number; message: string } }> {
     const id = `ws-${this.nextId++}`;
     this.client.publish({
       destination: STOMP_REQUESTS,
@@ -62,13 +67,18 @@ export class WsStompPeer {
       headers: { 'reply-to': STOMP_RESPONSES },
       body: JSON.stringify({ jsonrpc: '2.0', id, method, ...(params === undefined ? {} : { params }) }),
     });
-    const m = await this.waitFor(() => this.messages.find((x) => x.headers.destination === STOMP_RESPONSES && JSON.parse(x.body).id === id));
+    const m = await this.waitFor(() =>
+      this.messages.find((x) => x.headers.destination === STOMP_RESPONSES && JSON.parse(x.body).id === id),
+    );
     return JSON.parse(m.body);
   }
 
   waitFor<T>(find: () => T | undefined, timeoutMs = 5000): Promise<T> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('STOMP over WebSocket: expected message not received')), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error('STOMP over WebSocket: expected message not received')),
+        timeoutMs,
+      );
       const check = (): void => {
         const v = find();
         if (v !== undefined) {

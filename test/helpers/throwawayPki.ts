@@ -29,8 +29,21 @@ function openssl(dir: string, args: string[]): void {
 function selfSignedPair(dir: string, name: string, subject: string, ca: boolean): KeyPair {
   const pair = { cert: path.join(dir, `${name}.pem`), key: path.join(dir, `${name}.key`) };
   openssl(dir, [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', pair.key, '-out', pair.cert, '-days', '2', '-subj', subject,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    pair.key,
+    '-out',
+    pair.cert,
+    '-days',
+    '2',
+    '-subj',
+    subject,
     ...(ca ? ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'] : []),
   ]);
   return pair;
@@ -41,8 +54,38 @@ function signedPair(dir: string, name: string, subject: string, ca: KeyPair, ext
   const csr = path.join(dir, `${name}.csr`);
   const ext = path.join(dir, `${name}.ext`);
   writeFileSync(ext, extensions);
-  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pair.key, '-out', csr, '-subj', subject]);
-  openssl(dir, ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', pair.cert, '-days', '2', '-extfile', ext]);
+  openssl(dir, [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    pair.key,
+    '-out',
+    csr,
+    '-subj',
+    subject,
+  ]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-out',
+    pair.cert,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   return pair;
 }
 
@@ -56,7 +99,13 @@ export function makePki(): Pki {
     dir,
     ca,
     otherCa,
-    server: signedPair(dir, 'server', '/CN=hypervisor.test', ca, 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n'),
+    server: signedPair(
+      dir,
+      'server',
+      '/CN=hypervisor.test',
+      ca,
+      'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+    ),
     client: signedPair(dir, 'client', '/CN=engine.test', ca, 'extendedKeyUsage=clientAuth\n'),
     otherCaClient: signedPair(dir, 'other-client', '/CN=intruder.test', otherCa, 'extendedKeyUsage=clientAuth\n'),
     selfSigned: selfSignedPair(dir, 'self-signed', '/CN=engine.test', false),

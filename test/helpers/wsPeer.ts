@@ -60,7 +60,10 @@ export function openPeer(url: string, opts: ClientOptions = {}): Promise<WsPeer>
 }
 
 /** A fresh connection's Host.ping2: what "the daemon still answers" means in these tests. */
-export async function pingsOnNewConnection(url: string, opts: Parameters<typeof RpcClient.connect>[1] = {}): Promise<boolean> {
+export async function pingsOnNewConnection(
+  url: string,
+  opts: Parameters<typeof RpcClient.connect>[1] = {},
+): Promise<boolean> {
   const c = await RpcClient.connect(url, opts);
   try {
     return (await c.call('Host.ping2')) === true;

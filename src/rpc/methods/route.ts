@@ -34,12 +34,19 @@ export function routeMethods(lookup: RouteLookup, log: Logger): MethodDef[] {
         try {
           return await lookup.lookup(target);
         } catch (err) {
-          if (err instanceof UnknownZone) throw invalidParams(`'ip' has the zone %${err.zone}, which names no interface on this host`);
+          if (err instanceof UnknownZone)
+            throw invalidParams(`'ip' has the zone %${err.zone}, which names no interface on this host`);
           if (err instanceof RouteRefused && err.isNoRoute) {
-            throw new RpcError(ErrorCode.noRoute, `No route to ${shown}: ${NO_ROUTE_WHY[err.errno]}`, { errno: err.errno });
+            throw new RpcError(ErrorCode.noRoute, `No route to ${shown}: ${NO_ROUTE_WHY[err.errno]}`, {
+              errno: err.errno,
+            });
           }
           if (err instanceof RouteRefused) {
-            throw new RpcError(ErrorCode.internalError, `Route lookup for ${shown} refused by the kernel: ${err.errno}`, { errno: err.errno });
+            throw new RpcError(
+              ErrorCode.internalError,
+              `Route lookup for ${shown} refused by the kernel: ${err.errno}`,
+              { errno: err.errno },
+            );
           }
           log.error({ err, ip: shown }, 'route lookup failed on every path');
           throw new RpcError(ErrorCode.internalError, 'Route lookup failed: neither netlink nor ip could answer');

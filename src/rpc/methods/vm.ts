@@ -24,7 +24,9 @@ export function vmMethods(vms: VmRegistry): MethodDef[] {
         const id = p.vmID as string;
         if (!vms.has(id)) throw noSuchVm(id);
         // Rendered when the reply is written; a VM gone by then is shown as an empty list, never an error mid-write.
-        return new JsonText((before, after) => vms.getJson(id, before, after) ?? Buffer.concat([before, Buffer.from('[]'), after]));
+        return new JsonText(
+          (before, after) => vms.getJson(id, before, after) ?? Buffer.concat([before, Buffer.from('[]'), after]),
+        );
       },
     },
   ];
