@@ -84,7 +84,7 @@ describe('many event subscribers that stop reading', () => {
             )
             .then((l) => {
               expect(l.code).toBe(1008);
-              expect(l.level).toBe(40); // warn: shown at the default log level
+              expect(l.level).toBe('warn'); // warn: shown at the default log level
               cut.add(String(l.peer));
               unsentAtCut.set(s.port, Number(l.buffered));
             }),

@@ -71,7 +71,7 @@ describe('log lines', () => {
   it('are pino-pretty text with --log-format text, with the priority under journald', async () => {
     const text = await run(['--log-format', 'text']);
     expect(text[0]).toMatch(
-      /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4}\] WARN: channels directory is missing; waiting for it to appear \{.*"code":"ENOENT"/,
+      /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4}\] WARN: channels directory is missing; waiting for it to appear \{.*"errno":"ENOENT"/,
     );
     expect(text[1]).toMatch(/^\[.*\] INFO: listening on ws:\/\/127\.0\.0\.1:\d+ /);
     const journal = await run(['--log-format', 'text'], (stream) => ({ JOURNAL_STREAM: stream }));

@@ -290,7 +290,9 @@ describe('events published and subscribers cut off', () => {
       '--channels-dir',
       dir,
       '--max-subscriber-buffer-bytes',
-      '1',
+      '65536',
+      '--subscriber-drain-timeout',
+      '2',
     ]);
     try {
       await g.connected();

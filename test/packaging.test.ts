@@ -7,27 +7,17 @@
 // scriptlets and flags are read with rpm, and it is installed into a scratch root.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/daemon.js';
 import { atFileEnd } from './helpers/fileCleanup.js';
 import { missing } from './helpers/prereq.js';
+import { claimNspawnHost, containerInit, type NspawnHost } from './helpers/nspawn.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const LAUNCHER = path.join(ROOT, 'packaging/files/launcher.sh');
-const CGROUP_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
 const dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-packaging-'));
 atFileEnd(() => rmSync(dir, { recursive: true, force: true }));
 const OUT = path.join(dir, 'out');
@@ -144,52 +134,13 @@ describe.skipIf(needBuild)('the .rpm', () => {
   });
 });
 
-/** The container's PID 1: the process named systemd below nspawn. */
-function containerInit(nspawn: number): number | null {
-  const queue = [nspawn];
-  while (queue.length) {
-    const pid = queue.shift()!;
-    for (const task of safeReaddir(`/proc/${pid}/task`)) {
-      let children: number[] = [];
-      try {
-        children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-      } catch {
-        /* gone */
-      }
-      for (const child of children) {
-        if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return child;
-        queue.push(child);
-      }
-    }
-  }
-  return null;
-}
-
-function safeReaddir(d: string): string[] {
-  try {
-    return readdirSync(d);
-  } catch {
-    return [];
-  }
-}
-
-function removeEmptyCgroup(d: string): void {
-  for (const entry of readdirSync(d, { withFileTypes: true }))
-    if (entry.isDirectory()) removeEmptyCgroup(path.join(d, entry.name));
-  try {
-    rmdirSync(d);
-  } catch {
-    /* still in use: leave it */
-  }
-}
-
 describe.skipIf(needBuild ?? missing({ root: true, commands: ['systemd-nspawn', 'nsenter', 'dpkg'] }))(
   'the .deb in a container booted by systemd',
   () => {
     let nspawn: ChildProcess | undefined;
     let init = 0;
     let consoleText = '';
-    const cgroupsBefore = new Map<string, Set<string>>();
+    let host: NspawnHost | undefined;
     const inside = (...cmd: string[]): string =>
       execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
         encoding: 'utf8',
@@ -216,7 +167,8 @@ describe.skipIf(needBuild ?? missing({ root: true, commands: ['systemd-nspawn', 
 
     beforeAll(async () => {
       await build();
-      for (const r of CGROUP_ROOTS) cgroupsBefore.set(r, new Set(safeReaddir(r)));
+      // One such container at a time on the host (test/systemd-container.test.ts boots one too).
+      host = await claimNspawnHost();
       writeFileSync(path.join(dir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
       const upper = (d: string): string => {
         const p = path.join(dir, 'upper', d.replace(/\//g, '_'));
@@ -235,6 +187,9 @@ describe.skipIf(needBuild ?? missing({ root: true, commands: ['systemd-nspawn', 
           '--console=pipe',
           '--link-journal=no',
           ...['/usr', '/etc', '/var'].map((d) => `--overlay=${d}:${upper(d)}:${d}`),
+          // Its own empty channels directory: the host's (seen through the /var overlay) may hold
+          // the sockets of other tests' libvirt domains, which the service user may not open.
+          '--tmpfs=/var/lib/libvirt/qemu/channels:mode=0755',
           `--bind-ro=${path.join(dir, 'machine-id')}:/etc/machine-id`,
           `--bind-ro=${OUT}:/run/packages`,
           '--boot',
@@ -272,12 +227,7 @@ describe.skipIf(needBuild ?? missing({ root: true, commands: ['systemd-nspawn', 
         await Promise.race([gone, new Promise((r) => setTimeout(r, 20_000))]);
         nspawn.kill('SIGKILL');
       }
-      for (const r of CGROUP_ROOTS) {
-        for (const name of ['payload', 'supervisor']) {
-          const p = path.join(r, name);
-          if (!cgroupsBefore.get(r)?.has(name) && existsSync(p)) removeEmptyCgroup(p);
-        }
-      }
+      await host?.release();
     }, 60_000);
 
     it('installs, runs as the service user with the kvm group, answers the client, and logs no warning', () => {

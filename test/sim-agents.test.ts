@@ -45,7 +45,13 @@ describe('oVirt agent guest', () => {
   it('answers refresh with the full set, then heartbeats with the agreed API version', async () => {
     const ch = await RawChannel.connect(path.join(dir, `${guest.vmId}.ovirt-guest-agent.0`));
     ch.write('{"__name__": "refresh", "apiVersion": 3}\n');
-    await ch.waitFor((c) => c.messages().some((m) => m.__name__ === 'heartbeat'), 3000, 'a heartbeat');
+    // The full set answers the refresh; a heartbeat follows on its own timer (in either order).
+    const full = ['host-name', 'os-version', 'network-interfaces', 'fqdn', 'heartbeat'];
+    await ch.waitFor(
+      (c) => full.every((n) => c.messages().some((m) => m.__name__ === n)),
+      10_000,
+      'the full set and a heartbeat',
+    );
     const msgs = ch.messages();
     expect(names(msgs)).toEqual(expect.arrayContaining(['host-name', 'os-version', 'network-interfaces', 'fqdn']));
     expect(msgs.find((m) => m.__name__ === 'host-name')!.name).toBe('web01');

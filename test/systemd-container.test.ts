@@ -5,16 +5,7 @@
 // under every hardening setting of the unit; systemd sees it ready only once it listens,
 // restarts it when it is killed, and stops it cleanly.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import {
-  chmodSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  rmdirSync,
-  writeFileSync,
-  existsSync,
-} from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,59 +13,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { installPackage } from './helpers/installedPackage.js';
-import { acquireHostLock, type HostLock } from './helpers/hostLock.js';
+import { claimNspawnHost, containerInit, type NspawnHost } from './helpers/nspawn.js';
 
 const UNIT = path.join(ROOT, 'systemd/vdsm-agentd.service');
-const CGROUP_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/systemd', '/sys/fs/cgroup/unified'];
 
 const need = missing({ root: true, commands: ['systemd-nspawn', 'nsenter', 'flock'] });
 /** The installed client, inside the container. */
 const CLIENT_INSIDE = '/usr/lib/node_modules/vdsm-agentd/dist/client/cli.js';
 
-/** The container's PID 1: the process named systemd below nspawn. */
-function containerInit(nspawn: number): number | null {
-  const queue = [nspawn];
-  while (queue.length) {
-    const pid = queue.shift()!;
-    for (const task of safeReaddir(`/proc/${pid}/task`)) {
-      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8')
-        .split(' ')
-        .filter(Boolean)
-        .map(Number)) {
-        if (readFileSync(`/proc/${child}/comm`, 'utf8').trim() === 'systemd') return child;
-        queue.push(child);
-      }
-    }
-  }
-  return null;
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-/** Removes a cgroup and its children, deepest first; one that still holds processes stays. */
-function removeEmptyCgroup(dir: string): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true }))
-    if (entry.isDirectory()) removeEmptyCgroup(path.join(dir, entry.name));
-  try {
-    rmdirSync(dir);
-  } catch {
-    /* still in use: leave it */
-  }
-}
-
 describe.skipIf(need)('the unit under a real systemd (container)', () => {
   let dir: string;
   let nspawn: ChildProcess;
-  let lock: HostLock | undefined;
+  let host: NspawnHost | undefined;
   let init = 0;
   let consoleText = '';
-  const cgroupsBefore = new Map<string, Set<string>>();
   const inside = (...cmd: string[]): string =>
     execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
       encoding: 'utf8',
@@ -100,8 +52,7 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
     // One such container at a time on the host: outside a systemd host nspawn puts every
     // container in the same payload/supervisor cgroups (the suite also runs this file again
     // from a private clone, test/suite-private-clone.test.ts, maybe at the same time).
-    lock = await acquireHostLock('nspawn');
-    for (const root of CGROUP_ROOTS) cgroupsBefore.set(root, new Set(safeReaddir(root)));
+    host = await claimNspawnHost();
     dir = mkdtempSync(path.join(tmpdir(), 'vdsm-agentd-container-'));
     // The service user, with the group of the channel sockets, as the README's install makes it.
     const kvm = /^kvm:x:(\d+):/m.exec(readFileSync('/etc/group', 'utf8'));
@@ -183,14 +134,7 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
       nspawn.kill('SIGKILL');
     }
     if (dir) rmSync(dir, { recursive: true, force: true });
-    // nspawn leaves its empty payload/supervisor groups behind when it runs in the root cgroup.
-    for (const root of CGROUP_ROOTS) {
-      for (const name of ['payload', 'supervisor']) {
-        const p = path.join(root, name);
-        if (!cgroupsBefore.get(root)?.has(name) && existsSync(p)) removeEmptyCgroup(p);
-      }
-    }
-    await lock?.release();
+    await host?.release();
   }, 60_000);
 
   it('is ready (Type=notify) with the status the daemon reported once it listened', () => {
