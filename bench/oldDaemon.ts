@@ -17,7 +17,8 @@ export function oldDaemonMain(ref: string): string {
   }).trim();
   const dir = path.join(os.tmpdir(), `vdsm-agentd-old-${sha.slice(0, 12)}`);
   const main = path.join(dir, 'dist', 'main.js');
-  if (existsSync(main)) return main;
+  // A cache made from another checkout whose node_modules is gone is built again.
+  if (existsSync(main) && existsSync(path.join(dir, 'node_modules'))) return main;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   try {

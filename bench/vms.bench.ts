@@ -172,7 +172,9 @@ async function startTimed(
     for (;;) {
       const all = await c.call<VmStats[]>('Host.getAllVmStats');
       if (!knownMs && all.length === VMS) knownMs = performance.now() - t0;
-      if (all.length === VMS && all.every((v) => v.netIfaces.length > 0 && v.guestAgentStatus === 'responsive'))
+      // The old build reports netIfaces: null until an agent answers.
+      const reported = (v: VmStats): boolean => ((v.netIfaces as VmStats['netIfaces'] | null) ?? []).length > 0;
+      if (all.length === VMS && all.every((v) => reported(v) && v.guestAgentStatus === 'responsive'))
         return { d, listeningMs, knownMs, reportedMs: performance.now() - t0 };
       await sleep(10);
     }
