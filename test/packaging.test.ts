@@ -14,7 +14,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/daemon.js';
 import { atFileEnd } from './helpers/fileCleanup.js';
 import { missing } from './helpers/prereq.js';
-import { claimNspawnHost, containerInit, type NspawnHost } from './helpers/nspawn.js';
+import {
+  claimNspawnHost,
+  containerInit,
+  pollUntil,
+  runInside,
+  unitProperties,
+  type NspawnHost,
+} from './helpers/nspawn.js';
 
 const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const LAUNCHER = path.join(ROOT, 'packaging/files/launcher.sh');
@@ -141,27 +148,10 @@ describe.skipIf(needBuild ?? missing({ root: true, commands: ['systemd-nspawn', 
     let init = 0;
     let consoleText = '';
     let host: NspawnHost | undefined;
-    const inside = (...cmd: string[]): string =>
-      execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
-        encoding: 'utf8',
-        timeout: 120_000,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-    const show = (...props: string[]): Record<string, string> =>
-      Object.fromEntries(
-        inside('systemctl', 'show', ...props.map((p) => `--property=${p}`), 'vdsm-agentd.service')
-          .trim()
-          .split('\n')
-          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-      );
-    const waitFor = async (what: string, pred: () => boolean, timeoutMs = 90_000): Promise<void> => {
-      const end = Date.now() + timeoutMs;
-      while (!pred()) {
-        if (Date.now() > end)
-          throw new Error(`${what} did not happen within ${timeoutMs} ms; console:\n${consoleText}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    };
+    const inside = (...cmd: string[]): string => runInside(init, cmd, 120_000);
+    const show = (...props: string[]): Record<string, string> => unitProperties(inside, props);
+    const waitFor = (what: string, pred: () => boolean, timeoutMs = 90_000): Promise<void> =>
+      pollUntil(what, pred, timeoutMs, () => consoleText);
     const journal = (...args: string[]): string =>
       inside('journalctl', '--unit=vdsm-agentd.service', '--no-pager', '--quiet', ...args);
 

@@ -4,7 +4,7 @@
 // /usr as `npm install -g` puts it, never the checkout), as the service user with the kvm group,
 // under every hardening setting of the unit; systemd sees it ready only once it listens,
 // restarts it when it is killed, and stops it cleanly.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/daemon.js';
 import { missing } from './helpers/prereq.js';
 import { installPackage } from './helpers/installedPackage.js';
-import { claimNspawnHost, containerInit, type NspawnHost } from './helpers/nspawn.js';
+import {
+  claimNspawnHost,
+  containerInit,
+  pollUntil,
+  runInside,
+  unitProperties,
+  type NspawnHost,
+} from './helpers/nspawn.js';
 
 const UNIT = path.join(ROOT, 'systemd/vdsm-agentd.service');
 
@@ -27,26 +34,10 @@ describe.skipIf(need)('the unit under a real systemd (container)', () => {
   let host: NspawnHost | undefined;
   let init = 0;
   let consoleText = '';
-  const inside = (...cmd: string[]): string =>
-    execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
-      encoding: 'utf8',
-      timeout: 30_000,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  const show = (...props: string[]): Record<string, string> =>
-    Object.fromEntries(
-      inside('systemctl', 'show', ...props.map((p) => `--property=${p}`), 'vdsm-agentd.service')
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
-  const waitFor = async (what: string, pred: () => boolean, timeoutMs = 60_000): Promise<void> => {
-    const end = Date.now() + timeoutMs;
-    while (!pred()) {
-      if (Date.now() > end) throw new Error(`${what} did not happen within ${timeoutMs} ms; console:\n${consoleText}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const inside = (...cmd: string[]): string => runInside(init, cmd, 30_000);
+  const show = (...props: string[]): Record<string, string> => unitProperties(inside, props);
+  const waitFor = (what: string, pred: () => boolean, timeoutMs = 60_000): Promise<void> =>
+    pollUntil(what, pred, timeoutMs, () => consoleText);
 
   beforeAll(async () => {
     // One such container at a time on the host: outside a systemd host nspawn puts every

@@ -2,6 +2,7 @@
 // a time (outside a systemd host nspawn puts every container in the same payload/supervisor
 // cgroups), the container's PID 1 found below nspawn, and the empty cgroups nspawn leaves behind
 // when it runs in the root cgroup removed afterwards.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { acquireHostLock } from './hostLock.js';
@@ -49,6 +50,39 @@ export function containerInit(nspawn: number): number | null {
     }
   }
   return null;
+}
+
+/** Runs a command in the container (every namespace of its PID 1); its stdout. */
+export function runInside(init: number, cmd: string[], timeoutMs: number): string {
+  return execFileSync('nsenter', ['-t', String(init), '-a', ...cmd], {
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** `systemctl show` of vdsm-agentd.service's properties, as a map. */
+export function unitProperties(inside: (...cmd: string[]) => string, props: string[]): Record<string, string> {
+  return Object.fromEntries(
+    inside('systemctl', 'show', ...props.map((p) => `--property=${p}`), 'vdsm-agentd.service')
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+}
+
+/** Polls `pred` until it holds; past `timeoutMs` fails with the container's console so far. */
+export async function pollUntil(
+  what: string,
+  pred: () => boolean,
+  timeoutMs: number,
+  console: () => string,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`${what} did not happen within ${timeoutMs} ms; console:\n${console()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 function safeReaddir(dir: string): string[] {
