@@ -36,6 +36,8 @@ function startDaemon(dist: string, dir: string): Promise<ChildProcess> {
       '127.0.0.1:0',
       '--channels-dir',
       dir,
+      '--qga-via',
+      'direct',
     ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -67,7 +69,12 @@ async function main(): Promise<void> {
   try {
     for (const [k, s] of setups.entries()) {
       s.sim = new GuestSimulator({ dir: s.dir });
-      await s.sim.addAll(generateGuests(VMS, { qemuShare: 1, idPrefix: k ? 'b0b00000' : 'a0a00000' }));
+      await s.sim.addAll(
+        generateGuests(VMS, {
+          qemuShare: Number(process.env.QGA_IDLE_QEMU_SHARE ?? 1),
+          idPrefix: k ? 'b0b00000' : 'a0a00000',
+        }),
+      );
       s.proc = await startDaemon(s.dist, s.dir);
     }
     await sleep(15_000); // every VM connected, synced and spread over the interval

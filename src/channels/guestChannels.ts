@@ -11,6 +11,7 @@ import { ChannelLogCode, type IssueCounts } from '../guest/issues.js';
 import { OvirtChannelHandler } from './ovirtChannel.js';
 import type { QgaLink } from '../guest/qgaLink.js';
 import { QgaPoller, type QgaSink } from './qgaPoller.js';
+import { PollSlots, slotWidthFor } from './pollSlots.js';
 import { QgaSocketLink } from './qgaSocketLink.js';
 
 /** How qemu-ga is reached: its channel socket, libvirt's agent-command call, or per VM. */
@@ -69,12 +70,15 @@ interface VmChannels {
 
 export class GuestChannels implements ChannelsDirListener {
   private readonly vms = new Map<string, VmChannels>();
+  /** Every qemu-ga poller's rounds run from this one timer wheel. */
+  private readonly pollSlots: PollSlots;
   private readonly watcher: ChannelsDirWatcher;
   private warnedNoLibvirt = false;
   private readonly qga: QgaRoutePolicy;
 
   constructor(private readonly opts: GuestChannelsOptions) {
     this.qga = opts.qga ?? DIRECT_QGA;
+    this.pollSlots = new PollSlots(slotWidthFor(opts.qgaPollIntervalMs));
     this.qga.onRedecide(() => this.redecideQga());
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
     // One line per agent state change (SPEC section 6), never per message.
@@ -163,7 +167,11 @@ export class GuestChannels implements ChannelsDirListener {
       status: (st) => registry.setAgentStatus(s.vmId, s.channel, st),
       issues: (i, detail) => guard.note(s.channel, i, detail),
     };
-    const pollOpts = { intervalMs: this.opts.qgaPollIntervalMs, timeoutMs: this.opts.qgaTimeoutMs };
+    const pollOpts = {
+      intervalMs: this.opts.qgaPollIntervalMs,
+      timeoutMs: this.opts.qgaTimeoutMs,
+      slots: this.pollSlots,
+    };
     const viaOther = (): OpenChannel | null => {
       const other = this.qga.linkFor(s.vmId, (i) => guard.note(s.channel, i));
       if (!other) return null;

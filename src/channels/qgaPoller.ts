@@ -11,6 +11,7 @@ import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from '..
 import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
 import { metrics } from '../metrics/metrics.js';
+import { PollSlots, slotWidthFor, type SlotEntry } from './pollSlots.js';
 
 /** Where a poller's results go. */
 export interface QgaSink {
@@ -24,6 +25,8 @@ export interface QgaPollerOptions {
   timeoutMs: number;
   /** Host name and OS info are asked after each resync and then this often (default 120 s). */
   detailsEveryMs?: number;
+  /** The timer wheel shared by every poller (one wake-up per slot, not one per poller); a private one if absent. */
+  slots?: PollSlots;
 }
 
 /** VDSM asks qemu-ga for system info (host name, OS) every 120 s (qga_sysinfo_period). */
@@ -42,10 +45,9 @@ interface Mapped {
 }
 
 export class QgaPoller {
-  private timer: NodeJS.Timeout | null = null;
-  /** The timer's delay, and whether it is pending (a pending timer is cleared by kick()). */
-  private timerMs = 0;
-  private armed = false;
+  private readonly slots: PollSlots;
+  /** This poller's place in the wheel (slot -1: no round scheduled). */
+  private readonly entry: SlotEntry;
   private running = false;
   private again = false;
   private stopped = true;
@@ -65,6 +67,8 @@ export class QgaPoller {
   private issues: IssueCounts | null = null;
   /** Per command, the last value mapped: a link that hands back the same value object (an unchanged reply) is not mapped again. */
   private readonly mapped = new Map<string, Mapped>();
+  /** When the command out was sent (performance.now()), for its latency metric. */
+  private sentAt = 0;
 
   constructor(
     private readonly link: QgaLink,
@@ -72,6 +76,8 @@ export class QgaPoller {
     private readonly opts: QgaPollerOptions,
   ) {
     this.detailsEvery = Math.max(1, Math.round((opts.detailsEveryMs ?? QGA_DETAILS_EVERY_MS) / opts.intervalMs));
+    this.slots = opts.slots ?? new PollSlots(slotWidthFor(opts.intervalMs));
+    this.entry = { run: () => this.kick(), slot: -1 };
   }
 
   start(): void {
@@ -81,9 +87,7 @@ export class QgaPoller {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.armed = false;
+    this.slots.cancel(this.entry);
   }
 
   /** A new connection (or any reason to look now): resync and poll everything without waiting. */
@@ -102,18 +106,9 @@ export class QgaPoller {
       this.again = true;
       return;
     }
-    if (this.armed && this.timer) {
-      clearTimeout(this.timer); // a cleared timer cannot be re-armed: a new one next time
-      this.timer = null;
-    }
-    this.armed = false;
+    this.slots.cancel(this.entry);
     this.round();
   }
-
-  private readonly tick = (): void => {
-    this.armed = false;
-    this.kick();
-  };
 
   // A round is a small state machine over the link's promises rather than an async function:
   // with a thousand pollers, async frames and their await promises were a fifth of the
@@ -158,12 +153,12 @@ export class QgaPoller {
       });
       return;
     }
-    metrics
-      .timeQgaCommand(command, this.link.execute(command, undefined, this.opts.timeoutMs))
-      .then(this.answered, this.notAnswered);
+    this.sentAt = performance.now();
+    this.link.execute(command, undefined, this.opts.timeoutMs).then(this.answered, this.notAnswered);
   }
 
   private readonly answered = (value: unknown): void => {
+    metrics.qgaCommand(this.list[this.index] ?? '', 'ok', (performance.now() - this.sentAt) / 1000);
     this.protocolErrors = 0;
     const m = this.mappedOf(this.list[this.index] ?? '', value);
     this.report = this.report === null ? m.report : Object.assign({}, this.report, m.report); // never merged into a cached mapping
@@ -174,6 +169,7 @@ export class QgaPoller {
 
   private readonly notAnswered = (err: unknown): void => {
     const command = this.list[this.index] ?? '';
+    metrics.qgaCommand(command, 'error', (performance.now() - this.sentAt) / 1000);
     if (err instanceof QgaCommandError && err.kind === 'agent') {
       // The agent answered: it is alive, it just cannot do this one.
       if (err.errorClass === 'CommandNotFound' || err.errorClass === 'CommandDisabled')
@@ -207,14 +203,7 @@ export class QgaPoller {
           // interval, not in one burst.
           const delay = this.spread ? Math.round(this.opts.intervalMs * Math.random()) : this.opts.intervalMs;
           this.spread = false;
-          // One timer per poller, re-armed each round (no new timer and closure per poll).
-          if (this.timer && this.timerMs === delay) this.timer.refresh();
-          else {
-            if (this.timer) clearTimeout(this.timer);
-            this.timer = setTimeout(this.tick, delay);
-            this.timerMs = delay;
-          }
-          this.armed = true;
+          this.slots.schedule(this.entry, delay);
         }
       }
     }
