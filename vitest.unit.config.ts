@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
+      'test/channels-poll-slots.test.ts',
       'test/guest-fuzz.test.ts',
       'test/guest-protocols.test.ts',
       'test/guest-qga-poller.test.ts',
