@@ -19,7 +19,7 @@
 // BENCH_TIMELINE=DIR records a timeline in both daemons and in this process (bench/callTimeline.ts:
 // GCs, event-loop stalls, each request's receive/send/written times) and prints, for the
 // Host.getAllVmStats calls over 5 ms, where the time went.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -258,12 +258,79 @@ function overlap(spans: Span[], from: number, to: number): number {
   return ms;
 }
 
+/** CPU milliseconds the process used during the stalls that overlap [from, to]. */
+function cpuIn(spans: Span[], from: number, to: number): number {
+  return spans.filter((s) => s.at < to && s.at + s.ms > from).reduce((n, s) => n + (s.cpuMs ?? 0), 0);
+}
+
+/**
+ * What the daemon's main thread ran during `windows` (epoch ms), from its CPU profile: sampled
+ * milliseconds per function (self time) and per innermost function of the daemon's own code.
+ */
+function profileIn(profileFile: string, monoOffsetMs: number, windows: [number, number][], label: string): void {
+  interface Node {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }
+  const prof = JSON.parse(readFileSync(profileFile, 'utf8')) as {
+    nodes: Node[];
+    startTime: number;
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const name = (n: Node): string =>
+    `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(dist|node_modules|node:)/, '$1')}:${n.callFrame.lineNumber + 1}`;
+  const self = new Map<string, number>();
+  const ours = new Map<string, number>();
+  const sorted = [...windows].sort((a, b) => a[0] - b[0]);
+  let t = prof.startTime;
+  let total = 0;
+  let w = 0;
+  for (let i = 0; i < prof.samples.length; i++) {
+    t += prof.timeDeltas[i]!;
+    const at = t / 1000 + monoOffsetMs;
+    while (w < sorted.length && sorted[w]![1] < at) w++;
+    if (w >= sorted.length) break;
+    if (at < sorted[w]![0]) continue;
+    const ms = (prof.timeDeltas[i + 1] ?? 0) / 1000;
+    total += ms;
+    let node = byId.get(prof.samples[i]!)!;
+    self.set(name(node), (self.get(name(node)) ?? 0) + ms);
+    for (let id: number | undefined = node.id; id !== undefined; id = parent.get(id)) {
+      node = byId.get(id)!;
+      if (/\/dist\//.test(node.callFrame.url)) {
+        ours.set(name(node), (ours.get(name(node)) ?? 0) + ms);
+        break;
+      }
+    }
+  }
+  const top = (m: Map<string, number>): string =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 12)
+      .map(([f, ms]) => `    ${ms.toFixed(1).padStart(7)} ms  ${f}`)
+      .join('\n');
+  console.log(
+    `${label}: CPU profile inside the ${windows.length} calls over 5 ms: ${total.toFixed(1)} ms sampled\n  self time:\n${top(self)}\n  innermost daemon function:\n${top(ours)}`,
+  );
+}
+
 /**
  * For each Host.getAllVmStats call over 5 ms: where its time went, from the daemon's timeline
  * (request waiting to be read, reply built, reply written) and the client's (reply read), and
  * which GCs and event-loop stalls fell inside it, in either process.
  */
-function explainSlowCalls(label: string, f: CallFigures, daemon: Timeline, client: Timeline): void {
+function explainSlowCalls(
+  label: string,
+  f: CallFigures,
+  daemon: Timeline,
+  client: Timeline,
+  profileFile: string | undefined,
+): void {
   const rows: Record<string, string | number>[] = [];
   const sum = { n: 0, dGc: 0, dStall: 0, cGc: 0, cStall: 0 };
   const all = f.lat.map((lat, i) => ({ lat, from: f.at[i]! })).filter((x) => x.lat > 5);
@@ -290,9 +357,9 @@ function explainSlowCalls(label: string, f: CallFigures, daemon: Timeline, clien
       build: d ? (d.tx - d.rx).toFixed(1) : '?',
       write: d?.done ? (d.done - d.tx).toFixed(1) : '?',
       'client read': d?.done ? (to - d.done).toFixed(1) : '?',
-      'daemon stall': stD.toFixed(1),
+      'daemon stall (cpu)': `${stD.toFixed(1)} (${cpuIn(daemon.stalls, from, to).toFixed(1)})`,
       'daemon GC': kinds(daemon),
-      'client stall': stC.toFixed(1),
+      'client stall (cpu)': `${stC.toFixed(1)} (${cpuIn(client.stalls, from, to).toFixed(1)})`,
       'client GC': kinds(client),
     });
   }
@@ -301,6 +368,13 @@ function explainSlowCalls(label: string, f: CallFigures, daemon: Timeline, clien
   );
   rows.sort((a, b) => Number(b['call ms']) - Number(a['call ms']));
   if (rows.length) console.table(rows.slice(0, 15));
+  if (profileFile && all.length)
+    profileIn(
+      profileFile,
+      daemon.monoOffsetMs,
+      all.map(({ lat, from }) => [from, from + lat]),
+      label,
+    );
 }
 
 /** Checks that both daemons return the same VMs and data (time stamps aside). */
@@ -524,7 +598,11 @@ export async function run(): Promise<void> {
         ['old', oldAll],
       ] as const) {
         const daemon = JSON.parse(readFileSync(tlFiles[k === 'ours' ? 0 : 1]!, 'utf8')) as Timeline;
-        explainSlowCalls(k, f, daemon, here.timeline);
+        const pid = (k === 'ours' ? ours : old).d.pid;
+        const prof = PROF_DIR
+          ? readdirSync(PROF_DIR).find((n) => n.endsWith('.cpuprofile') && n.includes(`.${pid}.0.`)) // thread 0: the main thread (tsx adds a loader thread)
+          : undefined;
+        explainSlowCalls(k, f, daemon, here.timeline, prof && path.join(PROF_DIR!, prof));
       }
     if (!same) throw new Error('today and old Host.getAllVmStats returned different data');
   } finally {
