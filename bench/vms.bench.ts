@@ -105,6 +105,8 @@ interface CallFigures {
   lat: number[];
   /** Each call's start, epoch ms (for the timeline). */
   at: number[];
+  /** With BENCH_TIMELINE, each call's scheduler figures. */
+  sched: CallSched[];
   seconds: number;
 }
 
@@ -113,23 +115,51 @@ interface Caller {
   call(method: string, params?: unknown): Promise<Buffer | number>;
 }
 
-async function measureCalls(c: Caller, n: number, method: string, params: () => unknown): Promise<CallFigures> {
+/** A main thread's time on a CPU and waiting for one, ms (/proc/PID/task/PID/schedstat). */
+function threadSched(pid: number): [number, number] {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ');
+  return [Number(run) / 1e6, Number(wait) / 1e6];
+}
+
+/** Per call, for the timeline: the daemon's and this process's main thread, on a CPU and waiting for one (ms). */
+interface CallSched {
+  dRun: number;
+  dWait: number;
+  cRun: number;
+  cWait: number;
+}
+
+async function measureCalls(
+  c: Caller,
+  n: number,
+  method: string,
+  params: () => unknown,
+  daemonPid?: number,
+): Promise<CallFigures> {
   for (let i = 0; i < Math.min(10, n); i++) await c.call(method, params()); // warm-up
   const lat: number[] = [];
   const at: number[] = [];
+  const sched: CallSched[] = [];
   let bytes = 0;
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
+    // Read outside the timed span: the scheduler's view of both main threads around the call.
+    const d0 = daemonPid ? threadSched(daemonPid) : null;
+    const c0 = daemonPid ? threadSched(process.pid) : null;
     const s = performance.now();
     at.push(performance.timeOrigin + s);
     const reply = await c.call(method, params());
     lat.push(performance.now() - s);
+    if (d0 && c0) {
+      const [d1, c1] = [threadSched(daemonPid!), threadSched(process.pid)];
+      sched.push({ dRun: d1[0] - d0[0], dWait: d1[1] - d0[1], cRun: c1[0] - c0[0], cWait: c1[1] - c0[1] });
+    }
     bytes = typeof reply === 'number' ? reply : reply.length;
   }
-  return figures(lat, (performance.now() - t0) / 1000, bytes, at);
+  return figures(lat, (performance.now() - t0) / 1000, bytes, at, sched);
 }
 
-function figures(lat: number[], seconds: number, bytes: number, at: number[]): CallFigures {
+function figures(lat: number[], seconds: number, bytes: number, at: number[], sched: CallSched[] = []): CallFigures {
   const sorted = [...lat].sort((a, b) => a - b);
   return {
     rate: lat.length / seconds,
@@ -139,6 +169,7 @@ function figures(lat: number[], seconds: number, bytes: number, at: number[]): C
     bytes,
     lat,
     at,
+    sched,
     seconds,
   };
 }
@@ -151,12 +182,13 @@ async function sideBySide(
   perBlock: number,
   method: string,
   params: () => unknown,
+  pids: [number, number] | [] = [],
 ): Promise<[CallFigures, CallFigures]> {
   const fa: CallFigures[] = [];
   const fb: CallFigures[] = [];
   for (let i = 0; i < blocks; i++) {
-    fa.push(await measureCalls(a, perBlock, method, params));
-    fb.push(await measureCalls(b, perBlock, method, params));
+    fa.push(await measureCalls(a, perBlock, method, params, pids[0]));
+    fb.push(await measureCalls(b, perBlock, method, params, pids[1]));
   }
   const merge = (parts: CallFigures[]): CallFigures =>
     figures(
@@ -164,6 +196,7 @@ async function sideBySide(
       parts.reduce((s, p) => s + p.seconds, 0),
       parts[0]!.bytes,
       parts.flatMap((p) => p.at),
+      parts.flatMap((p) => p.sched),
     );
   return [merge(fa), merge(fb)];
 }
@@ -258,11 +291,6 @@ function overlap(spans: Span[], from: number, to: number): number {
   return ms;
 }
 
-/** CPU milliseconds the process used during the stalls that overlap [from, to]. */
-function cpuIn(spans: Span[], from: number, to: number): number {
-  return spans.filter((s) => s.at < to && s.at + s.ms > from).reduce((n, s) => n + (s.cpuMs ?? 0), 0);
-}
-
 /**
  * What the daemon's main thread ran during `windows` (epoch ms), from its CPU profile: sampled
  * milliseconds per function (self time) and per innermost function of the daemon's own code.
@@ -333,8 +361,11 @@ function explainSlowCalls(
 ): void {
   const rows: Record<string, string | number>[] = [];
   const sum = { n: 0, dGc: 0, dStall: 0, cGc: 0, cStall: 0 };
-  const all = f.lat.map((lat, i) => ({ lat, from: f.at[i]! })).filter((x) => x.lat > 5);
-  for (const { lat, from } of all) {
+  const all = f.lat.map((lat, i) => ({ lat, from: f.at[i]!, sc: f.sched[i] })).filter((x) => x.lat > 5);
+  let preempted = 0;
+  for (const { lat, from, sc } of all) {
+    // Most of the call spent with a main thread runnable but off the CPU: the machine, not the code.
+    if (sc && sc.dWait + sc.cWait > lat / 2) preempted++;
     const to = from + lat;
     const d = daemon.calls.find((c) => c.rx >= from && c.rx <= to);
     const gcD = overlap(daemon.gc, from, to);
@@ -357,14 +388,15 @@ function explainSlowCalls(
       build: d ? (d.tx - d.rx).toFixed(1) : '?',
       write: d?.done ? (d.done - d.tx).toFixed(1) : '?',
       'client read': d?.done ? (to - d.done).toFixed(1) : '?',
-      'daemon stall (cpu)': `${stD.toFixed(1)} (${cpuIn(daemon.stalls, from, to).toFixed(1)})`,
+      'daemon stall': stD.toFixed(1),
+      'daemon run / wait': sc ? `${sc.dRun.toFixed(1)} / ${sc.dWait.toFixed(1)}` : '?',
+      'client run / wait': sc ? `${sc.cRun.toFixed(1)} / ${sc.cWait.toFixed(1)}` : '?',
       'daemon GC': kinds(daemon),
-      'client stall (cpu)': `${stC.toFixed(1)} (${cpuIn(client.stalls, from, to).toFixed(1)})`,
       'client GC': kinds(client),
     });
   }
   console.log(
-    `${label}: ${sum.n} of ${f.lat.length} Host.getAllVmStats calls over 5 ms; with a daemon GC > 1 ms: ${sum.dGc}, a daemon stall > 2 ms: ${sum.dStall}, a client GC > 1 ms: ${sum.cGc}, a client stall > 2 ms: ${sum.cStall}`,
+    `${label}: ${sum.n} of ${f.lat.length} Host.getAllVmStats calls over 5 ms; with a daemon GC > 1 ms: ${sum.dGc}, a daemon stall > 2 ms: ${sum.dStall}, a client GC > 1 ms: ${sum.cGc}, a client stall > 2 ms: ${sum.cStall}; more than half of it runnable but waiting for a CPU (daemon + client main threads): ${preempted}`,
   );
   rows.sort((a, b) => Number(b['call ms']) - Number(a['call ms']));
   if (rows.length) console.table(rows.slice(0, 15));
@@ -432,7 +464,15 @@ export async function run(): Promise<void> {
     const co = await RawCaller.open(old.d.url);
     const wait0 = pids.map(runQueueWaitMs);
     const here = TIMELINE_DIR ? recordTimeline() : null;
-    const [oursAll, oldAll] = await sideBySide(lean, leanOld, 10, 100, 'Host.getAllVmStats', () => undefined);
+    const [oursAll, oldAll] = await sideBySide(
+      lean,
+      leanOld,
+      10,
+      100,
+      'Host.getAllVmStats',
+      () => undefined,
+      here ? [ours.d.pid, old.d.pid] : [],
+    );
     here?.stop();
     // Time each daemon was ready to run but had no CPU, per call: on a loaded machine, the p99.
     const [waitOurs, waitOld] = pids.map((p, i) => (runQueueWaitMs(p) - wait0[i]!) / oursAll.lat.length) as [
