@@ -1,8 +1,10 @@
 // 1,000 simulated VMs (half oVirt agent, half qemu-ga, 4 NICs x 4 addresses each) against two
 // daemons at once: today's build (dist/) and the daemon as it was at BENCH_OLD_REF (default
 // 9cf4add, before the crowded-host work), built from git into a cache directory. Each daemon has
-// its own, identical simulated guests (a channel serves one client at a time); both run at the
-// same time, so the shared machine's noise falls on both alike. Figures, side by side:
+// its own, identical simulated guests (a channel serves one client at a time), served from a
+// child process of its own (bench/simProcess.ts) so that they do not delay the measuring client;
+// calls are timed with bench/leanCaller.ts, which allocates nothing per reply. Both daemons run
+// at the same time, so the shared machine's noise falls on both alike. Figures, side by side:
 // - start -> listening (the sockets present are known), every VM listed, every VM has netIfaces;
 // - idle CPU over the same window (nobody calls; oVirt agents heartbeat, qemu-ga is polled);
 // - RSS peak and steady, and per VM (against the same build with no VMs);
@@ -18,7 +20,8 @@
 // BENCH_NODE_ARGS adds node flags to both (e.g. --trace-gc);
 // BENCH_TIMELINE=DIR records a timeline in both daemons and in this process (bench/callTimeline.ts:
 // GCs, event-loop stalls, each request's receive/send/written times) and prints, for the
-// Host.getAllVmStats calls over 5 ms, where the time went.
+// Host.getAllVmStats calls over 5 ms, where the time went (its 1 ms probe timer costs CPU: the
+// idle-CPU row of such a run is not the daemon's).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
