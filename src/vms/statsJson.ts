@@ -151,10 +151,15 @@ function reassemble(n: number, timeWidth: number, statusTime: number): void {
 /** Brings asm's time digits to this call's values (same VMs, same widths). */
 function restamp(statusTime: number): void {
   if (statusTime !== asm.statusTime) {
+    // The same digits in every VM: written once, then byte by byte (no call per VM).
     const w = asm.timeWidth;
+    const bytes = asm.bytes;
+    writeDigits(bytes, asm.timeAt[0]!, w, statusTime);
     const at0 = asm.timeAt[0]!;
-    writeDigits(asm.bytes, at0, w, statusTime);
-    for (let i = 1; i < asm.count; i++) asm.bytes.copyWithin(asm.timeAt[i]!, at0, at0 + w);
+    for (let i = 1; i < asm.count; i++) {
+      const at = asm.timeAt[i]!;
+      for (let j = 0; j < w; j++) bytes[at + j] = bytes[at0 + j]!;
+    }
     asm.statusTime = statusTime;
   }
   for (let i = 0; i < asm.count; i++) {
