@@ -50,6 +50,29 @@ describe('stats serialised once per change', () => {
     expect(statsArrayJson([], 5).toString()).toBe('[]');
   });
 
+  it('reuses the assembled array only while nothing changed: changes, removals, ages and single-VM calls between', () => {
+    let vms = Array.from({ length: 40 }, (_, i) => ({ base: base(i, `eth${i}`), firstSeenMs: 0 }));
+    const expected = (list: typeof vms, now: number): string =>
+      JSON.stringify(list.map((v) => stampStats(v.base, v.firstSeenMs, now)));
+    const steps: ((now: number) => void)[] = [
+      () => undefined, // same VMs, later time: digits rewritten in place
+      () => (vms[7] = { ...vms[7]!, base: { ...vms[7]!.base, guestName: 'renamed, longer than before' } }),
+      () => (vms = vms.filter((_, i) => i !== 3)),
+      () => vms.push({ base: base(77, 'new'), firstSeenMs: 0 }),
+      (now) => expect(statsArrayJson([vms[5]!], now).toString()).toBe(expected([vms[5]!], now)),
+      () => (vms = [...vms].reverse()),
+      () => undefined,
+    ];
+    // Elapsed time crosses 9 -> 10 s and 99 -> 100 s (its width changes) along the way.
+    let now = 8_500;
+    for (let round = 0; round < 3; round++)
+      for (const step of steps) {
+        step(now);
+        expect(statsArrayJson(vms, now).toString()).toBe(expected(vms, now));
+        now += round === 1 ? 13_000 : 700;
+      }
+  });
+
   it('follows a change: a new stats object is serialised anew', () => {
     const r = new VmRegistry({ clock: () => 42_000 });
     r.channelAdded('00000000-0000-4000-8000-000000000001', 'ovirt-guest-agent.0');

@@ -90,7 +90,7 @@ export class VmRegistry {
 
   /** Host.getAllVmStats' result as JSON bytes between `before` and `after`, each VM serialised once per change (statsJson.ts). */
   allJson(before?: Buffer, after?: Buffer, alloc?: (size: number) => Buffer): Buffer {
-    return statsArrayJson([...this.vms.values()], this.clock(), before, after, alloc);
+    return statsArrayJson(this.vms.values(), this.clock(), before, after, alloc);
   }
 
   /** VM.getStats' result (a one-element array) as JSON bytes, or undefined for an unknown VM. */
