@@ -127,6 +127,9 @@ export class Daemon {
       guestsKnown.resolve();
     }
     this.stoppers.push(() => this.guests.stop());
+    // The netlink module loads now, in the background: not before the VM list (start-up time),
+    // not on the first Host.getRoute (its latency).
+    void this.routes.ready();
     metrics.setState('serving');
     const url = this.server.url();
     this.log.info(
