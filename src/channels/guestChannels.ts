@@ -118,6 +118,7 @@ export class GuestChannels implements ChannelsDirListener {
     }
     let channels = 0;
     for (const vm of this.vms.values()) channels += vm.open.size;
+    if (channels === 0) return; // nothing to sum up (a missing or unreadable directory was warned)
     this.opts.log.info(
       { dir: this.opts.dir, vms: this.vms.size, channels },
       `found ${channels} guest channel sockets of ${this.vms.size} VMs`,

@@ -18,7 +18,7 @@ export interface RouteLookupOptions {
 
 export class RouteLookup {
   /** Opened on first use (ready() or a lookup): loading the native module costs ~80 ms of start-up. */
-  private netlinkOpening: Promise<NetlinkRoute | null> | null = null;
+  private netlink: Promise<NetlinkRoute | null> | null = null;
   private readonly ip: IpRoute;
   /** True while lookups go to `ip` because netlink failed; the switch is logged once each way. */
   private degraded = false;
@@ -32,19 +32,19 @@ export class RouteLookup {
     this.ip = new IpRoute(opts.ip);
     if (mode === 'ip') {
       log.info('route lookups use `ip route get` (route-lookup ip)');
-      this.netlinkOpening = Promise.resolve(null);
+      this.netlink = Promise.resolve(null);
     }
   }
 
   private openNetlink(): Promise<NetlinkRoute | null> {
-    if (this.closed && !this.netlinkOpening) return Promise.resolve(null);
-    this.netlinkOpening ??= NetlinkRoute.open(this.opts.netlink, (err) =>
+    if (this.closed && !this.netlink) return Promise.resolve(null);
+    this.netlink ??= NetlinkRoute.open(this.opts.netlink, (err) =>
       this.switchToIp(`netlink socket failed and was replaced: ${err.message}`),
     ).catch((err: unknown) => {
       this.switchToIp(err instanceof Error ? err.message : String(err));
       return null;
     });
-    return this.netlinkOpening;
+    return this.netlink;
   }
 
   /** Opens the netlink side (the daemon calls it once serving, so the first lookup finds it open); resolves once open or known unavailable. */
@@ -76,7 +76,7 @@ export class RouteLookup {
 
   async close(): Promise<void> {
     this.closed = true;
-    (await this.netlinkOpening)?.close();
+    (await this.netlink)?.close();
   }
 
   private switchToIp(reason: string): void {
