@@ -88,6 +88,7 @@ export class GuestChannels implements ChannelsDirListener {
   private readonly qga: QgaRoutePolicy;
   private readonly toOpen: (() => void)[] = [];
   private opening: NodeJS.Immediate | null = null;
+  private queueEmptied: (() => void)[] = [];
   /** True while the first full listing is reported. */
   private initialListing = false;
   /** VMs of the first listing whose agent status has not changed yet: a first 'responsive' is routine. */
@@ -125,10 +126,17 @@ export class GuestChannels implements ChannelsDirListener {
     );
   }
 
+  /** Resolves once every connection queued so far has been opened (or the channels stopped). */
+  opened(): Promise<void> {
+    if (!this.opening) return Promise.resolve();
+    return new Promise((resolve) => this.queueEmptied.push(resolve));
+  }
+
   stop(): void {
     if (this.opening) clearImmediate(this.opening);
     this.opening = null;
     this.toOpen.length = 0;
+    for (const resolve of this.queueEmptied.splice(0)) resolve();
     this.watcher.stop();
     for (const vm of this.vms.values()) for (const ch of vm.open.values()) ch.stop();
     this.vms.clear();
@@ -207,6 +215,7 @@ export class GuestChannels implements ChannelsDirListener {
     this.opening = null;
     for (const open of this.toOpen.splice(0, OPEN_BATCH)) open();
     if (this.toOpen.length) this.opening = setImmediate(() => this.openBatch());
+    else for (const resolve of this.queueEmptied.splice(0)) resolve();
   }
 
   /** `initial`: found by the first listing, so its first connect is logged at debug. */
