@@ -7,9 +7,9 @@
 // (events inotify may have dropped: Node does not report an inotify queue overflow).
 // A missing, unreadable or unwatchable directory is said once per cause at warning level, with
 // the path and errno, and its recovery once at info.
-// Names are checked with a synchronous lstat: the directory is local (libvirt's
-// /var/lib/libvirt/qemu/channel/target), where an lstat takes a few microseconds, while the thread
-// pool's round trip cost ~36 µs each, and 1,000 sockets at start-up are then listed in one go.
+// Names are checked with a synchronous lstat: the directory is local (/var/lib/libvirt/qemu/channels,
+// or libvirt's channel/target), where one takes a few microseconds, less than a thread-pool round
+// trip (~36 µs); 1,000 sockets at start-up are then checked in one go.
 import { lstatSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
