@@ -1,15 +1,16 @@
 // Start-up on a crowded host, as an operator sees it: the VMs whose sockets are present when the
 // daemon starts are all in its first answer, and the log sums them up in one info line; the
-// per-channel lines of that listing are debug. A VM that appears later is still told at info.
+// per-channel lines of that listing are debug. A VM that appears later, or a channel that
+// reconnects, is still told at info.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../src/client/rpcClient.js';
 import { GuestSimulator } from '../src/sim/simulator.js';
 import { generateGuests } from '../src/sim/guest.js';
 import type { VmStats } from '../src/wire.js';
-import { tempDir } from './helpers/channelsDir.js';
+import { channelPath, newVmId, tempDir } from './helpers/channelsDir.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
 import { atFileEnd } from './helpers/fileCleanup.js';
-import { eventually } from './helpers/scriptedGuest.js';
+import { ScriptedGuest, eventually } from './helpers/scriptedGuest.js';
 
 type Line = Record<string, unknown>;
 const VMS = 200;
@@ -77,5 +78,36 @@ describe('start-up with many guest sockets present', () => {
     const c = await RpcClient.connect(d.url);
     expect((await c.call<VmStats[]>('Host.getAllVmStats')).length).toBe(VMS + 1);
     await c.close();
+  }, 60_000);
+});
+
+describe('a channel found at start-up that reconnects', () => {
+  it('says the reconnection at info, though its first connect was debug', async () => {
+    const dir = tempDir();
+    const vmId = newVmId();
+    const socket = channelPath(dir, vmId, 'ovirt-guest-agent.0');
+    const agent = await ScriptedGuest.listen(socket);
+    atFileEnd(() => agent.close());
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--channels-dir', dir]);
+    try {
+      await agent.connected();
+      await d.waitForLog((l) => l.msg === 'found 1 guest channel socket of 1 VM');
+      const again = agent.nextConnection(30_000);
+      agent.hangUp();
+      await again;
+      const connected = await d.waitForLog((l) => l.msg === 'channel connected' && l.path === socket);
+      expect(connected).toMatchObject({ level: 'info', vmId });
+      // At the default level: the reconnection, not the first connect nor the socket appearing.
+      const shown = d
+        .logs()
+        .filter((l) => l.vmId === vmId)
+        .map((l) => l.msg);
+      expect(shown.filter((m) => m === 'channel connected' || m === 'guest channel appeared')).toEqual([
+        'channel connected',
+      ]);
+      expect(shown).toContain('channel disconnected');
+    } finally {
+      await d.stop();
+    }
   }, 60_000);
 });

@@ -122,7 +122,7 @@ export class GuestChannels implements ChannelsDirListener {
     if (channels === 0) return; // nothing to sum up (a missing or unreadable directory was warned)
     this.opts.log.info(
       { dir: this.opts.dir, vms: this.vms.size, channels },
-      `found ${channels} guest channel sockets of ${this.vms.size} VMs`,
+      `found ${channels} guest channel socket${channels === 1 ? '' : 's'} of ${this.vms.size} VM${this.vms.size === 1 ? '' : 's'}`,
     );
   }
 
