@@ -127,6 +127,10 @@ export class Daemon {
       guestsKnown.resolve();
     }
     this.stoppers.push(() => this.guests.stop());
+    // The netlink module (~50 ms to load) loads once the first connections are open, in the
+    // background: not before the VM list is served, and not on the first Host.getRoute (its
+    // latency); a lookup before then loads it itself.
+    void this.guests.opened().then(() => this.routes.ready());
     metrics.setState('serving');
     const url = this.server.url();
     this.log.info(

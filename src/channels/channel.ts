@@ -29,6 +29,8 @@ export interface ChannelConnectionOptions {
   now?: () => number;
   backoff?: { initialMs: number; maxMs: number };
   connectTimeoutMs?: number;
+  /** Level of the first 'channel connected' line (default info): debug for the sockets found at start-up, summed up in one line. */
+  firstConnectLevel?: 'info' | 'debug';
 }
 
 /** A connection up this long counts as healthy: the next drop retries from the shortest delay. */
@@ -50,6 +52,7 @@ export class ChannelConnection {
   private stopped = false;
   /** errno of the current streak of failures (null: connected or not tried), so each cause is said once. */
   private failing: string | null = null;
+  private connectedBefore = false;
   private readonly now: () => number;
   private readonly backoff: { initialMs: number; maxMs: number };
 
@@ -106,7 +109,8 @@ export class ChannelConnection {
       upSince = this.now();
       socket.setTimeout(0);
       this.failing = null;
-      log.info({ path }, 'channel connected');
+      log[this.connectedBefore ? 'info' : (this.opts.firstConnectLevel ?? 'info')]({ path }, 'channel connected');
+      this.connectedBefore = true;
       this.guard(() => handler.connected({ write: (bytes) => this.write(socket, bytes) }));
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {

@@ -1,6 +1,12 @@
 // Ties discovery to channels: every socket in the channels directory gets a connection and the
 // handler for its protocol, every VM an InputGuard its channels share, and the VmRegistry hears
 // about sockets coming and going. One place decides how qemu-ga is reached (--qga-via).
+// A socket's VM is registered the moment the socket is seen; its connection opens a moment later,
+// a batch per turn of the event loop, so 1,000 VMs found at start-up are listed (agent status
+// unknown) before 1,000 connections have been made, and requests are served between batches.
+// The sockets of the first listing are summed up in one info line; their per-channel lines
+// (appeared, first connect, first 'responsive') are debug. Later arrivals, reconnects and every
+// problem stay info or above (docs/operations.md, "Start-up log").
 import type { Logger } from 'pino';
 import { channelProtocol, type ChannelName } from '../wire.js';
 import type { VmRegistry } from '../vms/registry.js';
@@ -18,6 +24,9 @@ import { QgaSocketLink } from './qgaSocketLink.js';
 export type QgaVia = 'auto' | 'direct' | 'libvirt';
 
 const QGA_CHANNEL: ChannelName = 'org.qemu.guest_agent.0';
+
+/** Connections opened per turn of the event loop (~150 µs each): a batch holds requests back ~3 ms. */
+const OPEN_BATCH = 20;
 
 /**
  * How each VM's qemu-ga is reached, decided in one place (built before the channels; for libvirt,
@@ -63,9 +72,14 @@ interface OpenChannel {
   reroute?: () => void;
 }
 
+/** A channel whose connection may still wait in the open queue. */
+interface QueuedChannel extends OpenChannel {
+  reroute: () => void;
+}
+
 interface VmChannels {
   guard: InputGuard;
-  open: Map<ChannelName, OpenChannel>;
+  open: Map<ChannelName, QueuedChannel>;
 }
 
 export class GuestChannels implements ChannelsDirListener {
@@ -75,6 +89,13 @@ export class GuestChannels implements ChannelsDirListener {
   private readonly watcher: ChannelsDirWatcher;
   private warnedNoLibvirt = false;
   private readonly qga: QgaRoutePolicy;
+  private readonly toOpen: (() => void)[] = [];
+  private opening: NodeJS.Immediate | null = null;
+  private queueEmptied: (() => void)[] = [];
+  /** True while the first full listing is reported. */
+  private initialListing = false;
+  /** VMs of the first listing whose agent status has not changed yet: a first 'responsive' is routine. */
+  private readonly quietStatus = new Set<string>();
 
   constructor(private readonly opts: GuestChannelsOptions) {
     this.qga = opts.qga ?? DIRECT_QGA;
@@ -83,16 +104,43 @@ export class GuestChannels implements ChannelsDirListener {
     this.watcher = new ChannelsDirWatcher(opts.dir, this, opts.log);
     // One line per agent state change (SPEC section 6), never per message.
     opts.registry.onChange((ch) => {
-      if (ch.changed.includes('guestAgentStatus'))
-        opts.log.info({ vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus }, 'guest agent status changed');
+      if (!ch.changed.includes('guestAgentStatus')) return;
+      const routine = this.quietStatus.delete(ch.vmId) && ch.stats.guestAgentStatus === 'responsive';
+      opts.log[routine ? 'debug' : 'info'](
+        { vmId: ch.vmId, guestAgentStatus: ch.stats.guestAgentStatus },
+        'guest agent status changed',
+      );
     });
   }
 
-  start(): Promise<void> {
-    return this.watcher.start();
+  /** Resolves once every socket present is registered (listed); connections open after, in batches. */
+  async start(): Promise<void> {
+    this.initialListing = true;
+    try {
+      await this.watcher.start();
+    } finally {
+      this.initialListing = false;
+    }
+    let channels = 0;
+    for (const vm of this.vms.values()) channels += vm.open.size;
+    if (channels === 0) return; // nothing to sum up (a missing or unreadable directory was warned)
+    this.opts.log.info(
+      { dir: this.opts.dir, vms: this.vms.size, channels },
+      `found ${channels} guest channel socket${channels === 1 ? '' : 's'} of ${this.vms.size} VM${this.vms.size === 1 ? '' : 's'}`,
+    );
+  }
+
+  /** Resolves once every connection queued so far has been opened (or the channels stopped). */
+  opened(): Promise<void> {
+    if (!this.opening) return Promise.resolve();
+    return new Promise((resolve) => this.queueEmptied.push(resolve));
   }
 
   stop(): void {
+    if (this.opening) clearImmediate(this.opening);
+    this.opening = null;
+    this.toOpen.length = 0;
+    for (const resolve of this.queueEmptied.splice(0)) resolve();
     this.watcher.stop();
     for (const vm of this.vms.values()) for (const ch of vm.open.values()) ch.stop();
     this.vms.clear();
@@ -109,9 +157,11 @@ export class GuestChannels implements ChannelsDirListener {
       this.opts.log.debug({ vmId: s.vmId, channel: s.channel, path: s.path }, 'duplicate guest channel socket ignored');
       return;
     }
-    this.opts.log.info({ vmId: s.vmId, channel: s.channel }, 'guest channel appeared');
+    const initial = this.initialListing;
+    this.opts.log[initial ? 'debug' : 'info']({ vmId: s.vmId, channel: s.channel }, 'guest channel appeared');
+    if (initial) this.quietStatus.add(s.vmId);
     this.opts.registry.channelAdded(s.vmId, s.channel);
-    vm.open.set(s.channel, this.open(s, vm.guard));
+    vm.open.set(s.channel, this.queued(s, vm.guard, initial));
   }
 
   removed(s: ChannelSocket): void {
@@ -125,6 +175,7 @@ export class GuestChannels implements ChannelsDirListener {
     if (vm && !this.opts.registry.has(s.vmId)) {
       vm.guard.close();
       this.vms.delete(s.vmId);
+      this.quietStatus.delete(s.vmId);
     }
   }
 
@@ -135,24 +186,49 @@ export class GuestChannels implements ChannelsDirListener {
 
   /** Re-decides how every VM's qemu-ga is reached (e.g. libvirtd appeared or went away). */
   redecideQga(): void {
-    for (const vm of this.vms.values()) {
-      const current = vm.open.get(QGA_CHANNEL);
-      if (!current) continue;
-      if (current.reroute) {
-        current.reroute();
-        continue;
-      }
-      current.stop();
-      vm.open.set(QGA_CHANNEL, this.open(current.socket, vm.guard));
-    }
+    for (const vm of this.vms.values()) vm.open.get(QGA_CHANNEL)?.reroute();
   }
 
-  private open(s: ChannelSocket, guard: InputGuard): OpenChannel {
+  /** The channel's connection is opened from the queue, a batch per turn of the event loop. */
+  private queued(s: ChannelSocket, guard: InputGuard, initial: boolean): QueuedChannel {
+    let current: OpenChannel | null = null;
+    let stopped = false;
+    this.toOpen.push(() => {
+      if (!stopped) current = this.open(s, guard, initial);
+    });
+    this.opening ??= setImmediate(() => this.openBatch());
+    return {
+      socket: s,
+      stop: () => {
+        stopped = true;
+        current?.stop();
+      },
+      reconnectNow: () => current?.reconnectNow(), // still queued: it connects to the new socket anyway
+      reroute: () => {
+        if (!current) return; // still queued: decided when it opens
+        if (current.reroute) current.reroute();
+        else {
+          current.stop();
+          current = this.open(s, guard, false);
+        }
+      },
+    };
+  }
+
+  private openBatch(): void {
+    this.opening = null;
+    for (const open of this.toOpen.splice(0, OPEN_BATCH)) open();
+    if (this.toOpen.length) this.opening = setImmediate(() => this.openBatch());
+    else for (const resolve of this.queueEmptied.splice(0)) resolve();
+  }
+
+  /** `initial`: found by the first listing, so its first connect is logged at debug. */
+  private open(s: ChannelSocket, guard: InputGuard, initial: boolean): OpenChannel {
     const { registry, log } = this.opts;
     const chLog = log.child({ vmId: s.vmId, channel: s.channel });
     if (channelProtocol(s.channel) === 'ovirt') {
       const handler = new OvirtChannelHandler(s.vmId, s.channel, registry, guard, this.opts.agentSilenceTimeoutMs);
-      const conn = this.connect(s, handler, guard, chLog);
+      const conn = this.connect(s, handler, guard, chLog, initial);
       return {
         socket: s,
         stop: () => {
@@ -183,7 +259,7 @@ export class GuestChannels implements ChannelsDirListener {
       const link = new QgaSocketLink(s.channel, guard);
       const poller = new QgaPoller(link, sink, pollOpts);
       link.onLinkChange = () => poller.linkReset();
-      const conn = this.connect(s, link, guard, chLog);
+      const conn = this.connect(s, link, guard, chLog, initial);
       poller.start();
       return {
         socket: s,
@@ -254,8 +330,20 @@ export class GuestChannels implements ChannelsDirListener {
     };
   }
 
-  private connect(s: ChannelSocket, handler: ChannelHandler, guard: InputGuard, log: Logger): ChannelConnection {
-    const conn = new ChannelConnection({ path: s.path, handler, log, bytes: guard.budget.bytes });
+  private connect(
+    s: ChannelSocket,
+    handler: ChannelHandler,
+    guard: InputGuard,
+    log: Logger,
+    initial: boolean,
+  ): ChannelConnection {
+    const conn = new ChannelConnection({
+      path: s.path,
+      handler,
+      log,
+      bytes: guard.budget.bytes,
+      firstConnectLevel: initial ? 'debug' : 'info',
+    });
     conn.start();
     return conn;
   }

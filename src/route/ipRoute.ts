@@ -1,7 +1,6 @@
 // The fallback: `ip -d -N -j route get ADDR [oif DEV]` run with execa (no shell; ADDR and DEV were
 // validated by ipLiteral). `-N` prints table and type as numbers, `-d` prints them always, so the
 // answer maps onto the same fields as the netlink reply without reading /etc/iproute2/rt_tables.
-import { execa } from 'execa';
 import { ConcurrencyLimit } from './concurrencyLimit.js';
 import type { RouteTarget } from './ipLiteral.js';
 import type { RouteFields } from './netlinkRoute.js';
@@ -79,6 +78,8 @@ export class IpRoute {
   /** Throws RouteRefused, UnknownZone, or LookupFailed. */
   lookup(target: RouteTarget): Promise<RouteFields> {
     return this.limit.run(async () => {
+      // Loaded on first use: execa costs ~130 ms of start-up, and netlink answers most hosts' lookups.
+      const { execa } = await import('execa');
       const res = await execa(this.ipCommand, ipRouteGetArgs(target), {
         reject: false,
         timeout: this.timeoutMs,

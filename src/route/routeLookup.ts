@@ -17,7 +17,8 @@ export interface RouteLookupOptions {
 }
 
 export class RouteLookup {
-  private readonly netlink: Promise<NetlinkRoute | null>;
+  /** Opened on first use (ready() or a lookup): loading the native module costs ~80 ms of start-up. */
+  private netlink: Promise<NetlinkRoute | null> | null = null;
   private readonly ip: IpRoute;
   /** True while lookups go to `ip` because netlink failed; the switch is logged once each way. */
   private degraded = false;
@@ -26,25 +27,29 @@ export class RouteLookup {
   constructor(
     readonly mode: RouteLookupMode,
     private readonly log: Logger,
-    opts: RouteLookupOptions = {},
+    private readonly opts: RouteLookupOptions = {},
   ) {
     this.ip = new IpRoute(opts.ip);
     if (mode === 'ip') {
       log.info('route lookups use `ip route get` (route-lookup ip)');
       this.netlink = Promise.resolve(null);
-      return;
     }
-    this.netlink = NetlinkRoute.open(opts.netlink, (err) =>
+  }
+
+  private openNetlink(): Promise<NetlinkRoute | null> {
+    if (this.closed && !this.netlink) return Promise.resolve(null);
+    this.netlink ??= NetlinkRoute.open(this.opts.netlink, (err) =>
       this.switchToIp(`netlink socket failed and was replaced: ${err.message}`),
     ).catch((err: unknown) => {
       this.switchToIp(err instanceof Error ? err.message : String(err));
       return null;
     });
+    return this.netlink;
   }
 
-  /** Resolves once the netlink side is open (or known unavailable). */
+  /** Opens the netlink side (the daemon calls it once serving, so the first lookup finds it open); resolves once open or known unavailable. */
   async ready(): Promise<void> {
-    await this.netlink;
+    await this.openNetlink();
   }
 
   /**
@@ -52,7 +57,7 @@ export class RouteLookup {
    * from `ip` when it fails too; netlink's own failures never reach the caller, they switch to `ip`.
    */
   async lookup(target: RouteTarget): Promise<Route> {
-    const nl = await this.netlink;
+    const nl = await this.openNetlink();
     if (nl && !this.closed) {
       try {
         const fields = await counted('netlink', nl.lookup(target));
