@@ -130,4 +130,22 @@ describe('pre-serialised results in the transport', () => {
     expect(pool.alloc(100).buffer).not.toBe(c.buffer);
     expect(pool.pooled(pool.alloc(8))).toBe(false);
   });
+
+  it('a pool filled by smaller replies makes room for a larger one, so larger replies reuse it', () => {
+    const pool = new ReplyBuffers(2, 16);
+    // Start-up: replies grow while VMs report; the pool fills with the smaller buffers.
+    const small = [pool.alloc(100), pool.alloc(200)];
+    for (const b of small) pool.release(b);
+    const big = pool.alloc(1000);
+    expect(small.map((b) => b.buffer)).not.toContain(big.buffer);
+    pool.release(big);
+    // Every later reply of that size gets the same buffer back instead of a fresh one.
+    for (let i = 0; i < 3; i++) {
+      const again = pool.alloc(1000);
+      expect(again.buffer).toBe(big.buffer);
+      pool.release(again);
+    }
+    // And the larger of the small ones is still there for a middle-sized reply.
+    expect(pool.alloc(200).buffer).toBe(small[1]!.buffer);
+  });
 });

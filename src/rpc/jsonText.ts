@@ -48,11 +48,23 @@ export class ReplyBuffers {
     return buf.length >= this.minSize && buf.byteOffset === 0;
   }
 
-  /** Call once the bytes were written (or the write failed): the buffer may be handed out again. */
+  /**
+   * Call once the bytes were written (or the write failed): the buffer may be handed out again.
+   * A full pool keeps its largest buffers: one filled by smaller replies (VMs still reporting at
+   * start-up) would otherwise turn every later, larger reply into a fresh allocation.
+   */
   release(buf: Buffer): void {
-    if (!this.pooled(buf) || this.free.length >= this.maxFree) return;
+    if (!this.pooled(buf)) return;
     const ab = buf.buffer as ArrayBuffer;
-    if (!this.free.includes(ab)) this.free.push(ab);
+    if (this.free.includes(ab)) return;
+    if (this.free.length < this.maxFree) {
+      this.free.push(ab);
+      return;
+    }
+    let smallest = 0;
+    for (let i = 1; i < this.free.length; i++)
+      if (this.free[i]!.byteLength < this.free[smallest]!.byteLength) smallest = i;
+    if (this.free[smallest]!.byteLength < ab.byteLength) this.free[smallest] = ab;
   }
 }
 
