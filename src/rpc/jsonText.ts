@@ -39,8 +39,11 @@ export class ReplyBuffers {
   readonly alloc: BufferAlloc = (size) => {
     if (size < this.minSize) return Buffer.allocUnsafe(size);
     const i = this.free.findIndex((b) => b.byteLength >= size);
-    const ab = i >= 0 ? this.free.splice(i, 1)[0]! : new ArrayBuffer(Math.ceil(size * 1.25));
-    return Buffer.from(ab, 0, size);
+    if (i >= 0) return Buffer.from(this.free.splice(i, 1)[0]!, 0, size);
+    // None is large enough: the replies grew (VMs reported). The smallest idle buffer is the one
+    // least likely to fit again; dropping it keeps the pool from holding megabytes it cannot use.
+    if (this.free.length) this.free.splice(this.smallest(), 1);
+    return Buffer.from(new ArrayBuffer(Math.ceil(size * 1.25)), 0, size);
   };
 
   /** Whether `buf` is one of ours (then release it once written). */
@@ -61,10 +64,15 @@ export class ReplyBuffers {
       this.free.push(ab);
       return;
     }
-    let smallest = 0;
-    for (let i = 1; i < this.free.length; i++)
-      if (this.free[i]!.byteLength < this.free[smallest]!.byteLength) smallest = i;
+    const smallest = this.smallest();
     if (this.free[smallest]!.byteLength < ab.byteLength) this.free[smallest] = ab;
+  }
+
+  /** Index of the smallest idle buffer (the pool is not empty). */
+  private smallest(): number {
+    let k = 0;
+    for (let i = 1; i < this.free.length; i++) if (this.free[i]!.byteLength < this.free[k]!.byteLength) k = i;
+    return k;
   }
 }
 
