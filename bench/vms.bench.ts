@@ -527,47 +527,35 @@ export async function run(): Promise<void> {
       goal,
       met: met === null ? '' : met ? 'yes' : 'NO',
     });
+    /** Two figures of one kind, formatted alike, their ratio, and the goal `ours < below` when given. */
+    const compare = (
+      what: string,
+      o: number,
+      d: number,
+      fmt: (v: number) => string | number,
+      goal?: { text: string; below: number },
+    ): Record<string, string | number> =>
+      row(what, fmt(o), fmt(d), x(o, d), goal?.text ?? '', goal ? o < goal.below : null);
+    const fixed =
+      (digits: number) =>
+      (v: number): string =>
+        v.toFixed(digits);
     const qMax = qOurs![qOurs!.length - 1]!;
     console.log(
       `${VMS} VMs (${VMS / 2} oVirt agent, ${VMS / 2} qemu-ga), 4 NICs x 4 addresses each; default settings (qemu-ga poll 5 s) with --qga-via direct; idle window ${IDLE_SECONDS} s; load average ${os.loadavg()[0]!.toFixed(1)} at the end`,
     );
     console.table([
-      row(
-        'idle CPU, % of a core',
-        idleOurs.toFixed(2),
-        idleOld.toFixed(2),
-        x(idleOurs, idleOld),
-        '< 1 %',
-        idleOurs < 1,
-      ),
-      row('  qemu-ga requests/s while idle', reqOurs.toFixed(0), reqOld.toFixed(0), x(reqOurs, reqOld), '', null),
-      row(
-        'RSS MiB steady (after idle)',
-        rssOurs.toFixed(0),
-        rssOld.toFixed(0),
-        x(rssOurs, rssOld),
-        '< 100 MiB',
-        rssOurs < 100,
-      ),
-      row('RSS MiB peak (whole run)', peakOurs.toFixed(0), peakOld.toFixed(0), x(peakOurs, peakOld), '', null),
-      row('RSS MiB with no VMs', oursEmpty.toFixed(0), oldEmpty.toFixed(0), x(oursEmpty, oldEmpty), '', null),
-      row(
-        'KiB per VM (steady - no VMs)',
-        perVm(rssOurs, oursEmpty).toFixed(1),
-        perVm(rssOld, oldEmpty).toFixed(1),
-        x(perVm(rssOurs, oursEmpty), perVm(rssOld, oldEmpty)),
-        '< 16 KiB',
-        perVm(rssOurs, oursEmpty) < 16,
-      ),
-      row('Host.getAllVmStats p50 ms', ms(oursAll.p50), ms(oldAll.p50), x(oursAll.p50, oldAll.p50), '', null),
-      row(
-        'Host.getAllVmStats p99 ms',
-        ms(oursAll.p99),
-        ms(oldAll.p99),
-        x(oursAll.p99, oldAll.p99),
-        '< 5 ms',
-        oursAll.p99 < 5,
-      ),
+      compare('idle CPU, % of a core', idleOurs, idleOld, fixed(2), { text: '< 1 %', below: 1 }),
+      compare('  qemu-ga requests/s while idle', reqOurs, reqOld, fixed(0)),
+      compare('RSS MiB steady (after idle)', rssOurs, rssOld, fixed(0), { text: '< 100 MiB', below: 100 }),
+      compare('RSS MiB peak (whole run)', peakOurs, peakOld, fixed(0)),
+      compare('RSS MiB with no VMs', oursEmpty, oldEmpty, fixed(0)),
+      compare('KiB per VM (steady - no VMs)', perVm(rssOurs, oursEmpty), perVm(rssOld, oldEmpty), fixed(1), {
+        text: '< 16 KiB',
+        below: 16,
+      }),
+      compare('Host.getAllVmStats p50 ms', oursAll.p50, oldAll.p50, ms),
+      compare('Host.getAllVmStats p99 ms', oursAll.p99, oldAll.p99, ms, { text: '< 5 ms', below: 5 }),
       row('  run-queue wait per call ms (no CPU free)', ms(waitOurs), ms(waitOld), '', '', null),
       row(
         '  p50 / p99 ms through the ws client',
@@ -577,7 +565,7 @@ export async function run(): Promise<void> {
         '',
         null,
       ),
-      row('Host.getAllVmStats max ms', ms(oursAll.max), ms(oldAll.max), x(oursAll.max, oldAll.max), '', null),
+      compare('Host.getAllVmStats max ms', oursAll.max, oldAll.max, ms),
       row(
         'Host.getAllVmStats KiB; same data',
         (oursAll.bytes / 1024).toFixed(0),
@@ -586,38 +574,10 @@ export async function run(): Promise<void> {
         '',
         same,
       ),
-      row(
-        'VM.getStats calls/s',
-        Math.round(oursOne.rate),
-        Math.round(oldOne.rate),
-        x(oursOne.rate, oldOne.rate),
-        '',
-        null,
-      ),
-      row(
-        'start -> listening, sockets known ms',
-        Math.round(ours.listeningMs),
-        Math.round(old.listeningMs),
-        x(ours.listeningMs, old.listeningMs),
-        '',
-        null,
-      ),
-      row(
-        'start -> every VM known ms',
-        Math.round(ours.knownMs),
-        Math.round(old.knownMs),
-        x(ours.knownMs, old.knownMs),
-        '< 500 ms',
-        ours.knownMs < 500,
-      ),
-      row(
-        'start -> every VM has netIfaces ms',
-        Math.round(ours.reportedMs),
-        Math.round(old.reportedMs),
-        x(ours.reportedMs, old.reportedMs),
-        '',
-        null,
-      ),
+      compare('VM.getStats calls/s', oursOne.rate, oldOne.rate, Math.round),
+      compare('start -> listening, sockets known ms', ours.listeningMs, old.listeningMs, Math.round),
+      compare('start -> every VM known ms', ours.knownMs, old.knownMs, Math.round, { text: '< 500 ms', below: 500 }),
+      compare('start -> every VM has netIfaces ms', ours.reportedMs, old.reportedMs, Math.round),
       row(
         'change -> event, qemu-ga p50 / max ms',
         `${ms(pct(qOurs!, 0.5))} / ${ms(qMax)}`,
