@@ -4,6 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
+/** The idle-CPU floor: the daemon's channel I/O at its default rates and nothing else. */
+export const BARE_READER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'bareReader.mjs');
 /** The benchmark's naive baseline daemon (bench-only, run from source through tsx). */
 export const NAIVE_DAEMON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'naiveStats.ts');
 

@@ -3,7 +3,8 @@
 // guests (default 1,000), so the shared machine's noise falls on both alike; their CPU time
 // (utime+stime from /proc) is read over several windows.
 //   npx tsx bench/qgaIdleCpu.ts DIST_A DIST_B [VMS] [WINDOW_S] [WINDOWS]
-// DIST_* are directories holding a built main.js (e.g. dist and a saved copy of an older dist).
+// DIST_* are directories holding a built main.js (e.g. dist and a saved copy of an older dist), or
+// a script taking the daemon's arguments: bench/bareReader.mjs is the floor (the same I/O, no work).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -26,12 +27,15 @@ function cpu(pid: number): { user: number; sys: number } {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function startDaemon(dist: string, dir: string): Promise<ChildProcess> {
+function startDaemon(dist: string, dir: string, k: number): Promise<ChildProcess> {
   const proc = spawn(
     process.execPath,
     [
-      ...(process.env.QGA_IDLE_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-      path.resolve(dist, 'main.js'),
+      // QGA_IDLE_NODE_ARGS for both, QGA_IDLE_NODE_ARGS_A / _B for one (a V8 flag's effect side by side)
+      ...`${process.env.QGA_IDLE_NODE_ARGS ?? ''} ${process.env[`QGA_IDLE_NODE_ARGS_${'AB'[k]!}`] ?? ''}`
+        .split(' ')
+        .filter(Boolean),
+      /\.m?js$/.test(dist) ? path.resolve(dist) : path.resolve(dist, 'main.js'),
       '--listen',
       '127.0.0.1:0',
       '--channels-dir',
@@ -75,7 +79,7 @@ async function main(): Promise<void> {
           idPrefix: k ? 'b0b00000' : 'a0a00000',
         }),
       );
-      s.proc = await startDaemon(s.dist, s.dir);
+      s.proc = await startDaemon(s.dist, s.dir, k);
     }
     await sleep(15_000); // every VM connected, synced and spread over the interval
     const totals = setups.map(() => ({ user: 0, sys: 0, wall: 0 }));
