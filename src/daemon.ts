@@ -127,10 +127,13 @@ export class Daemon {
       guestsKnown.resolve();
     }
     this.stoppers.push(() => this.guests.stop());
-    // The netlink module (~50 ms to load) loads once the first connections are open, in the
-    // background: not before the VM list is served, and not on the first Host.getRoute (its
-    // latency); a lookup before then loads it itself.
-    void this.guests.opened().then(() => this.routes.ready());
+    // The netlink module (~50 ms to load) and prom-client (~40 ms) load once the first connections
+    // are open, in the background: not before the VM list is served, and not on the first
+    // Host.getRoute or scrape (their latency); a lookup or scrape before then loads it itself.
+    void this.guests.opened().then(() => {
+      metrics.load().catch((err: unknown) => this.log.error({ err }, 'metrics could not be loaded'));
+      return this.routes.ready();
+    });
     metrics.setState('serving');
     const url = this.server.url();
     this.log.info(
