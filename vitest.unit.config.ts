@@ -16,6 +16,7 @@ export default defineConfig({
       'test/guest-registry.test.ts',
       'test/guest-sanitize.test.ts',
       'test/load-stats-json.test.ts',
+      'test/metrics-early.test.ts',
       'test/route-netlink.test.ts',
       'test/route-parse.test.ts',
       'test/rpc-backpressure.test.ts',

@@ -2,7 +2,7 @@
 // run today's daemon and the old one side by side on identical simulated guests. Only `src/` and
 // `tsconfig.json` are taken from the commit; node_modules is today's (the commit must not have
 // changed runtime dependencies, which holds for the commits the benches compare with).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,12 @@ export function oldDaemonMain(ref: string): string {
       [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', path.join(dir, 'tsconfig.json')],
       { stdio: 'inherit' },
     );
+    // From the commit that made dist/main.js one file on: built as `npm run build` builds it.
+    const bundle = 'scripts/bundle-daemon.mjs';
+    if (spawnSync('git', ['-C', REPO, 'cat-file', '-e', `${sha}:${bundle}`]).status === 0) {
+      execFileSync('sh', ['-c', `git -C "${REPO}" archive ${sha} ${bundle} | tar -x -C "${dir}"`]);
+      execFileSync(process.execPath, [path.join(dir, bundle)], { stdio: 'inherit' });
+    }
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;

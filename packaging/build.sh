@@ -18,6 +18,8 @@ mkdir -p "$OUT"
 cd "$ROOT"
 # Compiled into the work directory, not dist/: tests running meanwhile use the checkout's dist/.
 npx tsc -p tsconfig.json --incremental false --outDir "$WORK/dist"
+# dist/main.js as one file with its start-path dependencies (scripts/bundle-daemon.mjs says why).
+node scripts/bundle-daemon.mjs "$WORK/dist"
 
 # The tree both packages share.
 COMMON="$WORK/common"

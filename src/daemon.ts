@@ -28,6 +28,8 @@ export interface DaemonParts {
 const LIBVIRT_HOLD_MS = 30_000;
 /** How long start-up waits for libvirt's first listing before serving requests anyway. */
 const LIBVIRT_LISTING_HOLD_MS = 5_000;
+/** How long after the start-up connections are open netlink and prom-client load. */
+const DEFERRED_LOAD_DELAY_MS = 1_000;
 
 export class Daemon {
   readonly hub: EventHub;
@@ -127,10 +129,18 @@ export class Daemon {
       guestsKnown.resolve();
     }
     this.stoppers.push(() => this.guests.stop());
-    // The netlink module (~50 ms to load) loads once the first connections are open, in the
-    // background: not before the VM list is served, and not on the first Host.getRoute (its
-    // latency); a lookup before then loads it itself.
-    void this.guests.opened().then(() => this.routes.ready());
+    // The netlink module (~50 ms to load) and prom-client (~40 ms) load in the background a
+    // moment after the start-up connections are open: not while a client that came at start-up
+    // (the engine after a restart) waits for its first answers, and not on the first
+    // Host.getRoute or scrape (their latency); a lookup or scrape before then loads it itself.
+    let deferredLoad: NodeJS.Timeout | undefined;
+    void this.guests.opened().then(() => {
+      deferredLoad = setTimeout(() => {
+        metrics.load().catch((err: unknown) => this.log.error({ err }, 'metrics could not be loaded'));
+        void this.routes.ready();
+      }, DEFERRED_LOAD_DELAY_MS).unref();
+    });
+    this.stoppers.push(() => clearTimeout(deferredLoad));
     metrics.setState('serving');
     const url = this.server.url();
     this.log.info(

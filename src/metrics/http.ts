@@ -23,9 +23,9 @@ export function serveMetricsHttp(metrics: DaemonMetrics, req: IncomingMessage, r
     res.end(req.method === 'HEAD' ? undefined : body);
     return true;
   }
-  metrics.registry.metrics().then(
-    (text) => {
-      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+  metrics.scrape().then(
+    ({ contentType, text }) => {
+      res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : text);
     },
     (err: unknown) => {

@@ -3,7 +3,19 @@
 // already keeps (VMs, subscribers, events published) are read when scraped, not copied on every
 // change. Label values come from fixed sets (method table, issue codes, channel names), never
 // from guest or client input, so a hostile peer cannot grow the series without bound.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+// prom-client (with @opentelemetry/api, ~40 ms of evaluation on Node 20) is not on the start
+// path: the daemon calls load() once the start-up connections are open, and a scrape before then
+// waits for it. Until it loads, the recorders count into plain maps (./early.ts) whose totals
+// it takes over, so what was counted at start-up is on the first scrape.
+import type { Gauge, Registry } from 'prom-client';
+import {
+  EarlyCounter,
+  EarlyGauge,
+  EarlyHistogram,
+  type CounterRecorder,
+  type GaugeRecorder,
+  type HistogramRecorder,
+} from './early.js';
 import { GuestIssue, type IssueCounts } from '../guest/issues.js';
 import { CHANNEL_NAMES, ErrorCode, type VmStats } from '../wire.js';
 
@@ -41,7 +53,9 @@ const LOCAL_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const EVENT_LOOP_SAMPLE_MS = 100;
 
 export class DaemonMetrics {
-  readonly registry = new Registry();
+  private prom: typeof import('prom-client') | null = null;
+  private registry: Registry | null = null;
+  private loading: Promise<Registry> | null = null;
   private state: DaemonState = 'starting';
   private readonly startedAt = Date.now();
   private sources: MetricSources | null = null;
@@ -50,23 +64,61 @@ export class DaemonMetrics {
   private readonly openByTransport = new Map<ConnectionTransport, number>();
   private defaultsOn = false;
 
-  private readonly guestInput: Counter<'cause'>;
-  private readonly channelReconnects: Counter<'channel'>;
-  private readonly qgaCommands: Histogram<'command' | 'outcome'>;
-  private readonly rpcRequests: Counter<'method' | 'outcome'>;
-  private readonly rpcDuration: Histogram<'method'>;
-  private readonly connections: Gauge<'transport'>;
-  private readonly connectionsOpened: Counter<'transport'>;
-  private readonly subscribersCutOff: Counter;
-  private readonly routeLookups: Counter<'path' | 'outcome'>;
-  private readonly libvirtUp: Gauge;
+  // Until prom-client has loaded, the recorders are these plain counts; its metrics take them over.
+  private readonly early = {
+    guestInput: new EarlyCounter(),
+    channelReconnects: new EarlyCounter(),
+    qgaCommands: new EarlyHistogram(LOCAL_BUCKETS),
+    rpcRequests: new EarlyCounter(),
+    rpcDuration: new EarlyHistogram(LOCAL_BUCKETS),
+    connections: new EarlyGauge(),
+    connectionsOpened: new EarlyCounter(),
+    subscribersCutOff: new EarlyCounter(),
+    routeLookups: new EarlyCounter(),
+  };
+  private guestInput: CounterRecorder = this.early.guestInput;
+  private channelReconnects: CounterRecorder = this.early.channelReconnects;
+  private qgaCommands: HistogramRecorder = this.early.qgaCommands;
+  private rpcRequests: CounterRecorder = this.early.rpcRequests;
+  private rpcDuration: HistogramRecorder = this.early.rpcDuration;
+  private connections: GaugeRecorder = this.early.connections;
+  private connectionsOpened: CounterRecorder = this.early.connectionsOpened;
+  private subscribersCutOff: CounterRecorder = this.early.subscribersCutOff;
+  private routeLookups: CounterRecorder = this.early.routeLookups;
+  /** Absent with --qga-via direct: registered on the first libvirtState(). */
+  private libvirtUp: Gauge | null = null;
+  private libvirtSeen: 'up' | 'down' | null = null;
 
   constructor() {
-    const registers = [this.registry];
+    for (const cause of Object.values(GuestIssue)) this.guestInput.inc({ cause }, 0);
+    for (const channel of CHANNEL_NAMES) this.channelReconnects.inc({ channel }, 0);
+    for (const transport of TRANSPORTS) {
+      this.connections.set({ transport }, 0);
+      this.connectionsOpened.inc({ transport }, 0);
+    }
+    for (const path of ROUTE_PATHS) this.routeLookups.inc({ path, outcome: 'ok' }, 0);
+  }
+
+  /** Loads prom-client once and hands it what was counted so far; the daemon calls it after start-up. */
+  load(): Promise<Registry> {
+    this.loading ??= import('prom-client').then((prom) => this.install(prom));
+    return this.loading;
+  }
+
+  /** The Prometheus text format; loads prom-client first when nothing has yet. */
+  async scrape(): Promise<{ contentType: string; text: string }> {
+    const registry = await this.load();
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
+  private install(prom: typeof import('prom-client')): Registry {
+    const registry = new prom.Registry();
+    const registers = [registry];
     // collect() runs with the metric as `this`; the sources are reached through this closure.
     const sources = (): MetricSources | null => this.sources;
+    const early = this.early;
     // The two VM gauges are read only through their registry (collect() fills them per scrape).
-    new Gauge({
+    new prom.Gauge({
       name: 'vdsm_agentd_vms',
       help: 'VMs known to the daemon (active in libvirt, or with a channel socket), by VDSM status',
       labelNames: ['status'],
@@ -78,7 +130,7 @@ export class DaemonMetrics {
         for (const [status, n] of counts) this.set({ status }, n);
       },
     });
-    new Gauge({
+    new prom.Gauge({
       name: 'vdsm_agentd_vms_by_agent_status',
       help: 'VMs known to the daemon, by guestAgentStatus',
       labelNames: ['agent_status'],
@@ -89,57 +141,65 @@ export class DaemonMetrics {
           this.set({ agent_status: s }, all.filter((v) => v.guestAgentStatus === s).length);
       },
     });
-    this.guestInput = new Counter({
-      name: 'vdsm_agentd_guest_input_issues_total',
-      help: 'Guest input dropped, replaced or cut, by cause (the stable GUEST_ERR_* code)',
-      labelNames: ['cause'],
-      registers,
-    });
-    for (const cause of Object.values(GuestIssue)) this.guestInput.inc({ cause }, 0);
-    this.channelReconnects = new Counter({
-      name: 'vdsm_agentd_channel_reconnects_total',
-      help: 'Connected guest-agent channels that were lost and are being reconnected, by channel name',
-      labelNames: ['channel'],
-      registers,
-    });
-    for (const channel of CHANNEL_NAMES) this.channelReconnects.inc({ channel }, 0);
-    this.qgaCommands = new Histogram({
-      name: 'vdsm_agentd_qga_command_duration_seconds',
-      help: 'Time from sending a qemu-ga command to its answer; outcome error: agent error, timeout or link lost',
-      labelNames: ['command', 'outcome'],
-      buckets: LOCAL_BUCKETS,
-      registers,
-    });
-    this.rpcRequests = new Counter({
-      name: 'vdsm_agentd_rpc_requests_total',
-      help: 'JSON-RPC requests dispatched (WebSocket and STOMP), by method and outcome (ok or the error kind)',
-      labelNames: ['method', 'outcome'],
-      registers,
-    });
-    this.rpcDuration = new Histogram({
-      name: 'vdsm_agentd_rpc_request_duration_seconds',
-      help: 'Time to answer a JSON-RPC request, by method',
-      labelNames: ['method'],
-      buckets: LOCAL_BUCKETS,
-      registers,
-    });
-    this.connections = new Gauge({
-      name: 'vdsm_agentd_connections',
-      help: 'Open client connections, by transport (websocket: JSON-RPC over WebSocket; stomp: over TCP/TLS; stomp-websocket)',
-      labelNames: ['transport'],
-      registers,
-    });
-    this.connectionsOpened = new Counter({
-      name: 'vdsm_agentd_connections_opened_total',
-      help: 'Client connections accepted, by transport',
-      labelNames: ['transport'],
-      registers,
-    });
-    for (const transport of TRANSPORTS) {
-      this.connections.set({ transport }, 0);
-      this.connectionsOpened.inc({ transport }, 0);
-    }
-    new Counter({
+    this.guestInput = early.guestInput.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_guest_input_issues_total',
+        help: 'Guest input dropped, replaced or cut, by cause (the stable GUEST_ERR_* code)',
+        labelNames: ['cause'],
+        registers,
+      }),
+    );
+    this.channelReconnects = early.channelReconnects.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_channel_reconnects_total',
+        help: 'Connected guest-agent channels that were lost and are being reconnected, by channel name',
+        labelNames: ['channel'],
+        registers,
+      }),
+    );
+    this.qgaCommands = early.qgaCommands.moveTo(
+      new prom.Histogram({
+        name: 'vdsm_agentd_qga_command_duration_seconds',
+        help: 'Time from sending a qemu-ga command to its answer; outcome error: agent error, timeout or link lost',
+        labelNames: ['command', 'outcome'],
+        buckets: LOCAL_BUCKETS,
+        registers,
+      }),
+    );
+    this.rpcRequests = early.rpcRequests.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_rpc_requests_total',
+        help: 'JSON-RPC requests dispatched (WebSocket and STOMP), by method and outcome (ok or the error kind)',
+        labelNames: ['method', 'outcome'],
+        registers,
+      }),
+    );
+    this.rpcDuration = early.rpcDuration.moveTo(
+      new prom.Histogram({
+        name: 'vdsm_agentd_rpc_request_duration_seconds',
+        help: 'Time to answer a JSON-RPC request, by method',
+        labelNames: ['method'],
+        buckets: LOCAL_BUCKETS,
+        registers,
+      }),
+    );
+    this.connections = early.connections.moveTo(
+      new prom.Gauge({
+        name: 'vdsm_agentd_connections',
+        help: 'Open client connections, by transport (websocket: JSON-RPC over WebSocket; stomp: over TCP/TLS; stomp-websocket)',
+        labelNames: ['transport'],
+        registers,
+      }),
+    );
+    this.connectionsOpened = early.connectionsOpened.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_connections_opened_total',
+        help: 'Client connections accepted, by transport',
+        labelNames: ['transport'],
+        registers,
+      }),
+    );
+    new prom.Counter({
       name: 'vdsm_agentd_events_published_total',
       help: 'Events published to the event hub (each counted once, whatever the number of subscribers)',
       registers,
@@ -148,7 +208,7 @@ export class DaemonMetrics {
         this.inc(sources()?.eventsPublished() ?? 0);
       },
     });
-    new Gauge({
+    new prom.Gauge({
       name: 'vdsm_agentd_event_subscribers',
       help: 'Connections subscribed to events',
       registers,
@@ -156,44 +216,57 @@ export class DaemonMetrics {
         this.set(sources()?.eventSubscribers() ?? 0);
       },
     });
-    this.subscribersCutOff = new Counter({
-      name: 'vdsm_agentd_event_subscribers_cut_off_total',
-      help: 'Event subscribers disconnected because their unsent output passed --max-subscriber-buffer-bytes',
-      registers,
-    });
-    this.routeLookups = new Counter({
-      name: 'vdsm_agentd_route_lookups_total',
-      help: 'Route lookups by path (netlink, ip) and outcome (ok, no_route, refused, unknown_zone, failed: the path could not answer)',
-      labelNames: ['path', 'outcome'],
-      registers,
-    });
-    for (const path of ROUTE_PATHS) this.routeLookups.inc({ path, outcome: 'ok' }, 0);
-    this.libvirtUp = new Gauge({
+    this.subscribersCutOff = early.subscribersCutOff.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_event_subscribers_cut_off_total',
+        help: 'Event subscribers disconnected because their unsent output passed --max-subscriber-buffer-bytes',
+        registers,
+      }),
+    );
+    this.routeLookups = early.routeLookups.moveTo(
+      new prom.Counter({
+        name: 'vdsm_agentd_route_lookups_total',
+        help: 'Route lookups by path (netlink, ip) and outcome (ok, no_route, refused, unknown_zone, failed: the path could not answer)',
+        labelNames: ['path', 'outcome'],
+        registers,
+      }),
+    );
+    this.libvirtUp = new prom.Gauge({
       name: 'vdsm_agentd_libvirt_up',
       help: '1 while libvirtd is connected, 0 while not (absent with --qga-via direct)',
       registers: [],
     });
+    this.prom = prom;
+    this.registry = registry;
+    if (this.libvirtSeen) this.libvirtState(this.libvirtSeen);
+    this.defaultMetrics();
+    return registry;
   }
 
   /** Wires the scrape-time sources and the method table; turns on prom-client's process metrics. */
   attach(sources: MetricSources, methodNames: readonly string[]): void {
     this.sources = sources;
     this.knownMethods = new Set(methodNames);
-    if (!this.defaultsOn) {
-      this.defaultsOn = true;
-      // The event-loop lag histogram samples on a timer; prom-client's default 10 ms meant 100
-      // wake-ups a second, most of an idle daemon's CPU. Every 100 ms still catches each stall
-      // long enough to delay an answer (a request's budget is seconds) and some shorter ones.
-      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
-      // Gauges that prom-client names *_total, which the naming rules (and promtool) reserve
-      // for counters; the same numbers are in nodejs_active_resources.
-      for (const name of [
-        'nodejs_active_handles_total',
-        'nodejs_active_requests_total',
-        'nodejs_active_resources_total',
-      ]) {
-        this.registry.removeSingleMetric(name);
-      }
+    this.defaultMetrics();
+  }
+
+  /** prom-client's process metrics, once both it and the daemon's sources are there. */
+  private defaultMetrics(): void {
+    const { prom, registry } = this;
+    if (this.defaultsOn || !prom || !registry || !this.sources) return;
+    this.defaultsOn = true;
+    // The event-loop lag histogram samples on a timer; prom-client's default 10 ms meant 100
+    // wake-ups a second, most of an idle daemon's CPU. Every 100 ms still catches each stall
+    // long enough to delay an answer (a request's budget is seconds) and some shorter ones.
+    prom.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    // Gauges that prom-client names *_total, which the naming rules (and promtool) reserve
+    // for counters; the same numbers are in nodejs_active_resources.
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
+      registry.removeSingleMetric(name);
     }
   }
 
@@ -251,7 +324,7 @@ export class DaemonMetrics {
   }
 
   subscriberCutOff(): void {
-    this.subscribersCutOff.inc();
+    this.subscribersCutOff.inc({});
   }
 
   routeLookup(path: 'netlink' | 'ip', outcome: RouteLookupOutcome): void {
@@ -259,8 +332,11 @@ export class DaemonMetrics {
   }
 
   libvirtState(state: 'up' | 'down'): void {
-    if (!this.registry.getSingleMetric('vdsm_agentd_libvirt_up')) this.registry.registerMetric(this.libvirtUp);
-    this.libvirtUp.set(state === 'up' ? 1 : 0);
+    this.libvirtSeen = state;
+    const { registry, libvirtUp } = this;
+    if (!registry || !libvirtUp) return;
+    if (!registry.getSingleMetric('vdsm_agentd_libvirt_up')) registry.registerMetric(libvirtUp);
+    libvirtUp.set(state === 'up' ? 1 : 0);
   }
 }
 

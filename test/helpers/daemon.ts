@@ -34,6 +34,8 @@ export interface StartOptions {
   /** Extra command before node, e.g. ['ip', 'netns', 'exec', NS]. */
   wrap?: string[];
   timeoutMs?: number;
+  /** Another build of the daemon's entry (default: the checkout's dist/main.js). */
+  main?: string;
 }
 
 export async function startDaemon(args: string[], opts: StartOptions = {}): Promise<RunningDaemon> {
@@ -42,7 +44,13 @@ export async function startDaemon(args: string[], opts: StartOptions = {}): Prom
   const viaGiven =
     args.some((a) => a === '--qga-via' || a.startsWith('--qga-via=') || a === '--config') ||
     opts.env?.VDSM_AGENTD_QGA_VIA !== undefined;
-  const argv = [...(opts.wrap ?? []), process.execPath, DAEMON, ...args, ...(viaGiven ? [] : ['--qga-via', 'direct'])];
+  const argv = [
+    ...(opts.wrap ?? []),
+    process.execPath,
+    opts.main ?? DAEMON,
+    ...args,
+    ...(viaGiven ? [] : ['--qga-via', 'direct']),
+  ];
   const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
