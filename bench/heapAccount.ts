@@ -5,7 +5,7 @@
 // by constructor, with the RSS and the V8 heap figures beside it.
 //   npx tsx bench/heapAccount.ts [VMS] [MAIN_JS]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GuestSimulator } from '../src/sim/simulator.js';
@@ -96,6 +96,7 @@ async function measure(
     }
     proc.kill('SIGTERM');
     if (!file) throw new Error('no heap snapshot written');
+    if (process.env.HEAP_KEEP) copyFileSync(file, path.join(process.env.HEAP_KEEP, `heap-${vms}.heapsnapshot`));
     return { ...bySizeClass(file), rssMiB };
   } finally {
     await sim.close();
