@@ -10,8 +10,8 @@
 // - RSS peak and steady, and per VM (against the same build with no VMs): steady RSS is the median
 //   of samples every 2 s over the idle window (a single sample moves by several MiB with the
 //   collector's timing); the V8 heap per VM beside it is from heap snapshots (live objects after a
-//   full collection, bench/heapSnapshot.ts: node flags only) at the end of the idle window and of
-//   the same build with no VMs. The KiB-per-VM goal applies to the heap figure (docs/performance.md);
+//   full collection, bench/heapSnapshot.ts: node flags only) at the end of the run and of the same
+//   build with no VMs. The KiB-per-VM goal applies to the heap figure (docs/performance.md);
 // - Host.getAllVmStats p50/p99/max while the guests are polled, called in alternating blocks;
 // - VM.getStats calls/s;
 // - a changed guest address -> the subscriber's event (qemu-ga: within one poll interval + 100 ms).
@@ -26,7 +26,7 @@
 // GCs, event-loop stalls, each request's receive/send/written times) and prints, for the
 // Host.getAllVmStats calls over 5 ms, where the time went (its 1 ms probe timer costs CPU: the
 // idle-CPU row of such a run is not the daemon's).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -487,13 +487,6 @@ export async function run(): Promise<void> {
     const req1 = await Promise.all(sims.map(async (x) => (await x.counters()).qgaRequests));
     const [reqOurs, reqOld] = req1.map((r, i) => (r - req0[i]!) / wall) as [number, number];
     const [rssOurs, rssOld] = idleRss.map(median) as [number, number];
-    // Live heap at the end of the idle window (outside it: a snapshot costs the daemon CPU), one at a time.
-    // Writing a snapshot takes memory of its own: the peak before it is kept and the kernel's
-    // high-water mark reset after it (clear_refs 5), so the peak row is the daemon's, not the snapshot's.
-    const peakBefore = pids.map((p) => memMiB(p, 'VmHWM'));
-    const snapOurs = await takeHeapSnapshot(ours.d.pid, snapDirs[0]!);
-    const snapOld = await takeHeapSnapshot(old.d.pid, snapDirs[1]!);
-    for (const p of pids) writeFileSync(`/proc/${p}/clear_refs`, '5');
 
     // Calls, while both keep polling their guests. Timed with LeanCaller (no allocation per reply,
     // so no GC of the bench's own inside a call); then the same through the ws client, for reference.
@@ -542,7 +535,11 @@ export async function run(): Promise<void> {
         changeLatencies(old.d.url, oldSim, oOldIds),
       ])
     ).map((v) => [...v].sort((a, b) => a - b));
-    const [peakOurs, peakOld] = pids.map((p, i) => Math.max(peakBefore[i]!, memMiB(p, 'VmHWM'))) as [number, number];
+    const [peakOurs, peakOld] = pids.map((p) => memMiB(p, 'VmHWM')) as [number, number];
+    // Live heap at the end of the run, one daemon at a time: last, as writing a snapshot takes the
+    // daemon's CPU and memory of its own (its RSS stays up after it).
+    const snapOurs = await takeHeapSnapshot(ours.d.pid, snapDirs[0]!);
+    const snapOld = await takeHeapSnapshot(old.d.pid, snapDirs[1]!);
     await Promise.all(daemons.map((d) => d.stop()));
     const heapMiB = (file: string): number => bySizeClass(file).total / 2 ** 20;
     const [heapOurs, heapOld, heapOursEmpty, heapOldEmpty] = [
