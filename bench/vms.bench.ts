@@ -263,7 +263,7 @@ async function startTimed(
   }
 }
 
-/** `main` with an empty channels directory, after it settled: its RSS (median of samples over 10 s) and a heap snapshot. */
+/** `main` with an empty channels directory, after it settled: its RSS (median of samples over 20 s) and a heap snapshot. */
 async function emptyMemory(main: string, snapDir: string): Promise<{ rss: number; snapshot: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vdsm-agentd-bench-empty-'));
   try {
@@ -273,8 +273,10 @@ async function emptyMemory(main: string, snapDir: string): Promise<{ rss: number
       snapshotNodeArgs(snapDir),
       main,
     );
-    await sleep(3000);
-    const [samples] = await rssSamples([d.pid], 10_000, 500);
+    // Its RSS still moves by ~5 MiB for a while after start-up (modules loaded after listening, the
+    // collector's first passes): settled longer and sampled longer than a single reading.
+    await sleep(5000);
+    const [samples] = await rssSamples([d.pid], 20_000, 1000);
     const snapshot = await takeHeapSnapshot(d.pid, snapDir);
     await d.stop();
     return { rss: median(samples!), snapshot };
