@@ -1,11 +1,13 @@
 // Where a VM's memory goes (not part of `npm run bench`): the built daemon runs against an empty
-// channels directory and against N simulated VMs (half oVirt agent, half qemu-ga, 4 NICs x 4
-// addresses), a V8 heap snapshot is taken of each once it has settled (SIGUSR2 with
-// --heapsnapshot-signal; a snapshot starts with a full GC), and the difference is printed per VM,
-// by constructor, with the RSS and the V8 heap figures beside it.
-//   npx tsx bench/heapAccount.ts [VMS] [MAIN_JS]
+// channels directory and against N/2 and N simulated VMs (half oVirt agent, half qemu-ga, 4 NICs
+// x 4 addresses), a V8 heap snapshot is taken of each once it has settled and been asked for
+// Host.getAllVmStats (as the engine does every 15 s: the cached replies exist), and the
+// difference is printed per VM, by constructor. Per VM is the slope between N/2 and N VMs: what
+// does not grow with VMs (JIT code compiled while serving, modules loaded on first use) cancels
+// out; "0 -> N" beside it includes it.
+//   npx tsx bench/heapAccount.ts [VMS] [MAIN_JS]      HEAP_KEEP=DIR keeps the snapshots
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GuestSimulator } from '../src/sim/simulator.js';
@@ -13,47 +15,15 @@ import { generateGuests } from '../src/sim/guest.js';
 import { DAEMON } from './daemonProcess.js';
 import { RpcClient } from '../src/client/rpcClient.js';
 import type { VmStats } from '../src/wire.js';
+import { bySizeClass, snapshotNodeArgs, takeHeapSnapshot } from './heapSnapshot.js';
 
 const VMS = Number(process.argv[2] ?? 1000);
 const MAIN = process.argv[3] ?? DAEMON;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
-  nodes: number[];
-  strings: string[];
-}
+type Sizes = Map<string, { bytes: number; count: number }>;
 
-/** self size by "type:name" (objects by constructor; strings, code, arrays... by type). */
-function bySizeClass(file: string): { sizes: Map<string, { bytes: number; count: number }>; total: number } {
-  const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-  const fields = snap.snapshot.meta.node_fields;
-  const types = snap.snapshot.meta.node_types[0];
-  const F = fields.length;
-  const iType = fields.indexOf('type');
-  const iName = fields.indexOf('name');
-  const iSize = fields.indexOf('self_size');
-  const sizes = new Map<string, { bytes: number; count: number }>();
-  let total = 0;
-  for (let i = 0; i < snap.nodes.length; i += F) {
-    const type = types[snap.nodes[i + iType]!]!;
-    const size = snap.nodes[i + iSize]!;
-    total += size;
-    const name =
-      type === 'object' || type === 'closure' || type === 'native'
-        ? `${type}:${snap.strings[snap.nodes[i + iName]!]!.slice(0, 60)}`
-        : type;
-    const e = sizes.get(name) ?? { bytes: 0, count: 0 };
-    e.bytes += size;
-    e.count++;
-    sizes.set(name, e);
-  }
-  return { sizes, total };
-}
-
-async function measure(
-  vms: number,
-): Promise<{ sizes: Map<string, { bytes: number; count: number }>; total: number; rssMiB: number }> {
+async function measure(vms: number): Promise<{ sizes: Sizes; total: number; rssMiB: number }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'heap-account-'));
   const cwd = mkdtempSync(path.join(os.tmpdir(), 'heap-account-out-'));
   const sim = new GuestSimulator({ dir });
@@ -61,42 +31,34 @@ async function measure(
     await sim.addAll(generateGuests(vms));
     const proc = spawn(
       process.execPath,
-      ['--heapsnapshot-signal=SIGUSR2', MAIN, '--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct'],
+      [...snapshotNodeArgs(cwd), MAIN, '--listen', '127.0.0.1:0', '--channels-dir', dir, '--qga-via', 'direct'],
       { cwd, stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    const url = await new Promise<string>((resolve) => {
-      let out = '';
-      proc.stdout.on('data', (c: Buffer) => {
-        const m = /"url":"([^"]+)"/.exec((out += c.toString()));
-        if (m) resolve(m[1]!);
+    try {
+      const url = await new Promise<string>((resolve) => {
+        let out = '';
+        proc.stdout.on('data', (c: Buffer) => {
+          const m = /"url":"([^"]+)"/.exec((out += c.toString()));
+          if (m) resolve(m[1]!);
+        });
       });
-    });
-    // Every VM connected and reported (not a guessed time: the machine may be loaded), then a few polls each.
-    const c = await RpcClient.connect(url);
-    for (;;) {
-      const all = await c.call<VmStats[]>('Host.getAllVmStats');
-      if (all.length === vms && all.every((v) => v.netIfaces !== null)) break;
-      await sleep(200);
-    }
-    await c.close();
-    await sleep(10_000);
-    const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) / 1024;
-    proc.kill('SIGUSR2');
-    let file: string | undefined;
-    for (let i = 0; i < 600 && !file; i++) {
-      await sleep(200);
-      const f = readdirSync(cwd).find((n) => n.endsWith('.heapsnapshot'));
-      // Written once the daemon is back to serving: its size stops changing.
-      if (f) {
-        const size = (): number => readFileSync(path.join(cwd, f)).length;
-        const a = size();
-        await sleep(1000);
-        if (a > 0 && size() === a) file = path.join(cwd, f);
+      // Every VM connected and reported (not a guessed time: the machine may be loaded), then a few polls each.
+      const c = await RpcClient.connect(url);
+      for (;;) {
+        const all = await c.call<VmStats[]>('Host.getAllVmStats');
+        if (all.length === vms && all.every((v) => v.netIfaces !== null)) break;
+        await sleep(200);
       }
+      await sleep(10_000);
+      await c.call('Host.getAllVmStats');
+      await c.close();
+      const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))![1]) / 1024;
+      const file = await takeHeapSnapshot(proc.pid!, cwd);
+      if (process.env.HEAP_KEEP) copyFileSync(file, path.join(process.env.HEAP_KEEP, `heap-${vms}.heapsnapshot`));
+      return { ...bySizeClass(file), rssMiB };
+    } finally {
+      proc.kill('SIGTERM');
     }
-    proc.kill('SIGTERM');
-    if (!file) throw new Error('no heap snapshot written');
-    return { ...bySizeClass(file), rssMiB };
   } finally {
     await sim.close();
     rmSync(dir, { recursive: true, force: true });
@@ -105,21 +67,34 @@ async function measure(
 }
 
 const empty = await measure(0);
+const half = await measure(VMS / 2);
 const full = await measure(VMS);
+const n = VMS - VMS / 2;
+const kib = (a: { total: number }, b: { total: number }, vms: number): string =>
+  ((b.total - a.total) / vms / 1024).toFixed(2);
+console.log(
+  `V8 heap (live objects) ${(empty.total / 2 ** 20).toFixed(1)} / ${(half.total / 2 ** 20).toFixed(1)} / ${(full.total / 2 ** 20).toFixed(1)} MiB at 0 / ${VMS / 2} / ${VMS} VMs: ` +
+    `${kib(half, full, n)} KiB per VM (${VMS / 2} -> ${VMS}), ${kib(empty, full, VMS)} KiB per VM (0 -> ${VMS}); ` +
+    `RSS (one sample each) ${empty.rssMiB.toFixed(0)} / ${half.rssMiB.toFixed(0)} / ${full.rssMiB.toFixed(0)} MiB`,
+);
 const rows = [...full.sizes]
   .map(([name, f]) => {
+    const h = half.sizes.get(name) ?? { bytes: 0, count: 0 };
     const e = empty.sizes.get(name) ?? { bytes: 0, count: 0 };
-    return { name, perVmBytes: (f.bytes - e.bytes) / VMS, perVmCount: (f.count - e.count) / VMS };
+    return {
+      name,
+      perVmBytes: (f.bytes - h.bytes) / n,
+      perVmCount: (f.count - h.count) / n,
+      fromEmpty: (f.bytes - e.bytes) / VMS,
+    };
   })
-  .filter((r) => Math.abs(r.perVmBytes) >= 16)
+  .filter((r) => Math.abs(r.perVmBytes) >= 16 || Math.abs(r.fromEmpty) >= 16)
   .sort((a, b) => b.perVmBytes - a.perVmBytes);
-console.log(
-  `${VMS} VMs: V8 heap ${(empty.total / 2 ** 20).toFixed(1)} -> ${(full.total / 2 ** 20).toFixed(1)} MiB (${((full.total - empty.total) / VMS / 1024).toFixed(2)} KiB per VM); RSS ${empty.rssMiB.toFixed(0)} -> ${full.rssMiB.toFixed(0)} MiB (${(((full.rssMiB - empty.rssMiB) * 1024) / VMS).toFixed(1)} KiB per VM)`,
-);
 console.table(
   rows.slice(0, 40).map((r) => ({
     'self size of': r.name,
     'bytes per VM': Math.round(r.perVmBytes),
     'objects per VM': r.perVmCount.toFixed(2),
+    [`bytes per VM (0 -> ${VMS})`]: Math.round(r.fromEmpty),
   })),
 );

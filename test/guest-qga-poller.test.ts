@@ -4,7 +4,7 @@
 // timeouts -> unresponsive + resync, agent errors -> still alive, unreadable replies -> resync
 // at once and unresponsive only when they keep coming.
 import { afterEach, describe, expect, it } from 'vitest';
-import { QgaCommandError, type QgaLink } from '../src/guest/qgaLink.js';
+import { QGA_SAME_REPLY, QgaCommandError, type QgaLink } from '../src/guest/qgaLink.js';
 import { QGA_PROTOCOL_ERRORS_TOLERATED, QgaPoller, type QgaSink } from '../src/channels/qgaPoller.js';
 import type { GuestReport } from '../src/guest/sanitize.js';
 import { qgaReturn } from './helpers/guestFixtures.js';
@@ -189,6 +189,37 @@ describe('QgaPoller', () => {
       () => link.calls.filter((c) => c === 'guest-get-osinfo').length,
       (n) => n === 2,
     );
+  });
+
+  it('a repeated reply (QGA_SAME_REPLY) is reported as what the last reply to that command said, issues and all', async () => {
+    const { link, sink, poller } = setup();
+    // A host name with a control character: mapped with an issue, which a repeat counts again.
+    link.answers.set('guest-get-host-name', { 'host-name': 'v\u0007m' });
+    poller.start();
+    await eventually(
+      () => sink.reports.length,
+      (n) => n >= 1,
+    );
+    const first = sink.reports[0]!;
+    expect(first.guestName).toBe('v\ufffdm');
+    const replaced = sink.codes.filter((c) => c === 'GUEST_ERR_TEXT_REPLACED').length;
+    for (const c of ['guest-network-get-interfaces', 'guest-get-host-name', 'guest-get-osinfo'])
+      link.answers.set(c, QGA_SAME_REPLY);
+    const asked = link.calls.filter((c) => c === 'guest-get-host-name').length;
+    const reported = sink.reports.length;
+    await eventually(
+      () => link.calls.filter((c) => c === 'guest-get-host-name').length,
+      (n) => n > asked + 1,
+    );
+    const since = sink.reports.slice(reported + 1); // rounds wholly after the switch
+    expect(since.length).toBeGreaterThanOrEqual(2);
+    for (const r of since) {
+      expect(r.netIfaces).toEqual(first.netIfaces);
+      expect(r.netIfaces).toBe(since[0]!.netIfaces); // the same mapping, not mapped again
+    }
+    expect(since.filter((r) => r.guestName !== undefined)).toContainEqual(first);
+    expect(sink.codes.filter((c) => c === 'GUEST_ERR_TEXT_REPLACED').length).toBeGreaterThan(replaced);
+    expect(sink.codes).not.toContain('GUEST_ERR_BAD_FIELD'); // the marker itself is never mapped
   });
 
   it('a failing resync polls nothing and reports unresponsive', async () => {

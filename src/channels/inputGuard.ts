@@ -12,7 +12,8 @@ const QUIET: ReadonlySet<string> = new Set([GuestIssue.unknownMessage, GuestIssu
 
 export class InputGuard {
   readonly budget: VmRateBudget;
-  readonly counts = new Map<GuestIssueCode, number>();
+  /** Issue counts, made on the first issue (most VMs never have one; an empty Map is ~0.1 KiB). */
+  private counts: Map<GuestIssueCode, number> | null = null;
   private readonly warnings: WarnLimiter;
   /** Reports what was suppressed when the window ends, even if the guest behaves from then on. */
   private summaryTimer: NodeJS.Timeout | null = null;
@@ -37,7 +38,8 @@ export class InputGuard {
   note(channel: ChannelName, issues: IssueCounts, detail?: Record<string, unknown>): void {
     metrics.guestIssues(issues);
     for (const [code, n] of issues) {
-      this.counts.set(code, (this.counts.get(code) ?? 0) + n);
+      const counts = (this.counts ??= new Map<GuestIssueCode, number>());
+      counts.set(code, (counts.get(code) ?? 0) + n);
       if (QUIET.has(code)) {
         this.log.debug({ vmId: this.vmId, channel, code, count: n, ...detail }, 'guest input ignored');
         continue;
@@ -73,7 +75,7 @@ export class InputGuard {
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
     this.summaryTimer = null;
     this.flush();
-    if (this.counts.size)
+    if (this.counts?.size)
       this.log.info(
         { vmId: this.vmId, counts: Object.fromEntries(this.counts) },
         'guest input issues while the VM was known',

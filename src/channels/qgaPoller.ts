@@ -7,8 +7,8 @@
 // as CommandNotFound still proves the agent alive; a reply that is not a reply (garbage, a NUL)
 // resyncs at once and only a run of them makes the agent unresponsive.
 import type { GuestReport } from '../guest/sanitize.js';
-import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
-import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
+import { GuestIssue, NO_ISSUES, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
+import { QGA_SAME_REPLY, QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
 import { metrics } from '../metrics/metrics.js';
 import { PollSlots, slotWidthFor, type SlotEntry } from './pollSlots.js';
@@ -39,7 +39,6 @@ const NETWORK = [QGA.interfaces] as const;
 const ALL = QGA_POLLED;
 
 interface Mapped {
-  value: unknown;
   report: GuestReport;
   issues: IssueCounts;
 }
@@ -65,7 +64,7 @@ export class QgaPoller {
   private index = 0;
   private report: GuestReport | null = null;
   private issues: IssueCounts | null = null;
-  /** Per command, the last value mapped: a link that hands back the same value object (an unchanged reply) is not mapped again. */
+  /** Per command, the mapping of its last reply: a link that says the reply repeated (QGA_SAME_REPLY) is not mapped again. */
   private readonly mapped = new Map<string, Mapped>();
   /** When the command out was sent (performance.now()), for its latency metric. */
   private sentAt = 0;
@@ -209,12 +208,14 @@ export class QgaPoller {
     }
   }
 
-  /** The mapping of `value` (cached while the link hands back the same value object). */
+  /** The mapping of `value`; for QGA_SAME_REPLY, the last one (every value the link resolved with was mapped here). */
   private mappedOf(command: string, value: unknown): Mapped {
     let m = this.mapped.get(command);
-    if (!m || m.value !== value) {
-      m = { value, report: {}, issues: new Map() };
-      this.map(command, value, m.report, m.issues);
+    if (!m || value !== QGA_SAME_REPLY) {
+      const report: GuestReport = {};
+      const issues: IssueCounts = new Map();
+      this.map(command, value, report, issues);
+      m = { report, issues: issues.size ? issues : NO_ISSUES };
       this.mapped.set(command, m);
     }
     return m;

@@ -8,7 +8,7 @@ import type { ChannelHandler, ChannelWriter } from './channel.js';
 import type { InputGuard } from './inputGuard.js';
 import { GuestIssue } from '../guest/issues.js';
 import { QgaReader, encodeCommand, encodeSync, type QgaReply } from '../guest/qemuAgent.js';
-import { QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
+import { QGA_SAME_REPLY, QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
 
 interface Pending {
   resolve: (value: unknown) => void;
@@ -17,6 +17,8 @@ interface Pending {
   sync: boolean;
   /** The command, for the log. */
   what: string;
+  /** The command whose last reply a repeat may be matched against (no arguments), or null. */
+  answering: string | null;
 }
 
 export class QgaSocketLink implements QgaLink, ChannelHandler {
@@ -47,7 +49,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
   }
 
   data(chunk: Buffer): void {
-    for (const ev of this.reader.push(chunk)) {
+    for (const ev of this.reader.push(chunk, this.pending && !this.pending.sync ? this.pending.answering : null)) {
       if (ev.type === 'synced') {
         if (this.pending?.sync) this.settle(undefined, null);
         continue;
@@ -79,6 +81,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
       return;
     }
     if (reply.kind === 'return') this.settle(reply.value, null);
+    else if (reply.kind === 'same') this.settle(QGA_SAME_REPLY, null);
     else if (reply.kind === 'error') this.settle(null, new QgaCommandError('agent', reply.desc, reply.errorClass));
     // Not a reply (its code was counted above): waiting out the timeout would only make a live
     // agent look dead; the poller resyncs at once instead, which also skips a late real reply.
@@ -90,16 +93,22 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
   }
 
   execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
-    return this.send(encodeCommand(command, args), false, timeoutMs, command);
+    return this.send(encodeCommand(command, args), false, timeoutMs, command, args === undefined ? command : null);
   }
 
   async resync(timeoutMs: number): Promise<void> {
     const id = randomInt(1, 2 ** 31 - 1);
     this.reader.beginSync(id);
-    await this.send(encodeSync(id), true, timeoutMs, 'guest-sync-delimited');
+    await this.send(encodeSync(id), true, timeoutMs, 'guest-sync-delimited', null);
   }
 
-  private send(bytes: Buffer, sync: boolean, timeoutMs: number, what: string): Promise<unknown> {
+  private send(
+    bytes: Buffer,
+    sync: boolean,
+    timeoutMs: number,
+    what: string,
+    answering: string | null,
+  ): Promise<unknown> {
     if (this.pending) return Promise.reject(new QgaCommandError('busy', 'a command is already in flight'));
     if (!this.writer && !this.everConnected)
       return Promise.reject(new QgaCommandError('notYet', 'channel not connected yet'));
@@ -110,7 +119,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
         () => this.settle(null, new QgaCommandError('timeout', `${what} got no answer within ${timeoutMs} ms`)),
         timeoutMs,
       );
-      this.pending = { resolve, reject, timer, sync, what };
+      this.pending = { resolve, reject, timer, sync, what, answering };
     });
   }
 

@@ -4,7 +4,7 @@
 // is why the mapping functions take the already-parsed `return` value.
 import type { GuestNetworkDeviceInfo } from '../wire.js';
 import { LineFramer, QGA_DELIMITER, isBlank } from './framing.js';
-import { GuestIssue, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
+import { GuestIssue, NO_ISSUES, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import {
   GUEST_LIMITS,
   arrayField,
@@ -51,11 +51,14 @@ export function encodeSync(id: number): Buffer {
   return Buffer.concat([Buffer.of(QGA_DELIMITER), encodeCommand(QGA.sync, { id })]);
 }
 
-export type QgaReply =
+/** A reply line, parsed. */
+export type ParsedQgaReply =
   { kind: 'return'; value: unknown } | { kind: 'error'; errorClass: string; desc: string } | { kind: 'invalid' };
+/** `same`: the same reply (counters aside) as the last one to the same command, not parsed again (QgaReader). */
+export type QgaReply = ParsedQgaReply | { kind: 'same' };
 
 /** One reply line -> return value, agent error (class and desc sanitised) or invalid. */
-export function parseQgaReply(line: Uint8Array, issues: IssueCounts): QgaReply {
+export function parseQgaReply(line: Uint8Array, issues: IssueCounts): ParsedQgaReply {
   const value = parseJson(decodeUtf8(line, issues), issues);
   if (value === undefined) return { kind: 'invalid' };
   if (!isPlainObject(value)) {
@@ -76,15 +79,18 @@ export function parseQgaReply(line: Uint8Array, issues: IssueCounts): QgaReply {
 }
 
 // A poll asks the same three questions every few seconds and the answers rarely change, except
-// for the interface statistics counters, which the daemon never reads. A reply line equal to a
-// recent one, counters aside, is not decoded, parsed or mapped again: the reader hands back the
-// earlier reply object (its `statistics` stale) and the poller its earlier mapping. With a
-// thousand VMs that work was the bulk of the daemon's idle CPU.
+// for the interface statistics counters, which the daemon never reads. A reply to a command that
+// equals the last reply to that command, counters aside, is not decoded, parsed or mapped again:
+// the reader says `same` and the poller reuses its earlier mapping. With a thousand VMs that work
+// was the bulk of the daemon's idle CPU. What is remembered is a fingerprint, not the reply: the
+// lengths of the parts between counter objects and a 64-bit hash of their bytes (~0.1 KiB per
+// command instead of a copy of the line and its parsed value, ~2.5 KiB per VM polled). A hash
+// that two different replies share would only keep that VM's earlier data, which the guest could
+// as well keep by sending its earlier reply: no guest can harm another through it.
 const WS = (c: number | undefined): boolean => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 const COUNTERS_KEY = Buffer.from('"statistics"');
-/** Replies longer than this are not remembered, so a hostile agent cannot make us hold much. */
+/** Replies longer than this are not remembered (bounds the parts kept, and the hashing per reply). */
 const MAX_REMEMBERED_BYTES = 32 * 1024;
-const REMEMBERED_REPLIES = 3;
 
 /**
  * Where a counters object starting at `at` (its "{") ends (exclusive), or -1 unless it is
@@ -155,36 +161,80 @@ function counterHoles(line: Uint8Array): number[] {
   return holes;
 }
 
-/**
- * True when `line` is `known` (a line that parsed, whose counterHoles are `holes`) with other
- * counter objects in those places: it then parses to the same value but for the counters.
- */
-function sameReplyButCounters(known: Buffer, holes: readonly number[], line: Buffer): boolean {
-  let a = 0;
-  let b = 0;
-  for (let h = 0; h < holes.length; h += 2) {
-    const len = holes[h]! - a;
-    if (b + len > line.length || known.compare(line, b, b + len, a, a + len) !== 0) return false;
-    b += len;
-    if (line[b] !== 0x7b) return false;
-    b = countersEnd(line, b);
-    if (b === -1) return false;
-    a = holes[h + 1]!;
-  }
-  return line.length - b === known.length - a && known.compare(line, b, line.length, a, known.length) === 0;
-}
-
 function startsWith(b: Uint8Array, at: number, prefix: Uint8Array): boolean {
   if (at + prefix.length > b.length) return false;
   for (let k = 0; k < prefix.length; k++) if (b[at + k] !== prefix[k]) return false;
   return true;
 }
 
-interface RememberedReply {
-  line: Buffer;
-  holes: number[];
-  event: QgaEvent & { type: 'reply' };
+/** A remembered reply: the byte lengths of its parts between counter objects, their hash, and its parse issues. */
+interface Fingerprint {
+  parts: number[];
+  h1: number;
+  h2: number;
+  /** Counted again each time the reply repeats, as if it had been parsed. */
+  issues: IssueCounts;
 }
+
+// Two 32-bit multiply-xor lanes over the bytes (cyrb53's round; each step is a bijection of the
+// state, so replies of equal length that differ in one place never collide). Module state: no
+// allocation per reply.
+let lane1 = 0;
+let lane2 = 0;
+function hashInit(): void {
+  lane1 = 0xdeadbeef;
+  lane2 = 0x41c6ce57;
+}
+function hashBytes(b: Uint8Array, from: number, to: number): void {
+  let h1 = lane1;
+  let h2 = lane2;
+  for (let i = from; i < to; i++) {
+    const c = b[i]!;
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  lane1 = h1;
+  lane2 = h2;
+}
+
+/** The fingerprint of a reply line that parsed. */
+function fingerprint(line: Uint8Array, issues: IssueCounts): Fingerprint {
+  const holes = counterHoles(line);
+  const parts: number[] = [];
+  hashInit();
+  let at = 0;
+  for (let h = 0; h < holes.length; h += 2) {
+    hashBytes(line, at, holes[h]!);
+    parts.push(holes[h]! - at);
+    at = holes[h + 1]!;
+  }
+  hashBytes(line, at, line.length);
+  parts.push(line.length - at);
+  return { parts: parts.slice(), h1: lane1, h2: lane2, issues: issues.size ? new Map(issues) : NO_ISSUES };
+}
+
+/**
+ * True when `line` is the line `f` was taken of with other counter objects in the same places:
+ * it then parses to the same value but for the counters.
+ */
+function matches(f: Fingerprint, line: Uint8Array): boolean {
+  hashInit();
+  let b = 0;
+  const last = f.parts.length - 1;
+  for (let p = 0; p < last; p++) {
+    const end = b + f.parts[p]!;
+    if (end >= line.length || line[end] !== 0x7b) return false;
+    hashBytes(line, b, end);
+    b = countersEnd(line, end);
+    if (b === -1) return false;
+  }
+  if (line.length - b !== f.parts[last]) return false;
+  hashBytes(line, b, line.length);
+  return lane1 === f.h1 && lane2 === f.h2;
+}
+
+/** What a reply to a command is when it repeats the last reply to that command (QgaReader.push). */
+export const SAME_REPLY: QgaReply = Object.freeze({ kind: 'same' });
 
 export type QgaEvent =
   | { type: 'synced' }
@@ -200,8 +250,8 @@ export class QgaReader {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes, QGA_DELIMITER);
   private syncId: number | null = null;
   private sawDelimiter = false;
-  /** Recent successful replies, newest first. */
-  private remembered: RememberedReply[] = [];
+  /** Per command, the last reply to it (a `return` that was remembered); at most one per command polled. */
+  private readonly known = new Map<string, Fingerprint>();
 
   get syncing(): boolean {
     return this.syncId !== null;
@@ -215,7 +265,7 @@ export class QgaReader {
   /** A new connection: nothing half-read survives it. */
   reset(): void {
     this.framer.reset();
-    this.remembered = [];
+    this.known.clear();
     this.syncId = null;
     this.sawDelimiter = false;
   }
@@ -224,11 +274,20 @@ export class QgaReader {
     return this.framer.bufferedBytes;
   }
 
-  push(chunk: Uint8Array): QgaEvent[] {
+  /**
+   * `answering`: the command whose reply the next reply line is (its caller's command in flight),
+   * or null. That line is compared with the last reply to the same command and, when it repeats
+   * it (counters aside), comes out as SAME_REPLY, unparsed; its caller must then still have what
+   * it made of that earlier reply. Every other line is parsed.
+   */
+  push(chunk: Uint8Array, answering: string | null = null): QgaEvent[] {
     const events: QgaEvent[] = [];
     for (const frame of this.framer.push(chunk)) {
       if (frame.kind === 'dropped') {
         events.push({ type: 'discarded', code: frame.code });
+        // An over-long line answers the command too (with nothing usable): the earlier reply is
+        // still the last one the caller got.
+        if (this.syncId === null) answering = null;
         continue;
       }
       if (frame.kind === 'delimiter') {
@@ -245,27 +304,22 @@ export class QgaReader {
         }
         continue;
       }
-      events.push(this.reply(frame.bytes));
+      events.push(this.reply(frame.bytes, answering));
+      answering = null;
     }
     return events;
   }
 
-  private reply(line: Buffer): QgaEvent {
-    const known = this.remembered.find((r) => sameReplyButCounters(r.line, r.holes, line));
-    if (known) return known.event;
+  private reply(line: Buffer, command: string | null): QgaEvent {
+    const known = command === null ? undefined : this.known.get(command);
+    if (known && matches(known, line)) return { type: 'reply', reply: SAME_REPLY, issues: known.issues };
     const issues: IssueCounts = new Map();
     const reply = parseQgaReply(line, issues);
-    if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES) {
-      // Its own exact-size copy: a slice of a pooled buffer would keep the whole 8 KiB slab alive.
-      const own = Buffer.allocUnsafeSlow(line.length);
-      line.copy(own);
-      // The event itself is handed out again: its readers never modify it (issues are read-only).
-      this.remembered.unshift({
-        line: own,
-        holes: counterHoles(line),
-        event: { type: 'reply', reply, issues: new Map(issues) },
-      });
-      if (this.remembered.length > REMEMBERED_REPLIES) this.remembered.pop();
+    if (command !== null) {
+      // Whatever this reply is, the earlier one is no longer the last one the caller got.
+      if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES)
+        this.known.set(command, fingerprint(line, issues));
+      else this.known.delete(command);
     }
     return { type: 'reply', reply, issues };
   }

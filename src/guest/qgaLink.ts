@@ -26,9 +26,16 @@ export class QgaCommandError extends Error {
   }
 }
 
+/**
+ * What `execute` may resolve with instead of a value: the agent repeated its last reply to this
+ * command (counters aside), so what the caller made of that reply still holds. A link says it
+ * only of a command whose earlier reply it resolved with a value, to the same caller.
+ */
+export const QGA_SAME_REPLY: unique symbol = Symbol('qemu-ga repeated its last reply');
+
 /** How a poller reaches qemu-ga. Failures reject with QgaCommandError. */
 export interface QgaLink {
-  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it). */
+  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it), or QGA_SAME_REPLY. */
   execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown>;
   /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
   resync(timeoutMs: number): Promise<void>;

@@ -138,7 +138,7 @@ export function sanitizeInterfaces(raw: readonly RawInterface[], issues: IssueCo
         kept.push(addr);
         room--;
       }
-      return kept;
+      return kept.slice(); // exact size: a pushed-to array keeps room for 17 (kept for as long as the VM reports it)
     };
     const name =
       typeof r.name === 'string' ? cleanText(r.name, GUEST_LIMITS.maxNameChars, issues) : missingName(r.name, issues);
@@ -147,7 +147,7 @@ export function sanitizeInterfaces(raw: readonly RawInterface[], issues: IssueCo
     const inet6 = take(r.inet6, 6);
     out.push({ name, hw, inet, inet6 });
   }
-  return out;
+  return out.slice();
 }
 
 function missingName(value: unknown, issues: IssueCounts): string {

@@ -11,8 +11,8 @@ export interface WarnDecision {
 export class WarnLimiter {
   private windowStart: number;
   private logged = 0;
-  private suppressed: Record<string, number> = {};
-  private suppressedAny = false;
+  /** Made on the first warning suppressed (most VMs never have one). */
+  private suppressed: Record<string, number> | null = null;
 
   constructor(
     now: number,
@@ -33,17 +33,15 @@ export class WarnLimiter {
       this.logged++;
       return { log: true, suppressed: summary };
     }
-    this.suppressed[code] = (this.suppressed[code] ?? 0) + 1;
-    this.suppressedAny = true;
+    const suppressed = (this.suppressed ??= {});
+    suppressed[code] = (suppressed[code] ?? 0) + 1;
     return { log: false, suppressed: summary };
   }
 
   /** What was suppressed and not yet reported (e.g. when the VM goes away). */
   flush(): Record<string, number> | null {
-    if (!this.suppressedAny) return null;
     const out = this.suppressed;
-    this.suppressed = {};
-    this.suppressedAny = false;
+    this.suppressed = null;
     return out;
   }
 }
