@@ -7,15 +7,16 @@
 // and libvirtd's CPU per VM per interval, and 1,000 suspend events applied.
 // Then Host.getAllVmStats in libvirt mode: today's daemon (dist/) and the daemon as it was at
 // BENCH_OLD_REF (bench/oldDaemon.ts; default 121a9dc, before the counters' bytes were spliced) run
-// side by side as processes on the same domains, each sampling vNIC counters every interval, one
-// call per vNIC (bench/perVnicCounters.ts: the test driver's bulk call has no interface group; per
-// vNIC its counters move every sample, as a busy VM's do), and are called in turn,
-// a call every few ms over many intervals: latency p50/p99/max, calls over 5 ms, and each
-// daemon's CPU per VM per interval with no calls (so work moved out of the calls still shows).
+// side by side as processes on the same domains, each sampling vNIC counters every interval with
+// its one bulk call, through bench/libvirtCountersProxy.ts (the test driver's bulk reply has no
+// interface group; the proxy adds what QEMU's would, moving every sample as a busy VM's do), and
+// are called in turn, a call every few ms over many intervals: latency p50/p99/max, calls over
+// 5 ms, and each daemon's CPU per VM per interval with no calls and with one call every 3
+// intervals (the engine's 15 s poll against 5 s samples), so work moved out of calls still shows.
 // Needs root and libvirtd (scripts/setup-test-host.sh); starts its own libvirtd and stops it.
 // BENCH_LIBVIRT_DOMAINS (default 1000) and BENCH_LIBVIRT_INTERVALS (default 10) shorten a trial;
 // BENCH_LIBVIRT_CALL_INTERVALS (default 30) is the calls' window; BENCH_LIBVIRT_PARTS (default
-// `counters,calls,lifecycle`) picks parts.
+// `counters,calls,lifecycle`) picks parts; BENCH_CPU_PROF=DIR profiles both daemons (node --cpu-prof).
 import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,10 +29,11 @@ import { RpcClient } from '../src/client/rpcClient.js';
 import { LibvirtClient } from '../src/libvirt/client.js';
 import { LibvirtInventory } from '../src/libvirt/inventory.js';
 import { VmRegistry } from '../src/vms/registry.js';
-import { Libvirtd } from '../test/helpers/libvirtd.js';
+import { Libvirtd, LIBVIRT_SOCKET } from '../test/helpers/libvirtd.js';
 import { DAEMON, startDaemon, type BenchDaemon } from './daemonProcess.js';
 import { LeanCaller } from './leanCaller.js';
 import { oldDaemonMain } from './oldDaemon.js';
+import type { Timeline } from './callTimeline.js';
 
 const exec = promisify(execFile);
 const DOMAINS = Number(process.env.BENCH_LIBVIRT_DOMAINS ?? 1000);
@@ -41,7 +43,10 @@ const URI = 'test+unix:///default';
 const CLK_TCK = 100;
 const CALL_INTERVALS = Number(process.env.BENCH_LIBVIRT_CALL_INTERVALS ?? 30);
 const OLD_REF = process.env.BENCH_OLD_REF ?? '121a9dc';
-const PER_VNIC_PRELOAD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'perVnicCounters.ts');
+const COUNTERS_PROXY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'libvirtCountersProxy.ts');
+const PROF_DIR = process.env.BENCH_CPU_PROF;
+const TIMELINE_DIR = process.env.BENCH_TIMELINE;
+const TIMELINE_PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'callTimeline.ts');
 const PARTS = new Set((process.env.BENCH_LIBVIRT_PARTS ?? 'counters,calls,lifecycle').split(','));
 
 function cpuMsOf(pid: number): number {
@@ -135,7 +140,13 @@ interface NetworkOnly {
 }
 
 /** A daemon (built `main`) in libvirt mode on URI, once it lists `expect` VMs. */
-async function startLibvirtDaemon(main: string, channelsDir: string, expect: number): Promise<BenchDaemon> {
+async function startLibvirtDaemon(
+  main: string,
+  uri: string,
+  channelsDir: string,
+  expect: number,
+  timelineFile?: string,
+): Promise<BenchDaemon> {
   const d = await startDaemon(
     [
       '--listen',
@@ -145,12 +156,15 @@ async function startLibvirtDaemon(main: string, channelsDir: string, expect: num
       '--qga-via',
       'libvirt',
       '--libvirt-uri',
-      URI,
+      uri,
       '--qga-poll-interval',
       String(INTERVAL_MS / 1000),
     ],
-    { BENCH_INVENTORY_MODULE: path.join(path.dirname(main), 'libvirt', 'inventory.js') },
-    ['--import', 'tsx', '--import', PER_VNIC_PRELOAD],
+    timelineFile ? { BENCH_TIMELINE_FILE: timelineFile } : {},
+    [
+      ...(timelineFile ? ['--import', 'tsx', '--import', TIMELINE_PROBE] : []),
+      ...(PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : []),
+    ],
     main,
   );
   const c = await RpcClient.connect(d.url);
@@ -164,6 +178,30 @@ async function startLibvirtDaemon(main: string, channelsDir: string, expect: num
     }
   } finally {
     await c.close();
+  }
+}
+
+/**
+ * From each daemon's timeline (bench/callTimeline.ts) over the calls' window: how long it took
+ * from a request's arrival to its reply, and its event-loop stalls over 3 ms with how much of each
+ * was its own CPU (busy) rather than waiting for one.
+ */
+function printTimelines(files: string[], [from, to]: [number, number]): void {
+  const origin = performance.timeOrigin;
+  for (const [i, f] of files.entries()) {
+    const t = JSON.parse(readFileSync(f, 'utf8')) as Timeline;
+    const inWindow = (at: number): boolean => at >= origin + from && at <= origin + to;
+    const build = t.calls
+      .filter((c) => inWindow(c.rx))
+      .map((c) => c.tx - c.rx)
+      .sort((a, b) => a - b);
+    const stalls = t.stalls.filter((s) => inWindow(s.at) && s.ms > 3);
+    const busy = stalls.filter((s) => (s.cpuMs ?? 0) > s.ms / 2);
+    const gcs = t.gc.filter((g) => inWindow(g.at) && g.ms > 1);
+    console.log(
+      `${i ? 'old' : 'ours'}: request -> reply handed to ws p50/p99/max ${[0.5, 0.99].map((p) => build[Math.floor(p * build.length)]!.toFixed(2)).join(' / ')} / ${build[build.length - 1]!.toFixed(2)} ms; ` +
+        `${stalls.length} event-loop stalls > 3 ms (${busy.length} mostly own CPU; longest ${Math.max(0, ...stalls.map((s) => s.ms)).toFixed(1)} ms), ${gcs.length} GCs > 1 ms (longest ${Math.max(0, ...gcs.map((g) => g.ms)).toFixed(1)} ms)`,
+    );
   }
 }
 
@@ -185,9 +223,19 @@ async function statsCalls(libvirtdPid: number, work: string, expect: number): Pr
   const oldMain = oldDaemonMain(OLD_REF);
   const daemons: BenchDaemon[] = [];
   const callers: LeanCaller[] = [];
+  const proxySocket = path.join(work, 'counters-proxy.sock');
+  const proxy = spawn(process.execPath, ['--import', 'tsx', COUNTERS_PROXY, proxySocket, LIBVIRT_SOCKET], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
-    daemons.push(await startLibvirtDaemon(DAEMON, dir, expect));
-    daemons.push(await startLibvirtDaemon(oldMain, dir, expect));
+    await new Promise<void>((resolve, reject) => {
+      proxy.stdout.once('data', () => resolve());
+      proxy.once('exit', (code) => reject(new Error(`counters proxy exited with ${code}`)));
+    });
+    const uri = `${URI}?socket=${proxySocket}`;
+    const timelines = TIMELINE_DIR ? ['ours', 'old'].map((w) => path.join(TIMELINE_DIR, `libvirt-${w}.json`)) : [];
+    daemons.push(await startLibvirtDaemon(DAEMON, uri, dir, expect, timelines[0]));
+    daemons.push(await startLibvirtDaemon(oldMain, uri, dir, expect, timelines[1]));
     const [ours, old] = daemons as [BenchDaemon, BenchDaemon];
 
     // The premise: one interval apart, every VM's counters have moved (the test driver's count on).
@@ -208,6 +256,14 @@ async function statsCalls(libvirtdPid: number, work: string, expect: number): Pr
 
     // Calls: one to each daemon in turn (order alternating), then 0-10 ms apart, over CALL_INTERVALS.
     callers.push(await LeanCaller.open(ours.url), await LeanCaller.open(old.url));
+    // The engine's cadence: one call every 3 intervals (its 15 s poll against 5 s samples).
+    const cadence = Math.max(3, INTERVALS - (INTERVALS % 3));
+    const e0 = pids.map(cpuMsOf);
+    for (let k = 0; k < cadence / 3; k++) {
+      await sleep(3 * INTERVAL_MS);
+      for (const c of callers) await c.call('Host.getAllVmStats');
+    }
+    const engine = pids.map((p, i) => cpuMsOf(p) - e0[i]!);
     for (const c of callers) for (let i = 0; i < 10; i++) await c.call('Host.getAllVmStats');
     const lat: [number[], number[]] = [[], []];
     const bytes = [0, 0];
@@ -250,13 +306,23 @@ async function statsCalls(libvirtdPid: number, work: string, expect: number): Pr
       row(`daemon CPU µs/VM/interval, no calls (${INTERVALS} intervals)`, perVm(idle[0]!), perVm(idle[1]!), (v) =>
         v.toFixed(1),
       ),
+      row(
+        `daemon CPU µs/VM/interval, a call every 3 intervals (${cadence} intervals)`,
+        (engine[0]! * 1000) / (expect * cadence),
+        (engine[1]! * 1000) / (expect * cadence),
+        (v) => v.toFixed(1),
+      ),
     ]);
     console.log(
       `libvirtd CPU over the no-calls window, serving both daemons: ${perVm(idleLibvirtd).toFixed(1)} µs/VM/interval`,
     );
+    for (const c of callers.splice(0)) c.close();
+    await Promise.all(daemons.splice(0).map((d) => d.stop()));
+    if (timelines.length) printTimelines(timelines, [end - CALL_INTERVALS * INTERVAL_MS, end]);
   } finally {
     for (const c of callers) c.close();
     await Promise.all(daemons.map((d) => d.stop()));
+    proxy.kill('SIGTERM');
   }
 }
 
