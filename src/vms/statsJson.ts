@@ -45,6 +45,7 @@ const chunks = new Map<string, Chunk>();
  */
 interface PreparedNetwork {
   network: Record<string, VmNetworkStats>;
+  /** The JSON when not spliced (no `from`); else it is the bytes' [from.netAt, netEnd). */
   json: string;
   from: Chunk | null;
   bytes: Buffer;
@@ -201,7 +202,8 @@ function networkJson(vmId: string, network: Record<string, VmNetworkStats>): str
   const ready = preparedNetworks.get(vmId);
   if (ready) {
     preparedNetworks.delete(vmId);
-    if (ready.network === network) return ready.json;
+    if (ready.network === network)
+      return ready.from ? ready.bytes.toString('utf8', ready.from.netAt, ready.netEnd) : ready.json;
   }
   return networkToJson(network);
 }
@@ -217,7 +219,7 @@ export function prepareNetworkJson(vmId: string, network: Record<string, VmNetwo
   const had = chunks.get(vmId);
   if (had && had.netAt >= 0) {
     const [bytes, netEnd] = splicedBytes(had, json);
-    preparedNetworks.set(vmId, { network, json, from: had, bytes, netEnd });
+    preparedNetworks.set(vmId, { network, json: '', from: had, bytes, netEnd }); // the JSON is in the bytes
   } else preparedNetworks.set(vmId, { network, json, from: null, bytes: EMPTY, netEnd: -1 });
 }
 
