@@ -27,8 +27,8 @@ import {
   type InterfaceCounters,
 } from './wire.js';
 
-/** VMs of a counter sample decoded and turned into bytes per event-loop turn (~0.5-1 ms of work). */
-const SAMPLE_SLICE = 64;
+/** VMs of a counter sample decoded and turned into bytes per event-loop turn (~0.5 ms of work). */
+const SAMPLE_SLICE = 32;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
