@@ -84,6 +84,8 @@ const asm = {
  * the daemon keeps small (youngGeneration.ts), and scavenges stay rare during calls.
  */
 const scratchBases: (VmStatsBase | null)[] = [];
+/** The chunks arraySize found, for assemble to copy without looking them up again. */
+const scratchChunks: (Chunk | null)[] = [];
 let scratchElapsed = new Float64Array(1024);
 let scratchWidth = new Uint8Array(1024);
 
@@ -246,12 +248,15 @@ function writeDigits(out: Buffer, at: number, width: number, n: number): void {
   }
 }
 
-/** Writes '[' chunk ',' chunk … ']' for the scratch's first `n` VMs at `at`; records the slots in asm when `record`. */
-function assemble(out: Buffer, at: number, n: number, timeWidth: number, statusTime: number, record: boolean): number {
+/**
+ * Writes '[' chunk ',' chunk … ']' for the scratch's first `n` VMs at `at` (their chunks as
+ * arraySize just found them); records the slots in asm when `record`.
+ */
+function assemble(out: Buffer, at: number, n: number, statusTime: number, record: boolean): number {
   let pos = at;
   out[pos++] = OPEN;
   for (let i = 0; i < n; i++) {
-    const c = chunkOf(scratchBases[i]!, timeWidth, scratchWidth[i]!);
+    const c = scratchChunks[i]!;
     if (i) out[pos++] = COMMA;
     out.set(c.bytes, pos);
     writeDigits(out, pos + c.timeAt, c.timeWidth, statusTime);
@@ -271,6 +276,7 @@ function arraySize(n: number, timeWidth: number, mark: number): number {
   let size = 2 + Math.max(0, n - 1);
   for (let i = 0; i < n; i++) {
     const c = chunkOf(scratchBases[i]!, timeWidth, scratchWidth[i]!);
+    scratchChunks[i] = c;
     if (mark) c.used = mark;
     size += c.bytes.length;
   }
@@ -292,7 +298,7 @@ function reassemble(n: number, timeWidth: number, statusTime: number): void {
     asm.elapsedWidth = new Uint8Array(cap);
     asm.elapsed = new Float64Array(cap);
   }
-  asm.size = assemble(asm.bytes, 0, n, timeWidth, statusTime, true);
+  asm.size = assemble(asm.bytes, 0, n, statusTime, true);
   for (let i = 0; i < n; i++) {
     asm.bases[i] = scratchBases[i]!;
     asm.elapsedWidth[i] = scratchWidth[i]!;
@@ -375,7 +381,7 @@ export function statsArrayJson(
     // VM.getStats (or no VMs): too small to be worth keeping.
     out = alloc(before.length + arraySize(n, timeWidth, 0) + after.length);
     out.set(before, 0);
-    const size = assemble(out, before.length, n, timeWidth, statusTime, false);
+    const size = assemble(out, before.length, n, statusTime, false);
     out.set(after, before.length + size);
   } else {
     if (sameAsAsm) restamp(statusTime);
@@ -386,6 +392,7 @@ export function statsArrayJson(
     out.set(after, before.length + asm.size);
   }
   scratchBases.fill(null, 0, n); // the scratch must not keep a replaced VM's stats alive
+  scratchChunks.fill(null, 0, n);
   return out;
 }
 
@@ -400,5 +407,6 @@ export function warmStatsJson(vms: Iterable<StatsSource>, nowMs: number): void {
   const n = gather(vms, nowMs, timeWidth);
   if (n >= 2 && !sameAsAsm) reassemble(n, timeWidth, statusTime);
   scratchBases.fill(null, 0, n);
+  scratchChunks.fill(null, 0, n);
   preparedNetworks.clear(); // what no VM took (a VM gone meanwhile) is not kept
 }
