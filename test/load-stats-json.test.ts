@@ -2,10 +2,13 @@
 // same members in the same order, same time stamps, whatever the names contain; and the
 // transport must put it into the envelope unchanged (also in batches, and through toJSON).
 import { describe, expect, it } from 'vitest';
-import { statsArrayJson } from '../src/vms/statsJson.js';
+import { networkStats } from '../src/libvirt/domainStatus.js';
+import type { DomainNic } from '../src/libvirt/domainXml.js';
+import { prepareNetworkJson, statsArrayJson } from '../src/vms/statsJson.js';
 import { stampStats, type VmStatsBase } from '../src/vms/stats.js';
 import { JsonText, ReplyBuffers, replyText } from '../src/rpc/jsonText.js';
 import { VmRegistry } from '../src/vms/registry.js';
+import type { VmNetworkStats, VmStats } from '../src/wire.js';
 
 function base(i: number, name: string): VmStatsBase {
   return {
@@ -88,6 +91,100 @@ describe('stats serialised once per change', () => {
     expect(r.getJson('00000000-0000-4000-8000-000000000001')!.toString()).toBe(
       JSON.stringify([r.get('00000000-0000-4000-8000-000000000001')]),
     );
+  });
+});
+
+describe('libvirt counter samples', () => {
+  // What the engine reads: every VM's stats as serialising them afresh gives, sample times with a
+  // fraction (its JSON reader takes a whole number for an Integer and drops it).
+  const fresh = (r: VmRegistry): string =>
+    JSON.stringify(r.all()).replace(/"sampleTime":(-?\d+)(?=[,}])/g, '"sampleTime":$1.0');
+  const id = (i: number): string => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  const nics = (i: number): DomainNic[] => [
+    {
+      device: `vnet${i}`,
+      mac: `52:54:00:00:01:${(i % 256).toString(16).padStart(2, '0')}`,
+      model: 'virtio',
+      bridge: 'br0',
+      alias: 'net0',
+      type: 'bridge',
+    },
+    ...(i % 3 === 0
+      ? [
+          {
+            device: `vnet${i}b`,
+            mac: `52:54:00:00:02:00`,
+            model: 'e1000',
+            bridge: 'br1',
+            alias: 'net1',
+            type: 'bridge',
+          },
+        ]
+      : []),
+  ];
+
+  it("a call right after a sample lands shows every VM's new counters, byte for byte what serialising afresh gives", () => {
+    let now = 40_000;
+    const r = new VmRegistry({ clock: () => now });
+    const n = 30;
+    for (let i = 0; i < n; i++)
+      r.hypervisorSet(id(i), { status: 'Up', startMs: 0, network: networkStats(nics(i), new Map(), 1) });
+    // Some VMs have an agent too, with data that needs escaping and multi-byte text.
+    for (const i of [2, 5, 9]) {
+      r.channelAdded(id(i), 'ovirt-guest-agent.0');
+      r.report(id(i), 'ovirt-guest-agent.0', {
+        netIfaces: [{ name: 'Ethernet "2"', hw: '52:54:00:00:01:02', inet: ['192.0.2.9'], inet6: [] }],
+        guestName: `vm-${i}-以太网\\`,
+      });
+    }
+    expect(r.allJson().toString()).toBe(fresh(r));
+    for (let round = 1; round <= 7; round++) {
+      // Round 4 crosses elapsedTime 99 -> 100 s (its width changes) between the sample and the call.
+      now += round === 4 ? 50_000 : 1_000;
+      const rx = (i: number): string => String(round * 1_000_000 + i * 7);
+      const sampleTime = round === 2 ? 41 : now / 1000 + 0.125; // round 2: a whole second
+      const sample = Array.from({ length: n }, (_, i) =>
+        networkStats(
+          nics(i),
+          new Map([
+            [
+              `vnet${i}`,
+              { rxBytes: rx(i), txBytes: String(round), rxErrs: '0', rxDrop: '1', txErrs: '0', txDrop: '0' },
+            ],
+          ]),
+          sampleTime,
+        ),
+      );
+      // As the inventory does: each VM's new map serialised ahead, but not every VM's (those are made at the call).
+      sample.forEach((net, i) => {
+        if (i % 7 !== 3) prepareNetworkJson(id(i), net);
+      });
+      // Before the sample lands a call still shows the previous one.
+      expect(r.allJson().toString()).toBe(fresh(r));
+      // Guest data changes between the preparation and the landing: that VM's prepared bytes are not its bytes.
+      if (round === 3) {
+        r.report(id(5), 'ovirt-guest-agent.0', { guestName: 'renamed while sampling' });
+        expect(r.allJson().toString()).toBe(fresh(r));
+      }
+      sample.forEach((net, i) => r.hypervisorNetwork(id(i), net));
+      // Round 5: a call arrives before the cached reply is brought up to date (it does it itself).
+      if (round !== 5) r.warmJson();
+      const after = r.allJson().toString();
+      expect(after).toBe(fresh(r));
+      const got = JSON.parse(after) as (VmStats & { network: Record<string, VmNetworkStats> })[];
+      expect(got).toHaveLength(n);
+      for (let i = 0; i < n; i++) expect(got.find((v) => v.vmId === id(i))!.network[`vnet${i}`]!.rx).toBe(rx(i));
+      expect(after).toContain(`"sampleTime":${round === 2 ? '41.0' : String(sampleTime)}`);
+      // VM.getStats says the same as the array.
+      expect(r.getJson(id(3))!.toString()).toBe(
+        JSON.stringify([r.get(id(3))]).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'),
+      );
+    }
+    // A VM gone after its map was prepared: the others are still right.
+    prepareNetworkJson(id(0), networkStats(nics(0), new Map(), 99.5));
+    r.hypervisorStopped(id(0), { exitCode: 0, exitMessage: 'VM terminated succesfully', exitReason: 0 });
+    r.warmJson();
+    expect(r.allJson().toString()).toBe(fresh(r));
   });
 });
 

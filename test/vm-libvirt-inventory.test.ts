@@ -79,6 +79,28 @@ async function domifstat(dom: string, dev: string): Promise<Record<string, strin
   );
 }
 
+/** Starts a shell command in the guest (qemu-ga guest-exec through libvirt); resolves, once it has exited, to its exit code. */
+async function guestExec(dom: string, command: string): Promise<{ done: Promise<number> }> {
+  const started = JSON.parse(
+    await virsh(
+      'qemu-agent-command',
+      dom,
+      JSON.stringify({ execute: 'guest-exec', arguments: { path: '/bin/sh', arg: ['-c', command] } }),
+    ),
+  ) as { return: { pid: number } };
+  const status = async (): Promise<{ exited: boolean; exitcode?: number }> =>
+    (
+      JSON.parse(
+        await virsh(
+          'qemu-agent-command',
+          dom,
+          JSON.stringify({ execute: 'guest-exec-status', arguments: { pid: started.return.pid } }),
+        ),
+      ) as { return: { exited: boolean; exitcode?: number } }
+    ).return;
+  return { done: eventually(status, (st) => st.exited, 60_000, `${command} exited`).then((st) => st.exitcode ?? -1) };
+}
+
 /** `virsh domstate --reason`, e.g. "paused (user)". */
 async function domstate(dom: string): Promise<string> {
   return (await virsh('domstate', dom, '--reason')).trim();
@@ -261,6 +283,38 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     );
   });
 
+  it('while the guest sends traffic, the first call after each counter sample shows that sample: counters at least what virsh domifstat said before it, the reply as serialising it afresh gives', async () => {
+    const devs = (await domiflist(two.uuid)).map((n) => n.device);
+    // Broadcast pings for ~12 s on both NICs: the counters move at every sample (1 s here).
+    const pings = await guestExec(
+      two.uuid,
+      'ping -i 0.2 -c 60 -b 192.0.2.255 >/dev/null & ping -i 0.2 -c 60 -b 198.51.100.255 >/dev/null; wait',
+    );
+    // sampleTime is the daemon's CLOCK_MONOTONIC in seconds, the clock this process reads too.
+    const monotonicSec = (): number => Number(process.hrtime.bigint() / 1_000_000n) / 1000;
+    const entry = (raw: string): Stats =>
+      (JSON.parse(raw) as { result: Stats[] }).result.find((x) => x.vmId === two.uuid)!;
+    for (let round = 0; round < 3; round++) {
+      const before = await Promise.all(devs.map((dev) => domifstat(two.uuid, dev)));
+      const t0 = monotonicSec();
+      const raw = await eventually(
+        () => rawCall(d.url, 'Host.getAllVmStats'),
+        (text) => devs.every((dev) => entry(text).network[dev]!.sampleTime > t0),
+        15_000,
+        'a counter sample taken after virsh domifstat answered',
+      );
+      const s = entry(raw);
+      devs.forEach((dev, i) => {
+        expect(BigInt(s.network[dev]!.rx)).toBeGreaterThanOrEqual(BigInt(before[i]!.rx_bytes!));
+        expect(BigInt(s.network[dev]!.tx)).toBeGreaterThanOrEqual(BigInt(before[i]!.tx_bytes!));
+      });
+      expect(Number(s.network[devs[0]!]!.rx)).toBeGreaterThan(0);
+      // Byte for byte what serialising the same values afresh gives (sample times keep their fraction).
+      expect(raw).toBe(JSON.stringify(JSON.parse(raw)).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'));
+    }
+    await pings.done; // the guest as it was for the next tests
+  });
+
   it('a hot-plugged vNIC shows up (libvirt device-added event)', async () => {
     await virsh('attach-interface', two.uuid, 'bridge', br[0]!, '--model', 'e1000', '--live');
     const want = await domiflist(two.uuid);
@@ -276,21 +330,13 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
   });
 
   it('a shutdown from within the guest: Powering down, then Down (user shut down) once', async () => {
-    // The tiny guest has no /sbin/shutdown for qemu-ga's guest-shutdown: give it one.
-    await virsh(
-      'qemu-agent-command',
+    // The tiny guest has no /sbin/shutdown for qemu-ga's guest-shutdown: give it one (and wait
+    // until it is there: guest-exec only starts the command).
+    const made = await guestExec(
       two.uuid,
-      JSON.stringify({
-        execute: 'guest-exec',
-        arguments: {
-          path: '/bin/sh',
-          arg: [
-            '-c',
-            'mkdir -p /sbin; printf "#!/bin/sh\\nexec poweroff -f\\n" > /sbin/shutdown; chmod +x /sbin/shutdown',
-          ],
-        },
-      }),
+      'mkdir -p /sbin; printf "#!/bin/sh\\nexec poweroff -f\\n" > /sbin/shutdown; chmod +x /sbin/shutdown',
     );
+    expect(await made.done).toBe(0);
     const start = vmEvents(sub, two.uuid).length;
     await virsh('shutdown', two.uuid, '--mode', 'agent');
     const evs = await eventually(

@@ -17,7 +17,7 @@ import {
   MessageFramer,
   VirErr,
   decodeAgentCommand,
-  decodeAllDomainStats,
+  domainStatsRecords,
   decodeAuthList,
   decodeCallbackId,
   decodeDomain,
@@ -546,8 +546,13 @@ export class LibvirtClient extends EventEmitter {
 
   /** virConnectGetAllDomainStats: one call for the given domains, or all active ones when none given. */
   async allDomainStats(stats: number, doms: readonly DomainRef[] = []): Promise<DomainStatsRecord[]> {
+    return [...(await this.allDomainStatsRecords(stats, doms))];
+  }
+
+  /** As allDomainStats, each record decoded when it is taken (a caller can take them a slice per turn). */
+  async allDomainStatsRecords(stats: number, doms: readonly DomainRef[] = []): Promise<Iterable<DomainStatsRecord>> {
     const flags = doms.length ? 0 : ListFlags.active;
-    return decodeAllDomainStats(
+    return domainStatsRecords(
       await this.call(
         LIBVIRT.remoteProgram,
         LIBVIRT.proc.connectGetAllDomainStats,

@@ -146,18 +146,39 @@ export function countersFromBulk(
   const text = (v: number | string | boolean | undefined): string | undefined =>
     v === undefined || typeof v === 'boolean' ? undefined : String(v);
   for (let i = 0; i < Math.min(n, 1024); i++) {
-    const name = params.get(`net.${i}.name`);
+    const key = netKeys(i);
+    const name = params.get(key.name);
     if (typeof name !== 'string' || !name) continue;
     out.set(name, {
-      rxBytes: text(params.get(`net.${i}.rx.bytes`)),
-      rxErrs: text(params.get(`net.${i}.rx.errs`)),
-      rxDrop: text(params.get(`net.${i}.rx.drop`)),
-      txBytes: text(params.get(`net.${i}.tx.bytes`)),
-      txErrs: text(params.get(`net.${i}.tx.errs`)),
-      txDrop: text(params.get(`net.${i}.tx.drop`)),
+      rxBytes: text(params.get(key.rxBytes)),
+      rxErrs: text(params.get(key.rxErrs)),
+      rxDrop: text(params.get(key.rxDrop)),
+      txBytes: text(params.get(key.txBytes)),
+      txErrs: text(params.get(key.txErrs)),
+      txDrop: text(params.get(key.txDrop)),
     });
   }
   return out;
+}
+
+/** The `net.N.*` parameter names for vNIC N, made once (a sample looks them up for every domain). */
+const NET_KEYS: ReturnType<typeof makeNetKeys>[] = [];
+
+function netKeys(i: number): ReturnType<typeof makeNetKeys> {
+  return (NET_KEYS[i] ??= makeNetKeys(i));
+}
+
+function makeNetKeys(i: number) {
+  const k = (f: string): string => `net.${i}.${f}`;
+  return {
+    name: k('name'),
+    rxBytes: k('rx.bytes'),
+    rxErrs: k('rx.errs'),
+    rxDrop: k('rx.drop'),
+    txBytes: k('tx.bytes'),
+    txErrs: k('tx.errs'),
+    txDrop: k('tx.drop'),
+  };
 }
 
 /** Whether two network maps say the same but for the sample time (no rebuild, no new bytes). */

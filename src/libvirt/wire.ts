@@ -468,9 +468,17 @@ function readTypedValue(r: XdrReader): TypedValue {
 }
 
 export function decodeAllDomainStats(body: Buffer): DomainStatsRecord[] {
+  return [...domainStatsRecords(body)];
+}
+
+/**
+ * The records of a CONNECT_GET_ALL_DOMAIN_STATS reply, decoded one at a time as they are taken
+ * (a reply for 1,000 domains is ~10 ms of decoding: its reader takes it in slices). A record
+ * that does not decode throws when it is reached.
+ */
+export function* domainStatsRecords(body: Buffer): Generator<DomainStatsRecord, void, undefined> {
   const r = new XdrReader(body);
   const n = r.count(DOMAIN_LIST_MAX, DOMAIN_MIN_BYTES + 4);
-  const out: DomainStatsRecord[] = [];
   for (let i = 0; i < n; i++) {
     const dom = readDomain(r);
     const m = r.count(ALL_DOMAIN_STATS_MAX, 12);
@@ -479,9 +487,8 @@ export function decodeAllDomainStats(body: Buffer): DomainStatsRecord[] {
       const field = r.string();
       params.set(field, readTypedValue(r));
     }
-    out.push({ dom, params });
+    yield { dom, params };
   }
-  return out;
 }
 
 // ---- domain events ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import {
   type VmStatsBase,
   type WatchedField,
 } from './stats.js';
-import { statsArrayJson } from './statsJson.js';
+import { statsArrayJson, warmStatsJson } from './statsJson.js';
 
 export interface VmChange {
   vmId: string;
@@ -215,8 +215,20 @@ export class VmRegistry {
   hypervisorNetwork(vmId: string, network: Record<string, VmNetworkStats>): void {
     const e = this.vms.get(vmId.toLowerCase());
     if (!e?.hv) return;
-    e.hv = { ...e.hv, network };
-    this.rebuild(e);
+    // Nothing else changed and `network` is not announced: copies with the new map (a full
+    // rebuild per VM per sample was most of a sample's landing at 1,000 VMs; copy-then-set is
+    // ~3x cheaper in V8 than `{ ...x, network }`, which redefines the copied member).
+    const hv = { ...e.hv };
+    hv.network = network;
+    e.hv = hv;
+    const base = { ...e.base };
+    base.network = network;
+    e.base = base;
+  }
+
+  /** Brings Host.getAllVmStats' cached bytes up to date now, off any call (after a counter sample). */
+  warmJson(): void {
+    warmStatsJson(this.vms.values(), this.clock());
   }
 
   /** libvirt stopped the VM: reported once as Down with why, then gone from the list. */
