@@ -37,6 +37,7 @@ import {
 import { VmRegistry } from '../src/vms/registry.js';
 import { statsArrayJson } from '../src/vms/statsJson.js';
 import type { VmChange } from '../src/vms/registry.js';
+import type { VmStats } from '../src/wire.js';
 import { tempDir } from './helpers/channelsDir.js';
 import { eventually } from './helpers/scriptedGuest.js';
 
@@ -419,6 +420,9 @@ class FakeLibvirtd {
   calls: number[] = [];
   /** Answer polkit with an error (access denied), as libvirtd does for a user polkit refuses. */
   denyPolkit = false;
+  /** Bulk stats also carry vnet3's counters, moving with every bulk call (QEMU's driver sends them). */
+  counters = false;
+  bulkCalls = 0;
 
   constructor(readonly path: string) {
     this.server = net.createServer((s) => {
@@ -509,8 +513,14 @@ class FakeLibvirtd {
       case P.connectGetAllDomainStats: {
         const live = this.domains.filter((d) => d.state !== 5);
         const w = new XdrWriter().u32(live.length);
-        for (const d of live)
-          writeDom(w, d.ref).u32(2).string('state.state').i32(1).i32(d.state).string('state.reason').i32(1).i32(1);
+        const rx = String(++this.bulkCalls * 1000);
+        for (const d of live) {
+          writeDom(w, d.ref).u32(this.counters ? 5 : 2);
+          w.string('state.state').i32(1).i32(d.state).string('state.reason').i32(1).i32(1);
+          // typed parameters: 1 int, 7 string
+          if (this.counters) w.string('net.count').i32(1).i32(1).string('net.0.name').i32(7).string('vnet3');
+          if (this.counters) w.string('net.0.rx.bytes').i32(7).string(rx);
+        }
         out = w.bytes();
         break;
       }
@@ -564,7 +574,10 @@ describe('the inventory against a scripted libvirtd', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setup(): Promise<{
+  async function setup(
+    intervalMs = 60_000,
+    counters = false,
+  ): Promise<{
     fake: FakeLibvirtd;
     client: LibvirtClient;
     reg: VmRegistry;
@@ -578,6 +591,7 @@ describe('the inventory against a scripted libvirtd', () => {
       { ref: dom('web01', UUID_A), state: 1, xml: XML },
       { ref: dom('db01', UUID_B), state: 3, xml: '<domain><devices></devices></domain>' },
     ];
+    fake.counters = counters;
     await fake.listen();
     cleanups.push(() => (fake.server.listening ? fake.stop() : undefined));
     const client = new LibvirtClient({
@@ -595,7 +609,7 @@ describe('the inventory against a scripted libvirtd', () => {
       client,
       registry: reg,
       log: silent,
-      intervalMs: 60_000,
+      intervalMs,
       clock: () => reg.now(),
       retryMs: 100,
     });
@@ -627,6 +641,34 @@ describe('the inventory against a scripted libvirtd', () => {
     );
     expect(changes.filter((c) => c.vmId === UUID_A).map((c) => c.stats.status)).toEqual(['Up', 'Paused', 'Up', 'Down']);
     expect(reg.has(UUID_A)).toBe(false);
+  });
+
+  it('a counter sample shows in the next call, whether stats were asked for before it (serialised ahead) or not', async () => {
+    const { reg } = await setup(30, true);
+    const rxOf = (): string | undefined => reg.get(UUID_A)?.network.vnet3?.rx;
+    const served = (): { rx: string | undefined; same: boolean } => {
+      const json = reg.allJson().toString();
+      const all = JSON.parse(json) as VmStats[];
+      // What the call serves is what the registry holds at that moment, nothing older (the
+      // clock-stamped times aside: the two are read a moment apart).
+      const untimed = (list: VmStats[]): string =>
+        JSON.stringify(list.map(({ statusTime: _s, elapsedTime: _e, ...rest }) => rest));
+      return { rx: all.find((v) => v.vmId === UUID_A)?.network.vnet3?.rx, same: untimed(all) === untimed(reg.all()) };
+    };
+    // Nobody has asked yet: samples land without being serialised; the first call builds them.
+    const first = await eventually(rxOf, (rx) => rx !== undefined && rx !== '0', 5000, 'a first sample');
+    const late = await eventually(rxOf, (rx) => rx !== first, 5000, 'a second sample with nobody asking');
+    let now = served();
+    expect(now.same).toBe(true);
+    expect(Number(now.rx)).toBeGreaterThanOrEqual(Number(late));
+    // Asked just now: the next samples are serialised as they land; calls show each of them.
+    for (let k = 0; k < 3; k++) {
+      const seen = now.rx;
+      await eventually(rxOf, (rx) => rx !== seen, 5000, `sample ${k + 1} after a call`);
+      now = served();
+      expect(now.same).toBe(true);
+      expect(Number(now.rx)).toBeGreaterThan(Number(seen));
+    }
   });
 
   it('libvirtd gone and back: no VM lost, no Down; a domain gone meanwhile is Down once', async () => {

@@ -30,6 +30,13 @@ import {
 /** VMs of a counter sample decoded and turned into bytes per event-loop turn (~0.5 ms of work). */
 const SAMPLE_SLICE = 32;
 
+/**
+ * Samples are serialised ahead only while someone asks for stats: the engine's full poll comes
+ * every 15 s, so a minute covers it with room to spare. With nobody asking, the first call after
+ * a quiet spell serialises what changed itself, and no CPU goes on bytes nobody reads.
+ */
+const SERIALISE_AHEAD_WHILE_ASKED_MS = 60_000;
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function* countersByDomain(
@@ -262,8 +269,10 @@ export class LibvirtInventory {
     // is decoded and each changed VM's `network` map built and serialised into its new bytes
     // (nothing visible changes yet; calls are answered between slices). Then every VM takes its
     // new map at once, so a call sees this sample for all VMs or for none, and the cached reply is
-    // brought up to date from the bytes made ready, so no call rebuilds it.
+    // brought up to date from the bytes made ready, so no call rebuilds it. All that only while
+    // someone asks for stats (SERIALISE_AHEAD_WHILE_ASKED_MS).
     const now = this.opts.clock() / 1000;
+    const ahead = registry.statsAskedWithin(SERIALISE_AHEAD_WHILE_ASKED_MS);
     const changed: [KnownDomain, string, Record<string, VmNetworkStats>][] = [];
     let slice = 0;
     for (const [id, counters] of sample) {
@@ -275,14 +284,14 @@ export class LibvirtInventory {
       if (!k) continue;
       const network = networkStats(k.nics, counters, now);
       if (sameNetwork(k.network, network)) continue;
-      prepareNetworkJson(id, network);
+      if (ahead) prepareNetworkJson(id, network);
       changed.push([k, id, network]);
     }
     for (const [k, id, network] of changed) {
       k.network = network;
       registry.hypervisorNetwork(id, network);
     }
-    if (changed.length > 0) registry.warmJson();
+    if (ahead && changed.length > 0) registry.warmJson();
   }
 }
 

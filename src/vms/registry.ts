@@ -61,6 +61,8 @@ export class VmRegistry {
   /** Channels of VMs libvirt stopped whose sockets are still there: not listed again for them. */
   private readonly parked = new Map<string, Map<ChannelName, ChannelGuestState>>();
   private readonly listeners = new Set<(change: VmChange) => void>();
+  /** When stats were last asked for (clock ms); never: -Infinity. */
+  private statsAskedAt = -Infinity;
   private readonly clock: () => number;
   private readonly log: Logger | undefined;
 
@@ -90,13 +92,21 @@ export class VmRegistry {
 
   /** Host.getAllVmStats' result as JSON bytes between `before` and `after`, each VM serialised once per change (statsJson.ts). */
   allJson(before?: Buffer, after?: Buffer, alloc?: (size: number) => Buffer): Buffer {
-    return statsArrayJson(this.vms.values(), this.clock(), before, after, alloc);
+    this.statsAskedAt = this.clock();
+    return statsArrayJson(this.vms.values(), this.statsAskedAt, before, after, alloc);
   }
 
   /** VM.getStats' result (a one-element array) as JSON bytes, or undefined for an unknown VM. */
   getJson(vmId: string, before?: Buffer, after?: Buffer): Buffer | undefined {
     const e = this.vms.get(vmId.toLowerCase());
-    return e ? statsArrayJson([e], this.clock(), before, after) : undefined;
+    if (!e) return undefined;
+    this.statsAskedAt = this.clock();
+    return statsArrayJson([e], this.statsAskedAt, before, after);
+  }
+
+  /** Whether anyone asked for stats in the last `ms` (libvirt's samples are serialised ahead only then). */
+  statsAskedWithin(ms: number): boolean {
+    return this.clock() - this.statsAskedAt <= ms;
   }
 
   has(vmId: string): boolean {
