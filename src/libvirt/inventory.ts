@@ -35,7 +35,7 @@ const SAMPLE_SLICE = 32;
  * every 15 s, so a minute covers it with room to spare. With nobody asking, the first call after
  * a quiet spell serialises what changed itself, and no CPU goes on bytes nobody reads.
  */
-const SERIALISE_AHEAD_WHILE_ASKED_MS = 60_000;
+export const SERIALISE_AHEAD_WHILE_ASKED_MS = 60_000;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
