@@ -45,6 +45,20 @@ describe('PollSlots', () => {
     }
   });
 
+  it('places a deadline at the first boundary at or after it: never early, at most one slot late', () => {
+    let now = 2_000_011;
+    const slots = new PollSlots(250, () => now);
+    for (const delay of [0, 1, 249, 250, 251, 4999, 5000, 5001]) {
+      const e = entry();
+      slots.scheduleNotBefore(e, delay);
+      const at = e.slot * 250;
+      expect(at).toBeGreaterThanOrEqual(now + delay);
+      expect(at).toBeLessThan(now + delay + 250);
+      slots.cancel(e);
+      now += 13;
+    }
+  });
+
   it('keeps a steady interval exactly: a round that ends a little after its slot is due one interval after it', () => {
     let now = 0;
     const slots = new PollSlots(slotWidthFor(5000), () => now);

@@ -4,7 +4,7 @@
 // timeouts -> unresponsive + resync, agent errors -> still alive, unreadable replies -> resync
 // at once and unresponsive only when they keep coming.
 import { afterEach, describe, expect, it } from 'vitest';
-import { QGA_SAME_REPLY, QgaCommandError, type QgaLink } from '../src/guest/qgaLink.js';
+import { QGA_SAME_REPLY, QgaCommandError, type QgaLink, type QgaReplyTo } from '../src/guest/qgaLink.js';
 import { QGA_PROTOCOL_ERRORS_TOLERATED, QgaPoller, type QgaSink } from '../src/channels/qgaPoller.js';
 import type { GuestReport } from '../src/guest/sanitize.js';
 import { qgaReturn } from './helpers/guestFixtures.js';
@@ -13,19 +13,22 @@ import { eventually } from './helpers/scriptedGuest.js';
 /** A reply's value, or a QgaCommandError. */
 type Answer = unknown;
 
-/** A transport whose agent answers from a table; every call is recorded. */
+/** A transport whose agent answers from a table (or `answerFor`); every call is recorded. */
 class ScriptedLink implements QgaLink {
   calls: string[] = [];
   answers = new Map<string, Answer>();
-  execute(command: string): Promise<unknown> {
+  answerFor = (command: string): Answer => this.answers.get(command);
+  execute(command: string, _args: unknown, _timeoutMs: number, replyTo: QgaReplyTo): void {
     this.calls.push(command);
-    const a = this.answers.get(command);
-    return a instanceof QgaCommandError ? Promise.reject(a) : Promise.resolve(a);
+    this.answerLater(this.answerFor(command), replyTo);
   }
-  resync(): Promise<void> {
+  resync(_timeoutMs: number, replyTo: QgaReplyTo): void {
     this.calls.push('sync');
-    const a = this.answers.get('sync');
-    return a instanceof QgaCommandError ? Promise.reject(a) : Promise.resolve();
+    this.answerLater(this.answers.get('sync'), replyTo);
+  }
+  /** As a link must: never from inside the call. */
+  private answerLater(a: Answer, replyTo: QgaReplyTo): void {
+    queueMicrotask(() => (a instanceof QgaCommandError ? replyTo.failed(a) : replyTo.answered(a)));
   }
 }
 
@@ -123,14 +126,12 @@ describe('QgaPoller', () => {
     const answers = link.answers;
     // One bad reply, then good ones again: resynced at once (no interval wait), never unresponsive.
     let bad = 1;
-    link.execute = (command: string): Promise<unknown> => {
-      link.calls.push(command);
+    link.answerFor = (command: string): Answer => {
       if (command === 'guest-network-get-interfaces' && bad > 0) {
         bad--;
-        return Promise.reject(new QgaCommandError('protocol', 'not JSON'));
+        return new QgaCommandError('protocol', 'not JSON');
       }
-      const a = command === 'guest-network-get-interfaces' ? qgaReturn('linux-interfaces') : answers.get(command);
-      return a instanceof QgaCommandError ? Promise.reject(a) : Promise.resolve(a);
+      return command === 'guest-network-get-interfaces' ? qgaReturn('linux-interfaces') : answers.get(command);
     };
     await eventually(
       () => link.calls.slice(before),

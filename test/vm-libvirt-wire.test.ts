@@ -419,30 +419,30 @@ describe('libvirt client against a scripted libvirtd', () => {
       .optionalString('{"return":[{"name":"lo"}]}')
       .bytes();
     fake.onCall = () => reply;
-    expect(await link.execute('guest-network-get-interfaces', undefined, 1000)).toEqual([{ name: 'lo' }]);
+    expect(await link.ask('guest-network-get-interfaces', undefined, 1000)).toEqual([{ name: 'lo' }]);
     reply = new XdrWriter()
       .optionalString('{"error":{"class":"CommandNotFound","desc":"The command guest-bogus has not been found"}}')
       .bytes();
-    await expect(link.execute('guest-bogus', undefined, 1000)).rejects.toMatchObject({
+    await expect(link.ask('guest-bogus', undefined, 1000)).rejects.toMatchObject({
       kind: 'agent',
       errorClass: 'CommandNotFound',
     });
     // A reply over the line cap of the socket path is dropped here too (libvirt passes up to 10 MiB).
     reply = new XdrWriter().optionalString(`{"return":"${'x'.repeat(1024 * 1024)}"}`).bytes();
-    await expect(link.execute('guest-get-host-name', undefined, 1000)).rejects.toMatchObject({ kind: 'agent' });
+    await expect(link.ask('guest-get-host-name', undefined, 1000)).rejects.toMatchObject({ kind: 'agent' });
     expect(notes).toEqual(['GUEST_ERR_LINE_TOO_LONG']);
     reply = {
       error: VirErr.agentUnresponsive,
       message: 'Guest agent is not responding: QEMU guest agent is not connected',
     };
     for (let i = 0; i < 3; i++) {
-      const e = await link.execute('guest-get-host-name', undefined, 1000).catch((x: unknown) => x);
+      const e = await link.ask('guest-get-host-name', undefined, 1000).catch((x: unknown) => x);
       expect(e).toBeInstanceOf(QgaCommandError);
       expect((e as QgaCommandError).kind).toBe('disconnected');
     }
     expect(lines.filter((l) => l.code === 'LIBVIRT_ERR_AGENT_NOT_CONNECTED')).toHaveLength(1);
     reply = new XdrWriter().optionalString('{"return":{"host-name":"vm1"}}').bytes();
-    expect(await link.execute('guest-get-host-name', undefined, 1000)).toEqual({ 'host-name': 'vm1' });
+    expect(await link.ask('guest-get-host-name', undefined, 1000)).toEqual({ 'host-name': 'vm1' });
     expect(lines.some((l) => l.msg === 'qemu-ga through libvirt answers again')).toBe(true);
   });
 });

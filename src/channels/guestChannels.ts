@@ -234,6 +234,11 @@ export class GuestChannels implements ChannelsDirListener {
     return new QgaPoller(link, new RegistrySink(this.opts.registry, s, guard), this.pollOpts);
   }
 
+  /** A link to a VM's qemu-ga over its socket (its timeouts wait on the pollers' wheel). */
+  socketLink(s: ChannelSocket, guard: InputGuard): QgaSocketLink {
+    return new QgaSocketLink(s.channel, guard, this.pollSlots);
+  }
+
   /** A link to a VM's qemu-ga other than its socket (libvirt), or null. */
   otherLink(s: ChannelSocket, guard: InputGuard): QgaLink | null {
     return this.qga.linkFor(s.vmId, (i) => guard.note(s.channel, i));
@@ -370,7 +375,7 @@ class QgaChannelOpener {
   }
   direct(): OpenChannel {
     const s = this.socket;
-    const link = new QgaSocketLink(s.channel, this.guard);
+    const link = this.channels.socketLink(s, this.guard);
     const poller = this.channels.poller(link, s, this.guard);
     link.onLinkChange = () => poller.linkReset();
     const conn = this.channels.connect(s, link, this.guard, this.initial);

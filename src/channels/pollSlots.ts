@@ -1,4 +1,4 @@
-// One timer for every qemu-ga poller. Each poller waking on its own timer meant a hundred
+// One timer for every qemu-ga poller, and for the timeouts of their commands. Each poller waking on its own timer meant a hundred
 // wake-ups a second with a thousand VMs polled every 5 s, and on a virtual machine a wake-up
 // from idle costs more than the poll it serves. Here due times are rounded DOWN to slot
 // boundaries (never later: the poll interval is a promise about how fresh addresses are), and
@@ -30,9 +30,20 @@ export class PollSlots {
 
   /** Runs `e.run` once, at the slot boundary at or before now + delayMs (at the next one if that has passed). */
   schedule(e: SlotEntry, delayMs: number): void {
-    this.cancel(e);
     const now = this.now();
-    const slot = Math.max(Math.floor((now + delayMs) / this.widthMs), Math.floor(now / this.widthMs) + 1);
+    this.place(e, Math.max(Math.floor((now + delayMs) / this.widthMs), Math.floor(now / this.widthMs) + 1));
+  }
+
+  /**
+   * Runs `e.run` once, at the first slot boundary at or after now + delayMs: never early, at most
+   * one slot late. For deadlines (a command's timeout), which must not fire before their time.
+   */
+  scheduleNotBefore(e: SlotEntry, delayMs: number): void {
+    this.place(e, Math.ceil((this.now() + delayMs) / this.widthMs));
+  }
+
+  private place(e: SlotEntry, slot: number): void {
+    this.cancel(e);
     e.slot = slot;
     const list = this.due.get(slot);
     if (list) list.push(e);

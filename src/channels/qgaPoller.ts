@@ -8,7 +8,7 @@
 // resyncs at once and only a run of them makes the agent unresponsive.
 import type { GuestReport } from '../guest/sanitize.js';
 import { GuestIssue, NO_ISSUES, noteIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
-import { QGA_SAME_REPLY, QgaCommandError, type QgaLink } from '../guest/qgaLink.js';
+import { QGA_SAME_REPLY, QgaCommandError, type QgaLink, type QgaReplyTo } from '../guest/qgaLink.js';
 import { QGA, QGA_POLLED, mapQgaHostName, mapQgaInterfaces, mapQgaOsInfo } from '../guest/qemuAgent.js';
 import { metrics } from '../metrics/metrics.js';
 import { PollSlots, slotWidthFor, type SlotEntry } from './pollSlots.js';
@@ -68,6 +68,9 @@ export class QgaPoller {
   private readonly mapped = new Map<string, Mapped>();
   /** When the command out was sent (performance.now()), for its latency metric. */
   private sentAt = 0;
+  /** Where the link answers a command and a resync (made once: a round allocates none). */
+  private readonly commandReply: QgaReplyTo = { answered: (v) => this.answered(v), failed: (e) => this.notAnswered(e) };
+  private readonly syncReply: QgaReplyTo = { answered: () => this.synced(), failed: (e) => this.syncFailed(e) };
 
   constructor(
     private readonly link: QgaLink,
@@ -109,7 +112,7 @@ export class QgaPoller {
     this.round();
   }
 
-  // A round is a small state machine over the link's promises rather than an async function:
+  // A round is a small state machine over the link's callbacks rather than an async function:
   // with a thousand pollers, async frames and their await promises were a fifth of the
   // daemon's idle allocation.
   private round(): void {
@@ -118,18 +121,18 @@ export class QgaPoller {
       this.commands();
       return;
     }
-    this.link.resync(this.opts.timeoutMs).then(this.synced, this.syncFailed);
+    this.link.resync(this.opts.timeoutMs, this.syncReply);
   }
 
-  private readonly synced = (): void => {
+  private synced(): void {
     this.needSync = false;
     this.detailsIn = 0; // whatever went wrong may have hidden a change: ask everything
     this.commands();
-  };
+  }
 
-  private readonly syncFailed = (err: unknown): void => {
+  private syncFailed(err: QgaCommandError): void {
     this.ended(() => this.failed(err));
-  };
+  }
 
   /** The round's commands: network data, and host name and OS info when due. */
   private commands(): void {
@@ -153,10 +156,10 @@ export class QgaPoller {
       return;
     }
     this.sentAt = performance.now();
-    this.link.execute(command, undefined, this.opts.timeoutMs).then(this.answered, this.notAnswered);
+    this.link.execute(command, undefined, this.opts.timeoutMs, this.commandReply);
   }
 
-  private readonly answered = (value: unknown): void => {
+  private answered(value: unknown): void {
     metrics.qgaCommand(this.list[this.index] ?? '', 'ok', (performance.now() - this.sentAt) / 1000);
     this.protocolErrors = 0;
     const m = this.mappedOf(this.list[this.index] ?? '', value);
@@ -164,12 +167,12 @@ export class QgaPoller {
     if (m.issues.size)
       for (const [code, n] of m.issues) noteIssue((this.issues ??= new Map<GuestIssueCode, number>()), code, n);
     this.next();
-  };
+  }
 
-  private readonly notAnswered = (err: unknown): void => {
+  private notAnswered(err: QgaCommandError): void {
     const command = this.list[this.index] ?? '';
     metrics.qgaCommand(command, 'error', (performance.now() - this.sentAt) / 1000);
-    if (err instanceof QgaCommandError && err.kind === 'agent') {
+    if (err.kind === 'agent') {
       // The agent answered: it is alive, it just cannot do this one.
       if (err.errorClass === 'CommandNotFound' || err.errorClass === 'CommandDisabled')
         (this.unsupported ??= new Set()).add(command);
@@ -182,7 +185,7 @@ export class QgaPoller {
       this.flush();
       this.failed(err);
     });
-  };
+  }
 
   /** Ends the round (whatever `last` throws) and schedules the next. */
   private ended(last: () => void): void {

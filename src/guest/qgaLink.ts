@@ -33,10 +33,26 @@ export class QgaCommandError extends Error {
  */
 export const QGA_SAME_REPLY: unique symbol = Symbol('qemu-ga repeated its last reply');
 
-/** How a poller reaches qemu-ga. Failures reject with QgaCommandError. */
+/**
+ * Where a link's outcome goes: exactly one of the two per execute() or resync(), and never from
+ * inside that call. Callbacks, not promises: with a thousand polled agents a promise, its
+ * reactions and a timer per command were a tenth of the daemon's idle CPU.
+ */
+export interface QgaReplyTo {
+  /** The command's `return` value (unsanitised: the poller maps it), QGA_SAME_REPLY, or undefined for a resync. */
+  answered(value: unknown): void;
+  failed(err: QgaCommandError): void;
+}
+
+/** How a poller reaches qemu-ga. */
 export interface QgaLink {
-  /** Sends one command; resolves with its `return` value (unsanitised: the poller maps it), or QGA_SAME_REPLY. */
-  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown>;
-  /** Brings the stream back in step (guest-sync-delimited); a no-op where the transport does it. */
-  resync(timeoutMs: number): Promise<void>;
+  /** Sends one command; its answer or failure goes to `replyTo`. */
+  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number, replyTo: QgaReplyTo): void;
+  /** Brings the stream back in step (guest-sync-delimited); answered at once where the transport does it. */
+  resync(timeoutMs: number, replyTo: QgaReplyTo): void;
+}
+
+/** A failure from inside execute()/resync() reaches `replyTo` after the call returns. */
+export function failLater(replyTo: QgaReplyTo, err: QgaCommandError): void {
+  queueMicrotask(() => replyTo.failed(err));
 }

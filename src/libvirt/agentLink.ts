@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { GuestIssue, type IssueCounts } from '../guest/issues.js';
 import { GUEST_LIMITS } from '../guest/sanitize.js';
 import { commandJson, parseQgaReply } from '../guest/qemuAgent.js';
-import { QgaCommandError, type QgaFailureKind, type QgaLink } from '../guest/qgaLink.js';
+import { QgaCommandError, type QgaFailureKind, type QgaLink, type QgaReplyTo } from '../guest/qgaLink.js';
 import { LibvirtCallError, LibvirtUnavailableError, type LibvirtClient } from './client.js';
 import { VirErr } from './wire.js';
 
@@ -56,7 +56,16 @@ export class LibvirtQgaLink implements QgaLink {
     private readonly note: (issues: IssueCounts) => void,
   ) {}
 
-  async execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
+  execute(command: string, args: Record<string, unknown> | undefined, timeoutMs: number, replyTo: QgaReplyTo): void {
+    this.ask(command, args, timeoutMs).then(
+      (value) => replyTo.answered(value),
+      (err: unknown) =>
+        replyTo.failed(err instanceof QgaCommandError ? err : new QgaCommandError('disconnected', String(err))),
+    );
+  }
+
+  /** One agent-command call: the reply's `return` value, or a QgaCommandError. */
+  async ask(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
     let text: string;
     try {
       text = await this.client.agentCommand(this.vmId, commandJson(command, args), timeoutMs);
@@ -86,7 +95,9 @@ export class LibvirtQgaLink implements QgaLink {
   }
 
   /** libvirt synchronises with the agent itself (guest-sync) before it sends a command. */
-  async resync(): Promise<void> {}
+  resync(_timeoutMs: number, replyTo: QgaReplyTo): void {
+    queueMicrotask(() => replyTo.answered(undefined));
+  }
 }
 
 /**

@@ -7,7 +7,7 @@
 // path: the daemon calls load() once the start-up connections are open, and a scrape before then
 // waits for it. Until it loads, the recorders count into plain maps (./early.ts) whose totals
 // it takes over, so what was counted at start-up is on the first scrape.
-import type { Gauge, Registry } from 'prom-client';
+import type { Gauge, Histogram, Registry } from 'prom-client';
 import {
   EarlyCounter,
   EarlyGauge,
@@ -16,6 +16,7 @@ import {
   type GaugeRecorder,
   type HistogramRecorder,
 } from './early.js';
+import { BucketCounts } from './bucketCounts.js';
 import { GuestIssue, type IssueCounts } from '../guest/issues.js';
 import { CHANNEL_NAMES, ErrorCode, type VmStats } from '../wire.js';
 
@@ -68,7 +69,6 @@ export class DaemonMetrics {
   private readonly early = {
     guestInput: new EarlyCounter(),
     channelReconnects: new EarlyCounter(),
-    qgaCommands: new EarlyHistogram(LOCAL_BUCKETS),
     rpcRequests: new EarlyCounter(),
     rpcDuration: new EarlyHistogram(LOCAL_BUCKETS),
     connections: new EarlyGauge(),
@@ -78,7 +78,8 @@ export class DaemonMetrics {
   };
   private guestInput: CounterRecorder = this.early.guestInput;
   private channelReconnects: CounterRecorder = this.early.channelReconnects;
-  private qgaCommands: HistogramRecorder = this.early.qgaCommands;
+  /** Counted here for the daemon's life (not only until prom-client loads): see bucketCounts.ts. */
+  private readonly qgaCommands = new BucketCounts(LOCAL_BUCKETS, ['command', 'outcome'] as const);
   private rpcRequests: CounterRecorder = this.early.rpcRequests;
   private rpcDuration: HistogramRecorder = this.early.rpcDuration;
   private connections: GaugeRecorder = this.early.connections;
@@ -157,15 +158,35 @@ export class DaemonMetrics {
         registers,
       }),
     );
-    this.qgaCommands = early.qgaCommands.moveTo(
-      new prom.Histogram({
-        name: 'vdsm_agentd_qga_command_duration_seconds',
-        help: 'Time from sending a qemu-ga command to its answer; outcome error: agent error, timeout or link lost',
-        labelNames: ['command', 'outcome'],
-        buckets: LOCAL_BUCKETS,
-        registers,
-      }),
-    );
+    const qgaCommands = this.qgaCommands;
+    const qgaName = 'vdsm_agentd_qga_command_duration_seconds';
+    const qgaHelp =
+      'Time from sending a qemu-ga command to its answer; outcome error: agent error, timeout or link lost';
+    type QgaGet = ReturnType<Histogram<'command' | 'outcome'>['get']>;
+    // Its samples come from the counts above; prom-client's registry only reads them.
+    class QgaCommandHistogram extends prom.Histogram<'command' | 'outcome'> {
+      override get(): QgaGet {
+        const values = qgaCommands.values(qgaName);
+        return Promise.resolve({
+          name: qgaName,
+          help: qgaHelp,
+          type: 'histogram',
+          aggregator: 'sum',
+          values,
+        } as unknown as Awaited<QgaGet>); // the typings list a `collect` that get() never returns
+      }
+      /** What the registry reads when it prints (prom-client's Histogram has it too). */
+      getForPromString(): QgaGet {
+        return this.get();
+      }
+    }
+    new QgaCommandHistogram({
+      name: qgaName,
+      help: qgaHelp,
+      labelNames: ['command', 'outcome'],
+      buckets: LOCAL_BUCKETS,
+      registers,
+    });
     this.rpcRequests = early.rpcRequests.moveTo(
       new prom.Counter({
         name: 'vdsm_agentd_rpc_requests_total',
@@ -297,7 +318,7 @@ export class DaemonMetrics {
 
   /** One qemu-ga command's answer (or failure) after `seconds`. */
   qgaCommand(command: string, outcome: 'ok' | 'error', seconds: number): void {
-    this.qgaCommands.observe({ command, outcome }, seconds);
+    this.qgaCommands.observe(command, outcome, seconds);
   }
 
   /** One dispatched JSON-RPC request; `errorCode` null when it succeeded. */
