@@ -28,7 +28,7 @@ export class BucketCounts<A extends string, B extends string> {
 
   observe(a: string, b: string, value: number): void {
     let byB = this.series.get(a);
-    if (!byB) this.series.set(a, (byB = new Map()));
+    if (!byB) this.series.set(a, (byB = new Map<string, Series>()));
     let s = byB.get(b);
     if (!s) byB.set(b, (s = { counts: new Array<number>(this.bounds.length + 1).fill(0), sum: 0, total: 0 }));
     // prom-client's rule: the first bound >= the value, else +Inf.
