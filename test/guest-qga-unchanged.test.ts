@@ -57,6 +57,33 @@ describe('QgaReader: replies unchanged but for their counters', () => {
     expect(value(r.push(ifaces('10.0.0.1', counters(9)), IFACES)[0])).toBeInstanceOf(Array);
   });
 
+  it('sees a change of any one byte outside the counters, wherever the line sits in its buffer', () => {
+    // The check hashes four bytes at a time from the line's own offset: every alignment, and a
+    // change in the last one to three bytes (hashed one by one), must still be seen.
+    const base = ifaces('10.0.0.1', counters(1));
+    const counterStart = base.indexOf('"statistics": ') + '"statistics": '.length;
+    const counterEnd = base.indexOf('}', counterStart) + 1;
+    for (let offset = 0; offset < 4; offset++) {
+      for (let at = 0; at < base.length - 1; at++) {
+        if (at >= counterStart && at < counterEnd) continue;
+        const r = new QgaReader();
+        value(r.push(base, IFACES)[0]);
+        const changed = Buffer.alloc(offset + base.length);
+        base.copy(changed, offset);
+        changed[offset + at] = base[at] === 0x41 ? 0x42 : 0x41; // 'A' or 'B': not JSON-special
+        const [ev] = r.push(changed.subarray(offset), IFACES);
+        expect([at, reply(ev) === SAME_REPLY]).toEqual([at, false]);
+      }
+      // The same bytes at this offset, counters moved: still the same reply.
+      const r = new QgaReader();
+      value(r.push(base, IFACES)[0]);
+      const moved = ifaces('10.0.0.1', counters(77));
+      const shifted = Buffer.alloc(offset + moved.length);
+      moved.copy(shifted, offset);
+      expect(reply(r.push(shifted.subarray(offset), IFACES)[0])).toBe(SAME_REPLY);
+    }
+  });
+
   it('parses again when the counters are not plain integers, and reports what is not JSON', () => {
     const r = new QgaReader();
     value(r.push(ifaces('10.0.0.1', counters(1)), IFACES)[0]);

@@ -22,6 +22,8 @@ export class PollSlots {
   private timer: NodeJS.Timeout | null = null;
   /** The slot the timer is armed for (Infinity: not armed). */
   private armedSlot = Infinity;
+  /** True while fire() runs the due slots. */
+  private firing = false;
 
   constructor(
     readonly widthMs: number,
@@ -39,7 +41,8 @@ export class PollSlots {
    * one slot late. For deadlines (a command's timeout), which must not fire before their time.
    */
   scheduleNotBefore(e: SlotEntry, delayMs: number): void {
-    this.place(e, Math.ceil((this.now() + delayMs) / this.widthMs));
+    const now = this.now();
+    this.place(e, Math.max(Math.ceil((now + delayMs) / this.widthMs), Math.floor(now / this.widthMs) + 1));
   }
 
   private place(e: SlotEntry, slot: number): void {
@@ -48,7 +51,9 @@ export class PollSlots {
     const list = this.due.get(slot);
     if (list) list.push(e);
     else this.due.set(slot, [e]);
-    if (slot < this.armedSlot) this.arm(slot);
+    // While the slots run, fire() arms once when they are done (a command's timeout placed by
+    // every round it starts would otherwise re-arm the timer each time).
+    if (slot < this.armedSlot && !this.firing) this.arm(slot);
   }
 
   /** Unschedules `e` (it stays in its slot's list, skipped when the slot runs). */
@@ -74,6 +79,7 @@ export class PollSlots {
     this.armedSlot = Infinity;
     const nowSlot = Math.floor(this.now() / this.widthMs);
     let failure: Error | null = null;
+    this.firing = true;
     // Every slot that is due (a late timer may cover several); what a callback schedules lands
     // in a later slot, so this loop ends.
     for (const [slot, list] of this.due) {
@@ -89,6 +95,7 @@ export class PollSlots {
         }
       }
     }
+    this.firing = false;
     let next = Infinity;
     for (const slot of this.due.keys()) if (slot < next) next = slot;
     if (next !== Infinity && next < this.armedSlot) this.arm(next);

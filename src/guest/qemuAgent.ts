@@ -176,19 +176,33 @@ interface Fingerprint {
   issues: IssueCounts;
 }
 
-// Two 32-bit multiply-xor lanes over the bytes (cyrb53's round; each step is a bijection of the
-// state, so replies of equal length that differ in one place never collide). Module state: no
-// allocation per reply.
+// Two 32-bit multiply-xor lanes over the bytes, four at a time (cyrb53's round; each step is a
+// bijection of the state, so replies of equal length that differ in one place never collide).
+// Module state: no allocation per reply. A word at a time took the unchanged-reply check from
+// the daemon's largest function at idle to a third of that.
 let lane1 = 0;
 let lane2 = 0;
 function hashInit(): void {
   lane1 = 0xdeadbeef;
   lane2 = 0x41c6ce57;
 }
+/** A DataView of the last ArrayBuffer hashed (lines are mostly views of the channels' one read buffer). */
+let words: DataView = new DataView(new ArrayBuffer(0));
 function hashBytes(b: Uint8Array, from: number, to: number): void {
   let h1 = lane1;
   let h2 = lane2;
-  for (let i = from; i < to; i++) {
+  let i = from;
+  const wordsEnd = from + ((to - from) & ~3);
+  if (wordsEnd > from) {
+    if (words.buffer !== b.buffer) words = new DataView(b.buffer);
+    const dv = words;
+    for (let at = b.byteOffset + i; i < wordsEnd; i += 4, at += 4) {
+      const w = dv.getUint32(at, true);
+      h1 = Math.imul(h1 ^ w, 2654435761);
+      h2 = Math.imul(h2 ^ w, 1597334677);
+    }
+  }
+  for (; i < to; i++) {
     const c = b[i]!;
     h1 = Math.imul(h1 ^ c, 2654435761);
     h2 = Math.imul(h2 ^ c, 1597334677);
