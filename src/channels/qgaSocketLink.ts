@@ -31,6 +31,8 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
   private readonly deadline: SlotEntry = { run: () => this.timedOut(), slot: -1 };
   /** A settled command's outcome on its way to the poller (at most one: the poller waits for it before sending). */
   private outcome: { replyTo: QgaReplyTo; value: unknown; err: QgaCommandError | null } | null = null;
+  /** While data() reads a chunk: an outcome waits for its end. */
+  private reading = false;
   /** Called when the connection comes or goes (the poller resyncs and polls at once). */
   onLinkChange: () => void = () => {};
 
@@ -55,6 +57,19 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
   }
 
   data(chunk: Buffer): void {
+    this.reading = true;
+    try {
+      this.read(chunk);
+    } catch (err) {
+      this.reading = false;
+      if (this.outcome) queueMicrotask(this.deliver); // the poller still hears how its command ended
+      throw err;
+    }
+    this.reading = false;
+    this.deliver();
+  }
+
+  private read(chunk: Buffer): void {
     for (const ev of this.reader.push(chunk, this.pending && !this.pending.sync ? this.pending.answering : null)) {
       if (ev.type === 'synced') {
         if (this.pending?.sync) this.settle(undefined, null);
@@ -135,16 +150,16 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     if (p) this.settle(null, new QgaCommandError('timeout', `${p.what} got no answer within ${p.timeoutMs} ms`));
   }
 
-  // The outcome reaches the poller in a microtask, as a promise's would: after the chunk that
-  // settled it is read to its end, so a line behind the reply is never taken for the reply to
-  // the command the poller sends next.
+  // The outcome reaches the poller once the chunk that settled it is read to its end (so a line
+  // behind the reply is never taken for the reply to the command the poller sends next), and
+  // otherwise (a timeout, a lost link) in a microtask, as a promise's would.
   private settle(value: unknown, err: QgaCommandError | null): void {
     const p = this.pending;
     if (!p) return;
     this.pending = null;
     this.slots.cancel(this.deadline);
     this.outcome = { replyTo: p.replyTo, value, err };
-    queueMicrotask(this.deliver);
+    if (!this.reading) queueMicrotask(this.deliver);
   }
 
   private readonly deliver = (): void => {
