@@ -39,6 +39,14 @@ const lenientUtf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 /** Bytes -> string; invalid UTF-8 sequences become U+FFFD (and are counted). */
 export function decodeUtf8(bytes: Uint8Array, issues: IssueCounts): string {
+  // Buffer's decoder (one native call, cheaper than TextDecoder's) turns every invalid sequence
+  // into U+FFFD, so a result without one came from valid UTF-8 and is what the strict decoder
+  // gives. A result with one (invalid bytes, or a U+FFFD the guest really sent) is decoded again
+  // below, exactly as before.
+  if (Buffer.isBuffer(bytes)) {
+    const text = bytes.toString();
+    if (!text.includes('\ufffd')) return text;
+  }
   try {
     return strictUtf8.decode(bytes);
   } catch {

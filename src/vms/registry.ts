@@ -162,7 +162,8 @@ export class VmRegistry {
 
   /** Sanitised data from a channel; hearing it also makes that agent responsive. */
   report(vmId: string, channel: ChannelName, report: GuestReport): void {
-    const s = this.stateOf(vmId, channel);
+    const e = this.entryOf(vmId);
+    const s = e?.channels.get(channel);
     if (!s) return;
     let touched = s.agentStatus !== 'responsive';
     s.agentStatus = 'responsive';
@@ -170,25 +171,29 @@ export class VmRegistry {
       s.netIfaces = freezeInterfaces(report.netIfaces);
       touched = true;
     }
-    for (const k of ['guestName', 'guestFQDN', 'guestOs'] as const) {
+    for (const k of TEXT_FIELDS) {
       const v = report[k];
       if (v !== undefined && v !== s[k]) {
         s[k] = v;
         touched = true;
       }
     }
-    if (touched) this.rebuild(this.vms.get(vmId.toLowerCase())!);
+    if (touched) this.rebuild(e!);
   }
 
-  /** An agent answered (responsive) or stopped answering (unresponsive; its data is kept). */
+  /**
+   * An agent answered (responsive) or stopped answering (unresponsive; its data is kept).
+   * Responsive is also what a report without data (an oVirt heartbeat) comes to.
+   */
   setAgentStatus(vmId: string, channel: ChannelName, status: 'responsive' | 'unresponsive'): void {
-    const s = this.stateOf(vmId, channel);
+    const e = this.entryOf(vmId);
+    const s = e?.channels.get(channel);
     if (!s || s.agentStatus === status) return;
     // An oVirt agent never heard from stays "unknown": silence from one that never spoke is not
     // news. qemu-ga is asked, so a command it failed to answer is "qga not answering" (SPEC 3).
     if (status === 'unresponsive' && s.agentStatus === 'unknown' && channelProtocol(channel) === 'ovirt') return;
     s.agentStatus = status;
-    this.rebuild(this.vms.get(vmId.toLowerCase())!);
+    this.rebuild(e!);
   }
 
   /** The VMs libvirt has told of (for its inventory's reconciliation after a reconnect). */
@@ -252,8 +257,12 @@ export class VmRegistry {
     this.emit(e, ['status']);
   }
 
-  private stateOf(vmId: string, channel: ChannelName): ChannelGuestState | undefined {
-    return this.vms.get(vmId.toLowerCase())?.channels.get(channel);
+  /**
+   * Ids are kept lower-case and callers mostly have them so already: one lookup, and lower-casing
+   * (a new string to hash on every agent message) only for an id that did not match as it is.
+   */
+  private entryOf(vmId: string): VmEntry | undefined {
+    return this.vms.get(vmId) ?? this.vms.get(vmId.toLowerCase());
   }
 
   private rebuild(e: VmEntry): void {
@@ -276,6 +285,9 @@ export class VmRegistry {
     }
   }
 }
+
+/** The text fields a report may carry (one list, not a literal per report). */
+const TEXT_FIELDS = ['guestName', 'guestFQDN', 'guestOs'] as const;
 
 function freezeInterfaces(list: GuestReport['netIfaces'] & object): NonNullable<GuestReport['netIfaces']> {
   for (const i of list) {
