@@ -4,7 +4,7 @@
 // handler that ties them together.
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { LineFramer, QGA_DELIMITER, type Frame, type FrameSink } from '../src/guest/framing.js';
+import { LineFramer, QGA_DELIMITER, isBlank, type Frame, type FrameSink } from '../src/guest/framing.js';
 import { GuestIssue, type IssueCounts } from '../src/guest/issues.js';
 import { parseOvirtLine } from '../src/guest/ovirtAgent.js';
 import { decodeUtf8 } from '../src/guest/sanitize.js';
@@ -55,6 +55,18 @@ describe('decodeUtf8 through Buffer', () => {
     expect(invalid).toBeGreaterThan(1000); // the sample really had broken sequences
   });
 
+  it('a range of a chunk decodes as that range on its own would', () => {
+    for (let seed = 0; seed < 2000; seed++) {
+      const chunk = randomBytes(seed, 40);
+      const start = seed % 13;
+      const end = 40 - (seed % 7);
+      const alone: IssueCounts = new Map();
+      const ranged: IssueCounts = new Map();
+      expect(decodeUtf8(chunk, ranged, start, end)).toBe(decodeUtf8(Buffer.from(chunk.subarray(start, end)), alone));
+      expect(ranged).toEqual(alone);
+    }
+  });
+
   it('a U+FFFD the guest really sent, a BOM and surrogates encoded in UTF-8 decode as before', () => {
     for (const hex of ['efbfbd', 'efbbbf41', 'eda080', 'f09f9880', 'c080', 'f4908080', '41efbfbd42ff']) {
       const bytes = Buffer.from(hex, 'hex');
@@ -89,6 +101,23 @@ describe('parseOvirtLine issues', () => {
     expect(parseOvirtLine(heartbeat(5)).issues.size).toBe(0);
   });
 
+  it('a line given as a range of its chunk parses as the line alone', () => {
+    const lines = [
+      heartbeat(7).toString(),
+      '{"__name__": "heartbeat", "apiVersion": "x"}',
+      '{"__name__": "host-name", "name": "web\u0007"}',
+      '[1, 2]',
+      'not json',
+    ];
+    const chunk = Buffer.from(lines.join('\n') + '\n');
+    let start = 0;
+    for (const text of lines) {
+      const end = chunk.indexOf(0x0a, start);
+      expect(parseOvirtLine(chunk, start, end), text).toEqual(parseOvirtLine(Buffer.from(text)));
+      start = end + 1;
+    }
+  });
+
   it('issues add up within a line as before (a name with a control character, an unknown message)', () => {
     const m = parseOvirtLine(Buffer.from('{"__name__": "heart\\u0001beat"}'));
     expect(m.name).toBe('heart\ufffdbeat');
@@ -108,8 +137,8 @@ describe('parseOvirtLine issues', () => {
 describe('LineFramer.feed', () => {
   class Recorder implements FrameSink {
     readonly frames: string[] = [];
-    line(bytes: Buffer): void {
-      this.frames.push(`line:${bytes.toString('hex')}`);
+    line(chunk: Buffer, start: number, end: number): void {
+      this.frames.push(`line:${chunk.toString('hex', start, end)}`);
     }
     dropped(code: string): void {
       this.frames.push(code);
@@ -137,6 +166,14 @@ describe('LineFramer.feed', () => {
       }
       expect(sink.frames).toEqual(listed);
     }
+  });
+
+  it('isBlank looks at the range only', () => {
+    const chunk = Buffer.from('{} \t\r\n{');
+    expect(isBlank(chunk, 2, 5)).toBe(true);
+    expect(isBlank(chunk, 1, 5)).toBe(false);
+    expect(isBlank(chunk, 2, 7)).toBe(false);
+    expect(isBlank(chunk.subarray(2, 5))).toBe(true);
   });
 
   it("push() lists stay each call's own", () => {

@@ -39,9 +39,9 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   }
 
   /** FrameSink: a line the framer found. */
-  line(bytes: Buffer): void {
-    if (isBlank(bytes) || !this.guard.admitMessage(this.channel)) return;
-    this.handleLine(bytes);
+  line(chunk: Buffer, start: number, end: number): void {
+    if (isBlank(chunk, start, end) || !this.guard.admitMessage(this.channel)) return;
+    this.handleLine(chunk, start, end);
   }
 
   /** FrameSink: a line over the cap was dropped. */
@@ -54,8 +54,8 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
     // never called
   }
 
-  private handleLine(line: Buffer): void {
-    const msg = parseOvirtLine(line);
+  private handleLine(chunk: Buffer, start: number, end: number): void {
+    const msg = parseOvirtLine(chunk, start, end);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
     this.heard();

@@ -15,8 +15,11 @@ export type Frame =
 
 /** Takes frames as the framer finds them (see LineFramer.feed), in the order push() lists them. */
 export interface FrameSink {
-  /** A line: valid as long as a `line` Frame's bytes are (see Frame). */
-  line(bytes: Buffer): void;
+  /**
+   * A line: `chunk[start, end)`, valid as long as a `line` Frame's bytes are (see Frame). A range,
+   * not a view: a view per line was ~100 bytes of garbage and a constructor call.
+   */
+  line(chunk: Buffer, start: number, end: number): void;
   dropped(code: typeof GuestIssue.lineTooLong): void;
   delimiter(): void;
 }
@@ -27,8 +30,8 @@ const NO_FRAMES: Frame[] = [];
 /** push()'s sink: collects the frames into a list. */
 class FrameList implements FrameSink {
   frames: Frame[] = NO_FRAMES;
-  line(bytes: Buffer): void {
-    this.frames.push({ kind: 'line', bytes });
+  line(chunk: Buffer, start: number, end: number): void {
+    this.frames.push({ kind: 'line', bytes: start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end) });
   }
   dropped(code: typeof GuestIssue.lineTooLong): void {
     this.frames.push({ kind: 'dropped', code });
@@ -99,13 +102,13 @@ export class LineFramer {
         // A whole line inside this chunk: a view of it, not a copy (see Frame).
         const len = end - start;
         if (len > this.maxLineBytes) sink.dropped(GuestIssue.lineTooLong);
-        else if (len > 0) sink.line(buf.subarray(start, end));
+        else if (len > 0) sink.line(buf, start, end);
       } else {
         this.append(buf.subarray(start, end), sink);
         if (!this.skipping && this.pendingBytes > 0) {
           const line = this.take();
           this.reset();
-          sink.line(line);
+          sink.line(line, 0, line.length);
         } else this.reset();
       }
       start = end + 1;
@@ -131,9 +134,9 @@ export class LineFramer {
   }
 }
 
-/** True for a line of only spaces/tabs/CR (a keep-alive or a CRLF leftover): not a message. */
-export function isBlank(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) {
+/** True for a line (`bytes[start, end)`) of only spaces/tabs/CR (a keep-alive or a CRLF leftover): not a message. */
+export function isBlank(bytes: Uint8Array, start = 0, end = bytes.length): boolean {
+  for (let i = start; i < end; i++) {
     const b = bytes[i];
     if (b !== 0x20 && b !== 0x09 && b !== 0x0d) return false;
   }

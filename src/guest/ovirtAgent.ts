@@ -59,9 +59,10 @@ export function negotiateApiVersion(current: number, announced: number | null): 
 // parser is synchronous, and the Map is emptied before each line (also after a throw).
 const lineIssues: IssueCounts = new Map();
 
-export function parseOvirtLine(line: Uint8Array): OvirtMessage {
+/** One line (`line[start, end)`, without its newline) -> the message it is. */
+export function parseOvirtLine(line: Uint8Array, start = 0, end = line.length): OvirtMessage {
   if (lineIssues.size) lineIssues.clear();
-  const result = readLine(line, lineIssues);
+  const result = readLine(line, start, end, lineIssues);
   if (lineIssues.size) {
     result.issues = new Map(lineIssues);
     lineIssues.clear();
@@ -69,9 +70,9 @@ export function parseOvirtLine(line: Uint8Array): OvirtMessage {
   return result;
 }
 
-function readLine(line: Uint8Array, issues: IssueCounts): OvirtMessage {
+function readLine(line: Uint8Array, start: number, end: number, issues: IssueCounts): OvirtMessage {
   const result: OvirtMessage = { name: null, report: null, apiVersion: null, valid: false, issues: NO_ISSUES };
-  const value = parseJson(decodeUtf8(line, issues), issues);
+  const value = parseJson(decodeUtf8(line, issues, start, end), issues);
   if (value === undefined) return result;
   if (!isPlainObject(value)) {
     noteIssue(issues, GuestIssue.notObject);
