@@ -120,7 +120,7 @@ export class VmRegistry {
 
   /** A channel socket appeared: the VM is known (Up) from now on. */
   channelAdded(vmId: string, channel: ChannelName): void {
-    const id = vmId.toLowerCase();
+    const id = keyOf(vmId);
     const parked = this.parked.get(id);
     if (parked) {
       parked.set(channel, emptyChannelState());
@@ -203,7 +203,7 @@ export class VmRegistry {
 
   /** libvirt has this VM active: listed, with libvirt's status, start and vNICs. */
   hypervisorSet(vmId: string, view: HypervisorView): void {
-    const id = vmId.toLowerCase();
+    const id = keyOf(vmId);
     const e = this.vms.get(id);
     if (!e) {
       // Sockets left from a previous run of the domain: kept, but what they said is not this run's.
@@ -284,6 +284,16 @@ export class VmRegistry {
       }
     }
   }
+}
+
+/**
+ * The key a VM is kept under: its id in lower case, as the very string given when that is already
+ * lower-case, so that lookups with the string a channel was found under match it by identity
+ * rather than by comparing 36 characters in a cold hash table on every agent message.
+ */
+function keyOf(vmId: string): string {
+  const id = vmId.toLowerCase();
+  return id === vmId ? vmId : id;
 }
 
 /** The text fields a report may carry (one list, not a literal per report). */
