@@ -49,6 +49,18 @@ const MAX_UNSENT_BYTES = 64 * 1024;
 // Safe because handlers consume (or copy) a chunk synchronously, before the next read.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
+// Views of READ_BUFFER by length, each made on first use: a read hands its handler one of these
+// rather than a new subarray (~100 bytes of garbage and a constructor call per read, for every
+// agent message). Short reads only, where agents' messages are (a heartbeat is ~330 bytes): at
+// most ~0.4 MB even if every length occurs.
+const CACHED_VIEWS = 4096;
+const readViews = new Array<Buffer | undefined>(CACHED_VIEWS + 1).fill(undefined);
+
+function readView(n: number): Buffer {
+  if (n > CACHED_VIEWS) return READ_BUFFER.subarray(0, n);
+  return (readViews[n] ??= READ_BUFFER.subarray(0, n));
+}
+
 export class ChannelConnection {
   private socket: net.Socket | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -113,7 +125,7 @@ export class ChannelConnection {
       path,
       onread: {
         buffer: READ_BUFFER,
-        callback: (n: number): boolean => this.received(socket, READ_BUFFER.subarray(0, n)),
+        callback: (n: number): boolean => this.received(socket, readView(n)),
       },
     });
     this.socket = socket;

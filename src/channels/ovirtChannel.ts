@@ -4,12 +4,13 @@
 import type { ChannelName } from '../wire.js';
 import type { VmRegistry } from '../vms/registry.js';
 import type { ChannelHandler, ChannelWriter } from './channel.js';
-import { LineFramer, isBlank } from '../guest/framing.js';
+import { LineFramer, isBlank, type FrameSink } from '../guest/framing.js';
+import type { GuestIssue } from '../guest/issues.js';
 import type { InputGuard } from './inputGuard.js';
 import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from '../guest/ovirtAgent.js';
 import { GUEST_LIMITS } from '../guest/sanitize.js';
 
-export class OvirtChannelHandler implements ChannelHandler {
+export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes);
   private writer: ChannelWriter | null = null;
   private apiVersion = 0;
@@ -34,19 +35,27 @@ export class OvirtChannelHandler implements ChannelHandler {
   }
 
   data(chunk: Buffer): void {
-    for (const frame of this.framer.push(chunk)) {
-      if (frame.kind === 'dropped') {
-        this.guard.note(this.channel, new Map([[frame.code, 1]]));
-        continue;
-      }
-      if (frame.kind !== 'line' || isBlank(frame.bytes)) continue;
-      if (!this.guard.admitMessage(this.channel)) continue;
-      this.handleLine(frame.bytes);
-    }
+    this.framer.feed(chunk, this);
   }
 
-  private handleLine(line: Buffer): void {
-    const msg = parseOvirtLine(line);
+  /** FrameSink: a line the framer found. */
+  line(chunk: Buffer, start: number, end: number): void {
+    if (isBlank(chunk, start, end) || !this.guard.admitMessage(this.channel)) return;
+    this.handleLine(chunk, start, end);
+  }
+
+  /** FrameSink: a line over the cap was dropped. */
+  dropped(code: typeof GuestIssue.lineTooLong): void {
+    this.guard.note(this.channel, new Map([[code, 1]]));
+  }
+
+  /** FrameSink: the oVirt agent has no delimiter byte (the framer is made without one). */
+  delimiter(): void {
+    // never called
+  }
+
+  private handleLine(chunk: Buffer, start: number, end: number): void {
+    const msg = parseOvirtLine(chunk, start, end);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
     this.heard();
@@ -55,7 +64,9 @@ export class OvirtChannelHandler implements ChannelHandler {
       this.apiVersion = agreed;
       this.writer?.write(encodeApiVersion(agreed));
     }
-    this.registry.report(this.vmId, this.channel, msg.report ?? {});
+    // A message without data (heartbeat) only says the agent is alive: no empty report to compare.
+    if (msg.report) this.registry.report(this.vmId, this.channel, msg.report);
+    else this.registry.setAgentStatus(this.vmId, this.channel, 'responsive');
   }
 
   // A heartbeat only notes the time; the timer, armed for the silence after the message it was

@@ -37,13 +37,22 @@ export interface RawInterface {
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const lenientUtf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
-/** Bytes -> string; invalid UTF-8 sequences become U+FFFD (and are counted). */
-export function decodeUtf8(bytes: Uint8Array, issues: IssueCounts): string {
+/** Bytes (`bytes[start, end)`) -> string; invalid UTF-8 sequences become U+FFFD (and are counted). */
+export function decodeUtf8(bytes: Uint8Array, issues: IssueCounts, start = 0, end = bytes.length): string {
+  // Buffer's decoder (one native call, cheaper than TextDecoder's) turns every invalid sequence
+  // into U+FFFD, so a result without one came from valid UTF-8 and is what the strict decoder
+  // gives. A result with one (invalid bytes, or a U+FFFD the guest really sent) is decoded again
+  // below, exactly as before.
+  if (Buffer.isBuffer(bytes)) {
+    const text = bytes.toString('utf8', start, end);
+    if (!text.includes('\ufffd')) return text;
+  }
+  const part = start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end);
   try {
-    return strictUtf8.decode(bytes);
+    return strictUtf8.decode(part);
   } catch {
     noteIssue(issues, GuestIssue.textReplaced);
-    return lenientUtf8.decode(bytes);
+    return lenientUtf8.decode(part);
   }
 }
 

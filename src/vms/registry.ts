@@ -120,7 +120,7 @@ export class VmRegistry {
 
   /** A channel socket appeared: the VM is known (Up) from now on. */
   channelAdded(vmId: string, channel: ChannelName): void {
-    const id = vmId.toLowerCase();
+    const id = keyOf(vmId);
     const parked = this.parked.get(id);
     if (parked) {
       parked.set(channel, emptyChannelState());
@@ -162,7 +162,8 @@ export class VmRegistry {
 
   /** Sanitised data from a channel; hearing it also makes that agent responsive. */
   report(vmId: string, channel: ChannelName, report: GuestReport): void {
-    const s = this.stateOf(vmId, channel);
+    const e = this.entryOf(vmId);
+    const s = e?.channels.get(channel);
     if (!s) return;
     let touched = s.agentStatus !== 'responsive';
     s.agentStatus = 'responsive';
@@ -170,25 +171,29 @@ export class VmRegistry {
       s.netIfaces = freezeInterfaces(report.netIfaces);
       touched = true;
     }
-    for (const k of ['guestName', 'guestFQDN', 'guestOs'] as const) {
+    for (const k of TEXT_FIELDS) {
       const v = report[k];
       if (v !== undefined && v !== s[k]) {
         s[k] = v;
         touched = true;
       }
     }
-    if (touched) this.rebuild(this.vms.get(vmId.toLowerCase())!);
+    if (touched) this.rebuild(e!);
   }
 
-  /** An agent answered (responsive) or stopped answering (unresponsive; its data is kept). */
+  /**
+   * An agent answered (responsive) or stopped answering (unresponsive; its data is kept).
+   * Responsive is also what a report without data (an oVirt heartbeat) comes to.
+   */
   setAgentStatus(vmId: string, channel: ChannelName, status: 'responsive' | 'unresponsive'): void {
-    const s = this.stateOf(vmId, channel);
+    const e = this.entryOf(vmId);
+    const s = e?.channels.get(channel);
     if (!s || s.agentStatus === status) return;
     // An oVirt agent never heard from stays "unknown": silence from one that never spoke is not
     // news. qemu-ga is asked, so a command it failed to answer is "qga not answering" (SPEC 3).
     if (status === 'unresponsive' && s.agentStatus === 'unknown' && channelProtocol(channel) === 'ovirt') return;
     s.agentStatus = status;
-    this.rebuild(this.vms.get(vmId.toLowerCase())!);
+    this.rebuild(e!);
   }
 
   /** The VMs libvirt has told of (for its inventory's reconciliation after a reconnect). */
@@ -198,7 +203,7 @@ export class VmRegistry {
 
   /** libvirt has this VM active: listed, with libvirt's status, start and vNICs. */
   hypervisorSet(vmId: string, view: HypervisorView): void {
-    const id = vmId.toLowerCase();
+    const id = keyOf(vmId);
     const e = this.vms.get(id);
     if (!e) {
       // Sockets left from a previous run of the domain: kept, but what they said is not this run's.
@@ -252,8 +257,12 @@ export class VmRegistry {
     this.emit(e, ['status']);
   }
 
-  private stateOf(vmId: string, channel: ChannelName): ChannelGuestState | undefined {
-    return this.vms.get(vmId.toLowerCase())?.channels.get(channel);
+  /**
+   * Ids are kept lower-case and callers mostly have them so already: one lookup, and lower-casing
+   * (a new string to hash on every agent message) only for an id that did not match as it is.
+   */
+  private entryOf(vmId: string): VmEntry | undefined {
+    return this.vms.get(vmId) ?? this.vms.get(vmId.toLowerCase());
   }
 
   private rebuild(e: VmEntry): void {
@@ -276,6 +285,19 @@ export class VmRegistry {
     }
   }
 }
+
+/**
+ * The key a VM is kept under: its id in lower case, as the very string given when that is already
+ * lower-case, so that lookups with the string a channel was found under match it by identity
+ * rather than by comparing 36 characters in a cold hash table on every agent message.
+ */
+function keyOf(vmId: string): string {
+  const id = vmId.toLowerCase();
+  return id === vmId ? vmId : id;
+}
+
+/** The text fields a report may carry (one list, not a literal per report). */
+const TEXT_FIELDS = ['guestName', 'guestFQDN', 'guestOs'] as const;
 
 function freezeInterfaces(list: GuestReport['netIfaces'] & object): NonNullable<GuestReport['netIfaces']> {
   for (const i of list) {
