@@ -42,7 +42,7 @@ export function startDaemon(
           pid: proc.pid!,
           stop: () =>
             new Promise((r) => {
-              if (proc.exitCode !== null) return r();
+              if (proc.exitCode !== null || proc.signalCode !== null) return r(); // exited, or killed by a signal
               proc.once('exit', () => r());
               proc.kill('SIGTERM');
             }),
