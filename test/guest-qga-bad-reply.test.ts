@@ -117,6 +117,32 @@ describe('an unreadable reply from a scripted qemu-ga on a real socket', () => {
     await sub.close();
     await g.close();
   });
+
+  it("a stray reply behind the real one, in the same read, is not taken for the next command's reply", async () => {
+    // qemu-ga replies carry no id: they are matched in order, so a line the agent sends after
+    // its reply must be dropped as unexpected, not handed to the command the poller sends next
+    // (host name, right after the network data on a first round).
+    const vm = newVmId();
+    const g = await ScriptedGuest.listen(channelPath(t.dir, vm, QGA));
+    actAsQemuGa(g, (command) =>
+      command === IFACES
+        ? Buffer.concat([
+            fixtureBytes('qga/linux-interfaces.json'),
+            Buffer.from('{"return": {"host-name": "stray"}}\n'),
+          ])
+        : command === 'guest-get-host-name'
+          ? fixtureBytes('qga/host-name.json')
+          : fixtureBytes('qga/osinfo.json'),
+    );
+    const first = await eventually(
+      () => t.stats(vm),
+      (x) => x.guestName === 'vm' || x.guestName === 'stray',
+      10_000,
+      'host name from the first round',
+    );
+    expect(first.guestName).toBe('vm');
+    await g.close();
+  });
 });
 
 /**
