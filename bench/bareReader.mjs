@@ -1,7 +1,7 @@
 // The floor for the daemon's idle CPU (bench/qgaIdleCpu.ts, `--floor`): a Node process that does
 // only the I/O the protocols need at the daemon's default settings and nothing else — connect to
 // every channel socket, send the oVirt agent `refresh` once, send each qemu-ga
-// `guest-network-get-interfaces` every 5 s on the same 250 ms wheel the daemon uses, and read into
+// `guest-network-get-interfaces` every 5 s on the same 500 ms wheel the daemon uses, and read into
 // one shared buffer (net's `onread`), discarding the bytes. No parsing, no registry, no logging,
 // no metrics. The daemon's idle CPU minus this one's is what our own code costs; this one's is
 // what Node, libuv and the kernel charge for the same reads and writes on this machine.
@@ -13,7 +13,7 @@ import path from 'node:path';
 
 const dir = process.argv[process.argv.indexOf('--channels-dir') + 1];
 const INTERVAL_MS = 5000;
-const SLOTS = 20;
+const SLOTS = 10; // the daemon's slot width: a tenth of the interval (src/channels/pollSlots.ts)
 const buffer = Buffer.allocUnsafe(64 * 1024);
 const onread = { buffer, callback: () => true };
 const command = Buffer.from('{"execute":"guest-network-get-interfaces"}\n');

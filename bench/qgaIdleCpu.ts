@@ -5,6 +5,9 @@
 //   npx tsx bench/qgaIdleCpu.ts DIST_A DIST_B [VMS] [WINDOW_S] [WINDOWS]
 // DIST_* are directories holding a built main.js (e.g. dist and a saved copy of an older dist), or
 // a script taking the daemon's arguments: bench/bareReader.mjs is the floor (the same I/O, no work).
+// QGA_IDLE_VMS_A / _B and QGA_IDLE_DAEMON_ARGS_A / _B give one side its own fleet size and daemon
+// flags: 1,000 VMs polled every 5 s against 100 every 0.5 s is the same event rate over a tenth
+// of the per-VM objects (what a cold working set costs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -42,6 +45,7 @@ function startDaemon(dist: string, dir: string, k: number): Promise<ChildProcess
       dir,
       '--qga-via',
       'direct',
+      ...(process.env[`QGA_IDLE_DAEMON_ARGS_${'AB'[k]!}`] ?? '').split(' ').filter(Boolean),
     ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -74,7 +78,7 @@ async function main(): Promise<void> {
     for (const [k, s] of setups.entries()) {
       s.sim = new GuestSimulator({ dir: s.dir });
       await s.sim.addAll(
-        generateGuests(VMS, {
+        generateGuests(Number(process.env[`QGA_IDLE_VMS_${'AB'[k]!}`] ?? VMS), {
           qemuShare: Number(process.env.QGA_IDLE_QEMU_SHARE ?? 1),
           idPrefix: k ? 'b0b00000' : 'a0a00000',
         }),
