@@ -9,6 +9,7 @@ import type { GuestIssue } from '../guest/issues.js';
 import type { InputGuard } from './inputGuard.js';
 import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from '../guest/ovirtAgent.js';
 import { GUEST_LIMITS } from '../guest/sanitize.js';
+import { HeartbeatPattern } from '../guest/heartbeatPattern.js';
 
 export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes);
@@ -17,6 +18,8 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   private silence: NodeJS.Timeout | null = null;
   /** When the agent was last heard (performance.now()). */
   private lastHeard = 0;
+  /** The last heartbeat that parsed clean: a line that matches it is that heartbeat again, numbers aside, and is not parsed. */
+  private beat: HeartbeatPattern | null = null;
 
   constructor(
     private readonly vmId: string,
@@ -31,6 +34,7 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
     this.writer = writer;
     this.framer.reset();
     this.apiVersion = 0;
+    this.beat = null;
     writer.write(encodeRefresh());
   }
 
@@ -55,18 +59,37 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   }
 
   private handleLine(chunk: Buffer, start: number, end: number): void {
+    const beat = this.beat;
+    if (beat !== null && beat.matches(chunk, start, end)) {
+      this.heartbeat(beat.apiVersion);
+      return;
+    }
     const msg = parseOvirtLine(chunk, start, end);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
+    if (msg.name === 'heartbeat' && !msg.issues.size)
+      this.beat = HeartbeatPattern.of(chunk, start, end, msg.apiVersion);
+    // A message without data (heartbeat) only says the agent is alive: no empty report to compare.
+    if (msg.report) {
+      this.heard();
+      this.negotiate(msg.apiVersion);
+      this.registry.report(this.vmId, this.channel, msg.report);
+    } else this.heartbeat(msg.apiVersion);
+  }
+
+  /** A valid message without data: the agent is alive, and may have announced its version. */
+  private heartbeat(apiVersion: number | null): void {
     this.heard();
-    const agreed = negotiateApiVersion(this.apiVersion, msg.apiVersion);
+    this.negotiate(apiVersion);
+    this.registry.setAgentStatus(this.vmId, this.channel, 'responsive');
+  }
+
+  private negotiate(announced: number | null): void {
+    const agreed = negotiateApiVersion(this.apiVersion, announced);
     if (agreed !== null) {
       this.apiVersion = agreed;
       this.writer?.write(encodeApiVersion(agreed));
     }
-    // A message without data (heartbeat) only says the agent is alive: no empty report to compare.
-    if (msg.report) this.registry.report(this.vmId, this.channel, msg.report);
-    else this.registry.setAgentStatus(this.vmId, this.channel, 'responsive');
   }
 
   // A heartbeat only notes the time; the timer, armed for the silence after the message it was
