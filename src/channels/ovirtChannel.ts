@@ -9,7 +9,11 @@ import type { GuestIssue } from '../guest/issues.js';
 import type { InputGuard } from './inputGuard.js';
 import { encodeApiVersion, encodeRefresh, negotiateApiVersion, parseOvirtLine } from '../guest/ovirtAgent.js';
 import { GUEST_LIMITS } from '../guest/sanitize.js';
-import { HeartbeatPattern } from '../guest/heartbeatPattern.js';
+import { LinePattern } from '../guest/linePattern.js';
+import type { GuestReport } from '../guest/sanitize.js';
+
+/** Longer lines are not kept as patterns (a copy is kept: ~0.3 KiB for a heartbeat, ~1 KiB for 4 NICs' data). */
+const MAX_PATTERN_BYTES = 8 * 1024;
 
 export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes);
@@ -18,8 +22,14 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
   private silence: NodeJS.Timeout | null = null;
   /** When the agent was last heard (performance.now()). */
   private lastHeard = 0;
-  /** The last heartbeat that parsed clean: a line that matches it is that heartbeat again, numbers aside, and is not parsed. */
-  private beat: HeartbeatPattern | null = null;
+  /**
+   * The agent repeats itself; what it said last is kept so that a repeat is not parsed again
+   * (src/guest/linePattern.ts). The last heartbeat that parsed clean, numbers aside, and what it
+   * announced: a heartbeat every 5 s.
+   */
+  private beat: { pattern: LinePattern; apiVersion: number | null } | null = null;
+  /** The last data message of each name that parsed clean, exactly, and its report: network data every 120 s. */
+  private said: { name: string; pattern: LinePattern; report: GuestReport }[] = [];
 
   constructor(
     private readonly vmId: string,
@@ -35,6 +45,7 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
     this.framer.reset();
     this.apiVersion = 0;
     this.beat = null;
+    this.said = [];
     writer.write(encodeRefresh());
   }
 
@@ -60,21 +71,42 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
 
   private handleLine(chunk: Buffer, start: number, end: number): void {
     const beat = this.beat;
-    if (beat !== null && beat.matches(chunk, start, end)) {
+    if (beat !== null && beat.pattern.matches(chunk, start, end)) {
       this.heartbeat(beat.apiVersion);
       return;
     }
+    for (const s of this.said)
+      if (s.pattern.matches(chunk, start, end)) {
+        // The same bytes parse to the same report; the registry still compares it (its state
+        // may have been replaced since: a VM started again, channels re-added).
+        this.heard();
+        this.registry.report(this.vmId, this.channel, s.report);
+        return;
+      }
     const msg = parseOvirtLine(chunk, start, end);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
-    if (msg.name === 'heartbeat' && !msg.issues.size)
-      this.beat = HeartbeatPattern.of(chunk, start, end, msg.apiVersion);
-    // A message without data (heartbeat) only says the agent is alive: no empty report to compare.
     if (msg.report) {
+      if (!msg.issues.size && end - start <= MAX_PATTERN_BYTES)
+        this.remember(msg.name ?? '', LinePattern.exact(chunk, start, end), msg.report);
       this.heard();
       this.negotiate(msg.apiVersion);
       this.registry.report(this.vmId, this.channel, msg.report);
-    } else this.heartbeat(msg.apiVersion);
+      return;
+    }
+    // A message without data (heartbeat) only says the agent is alive: no empty report to compare.
+    if (msg.name === 'heartbeat' && !msg.issues.size && end - start <= MAX_PATTERN_BYTES) {
+      const pattern = LinePattern.numbersAside(chunk, start, end);
+      this.beat = pattern && { pattern, apiVersion: msg.apiVersion };
+    }
+    this.heartbeat(msg.apiVersion);
+  }
+
+  /** Keeps one data message per name (the agent sends four kinds): a newer one replaces it. */
+  private remember(name: string, pattern: LinePattern, report: GuestReport): void {
+    const i = this.said.findIndex((s) => s.name === name);
+    if (i !== -1) this.said.splice(i, 1);
+    this.said.push({ name, pattern, report });
   }
 
   /** A valid message without data: the agent is alive, and may have announced its version. */

@@ -1,15 +1,18 @@
-// The last heartbeat as a pattern, so that a heartbeat like it need not be parsed. Heartbeats are
-// most of what a thousand oVirt agents send (one each every 5 s), and one differs from the next
-// only in its numbers (free memory, page faults). A pattern is a heartbeat's bytes with each run
-// of digits as a hole; a line matches when it has the same bytes outside the holes and a run of
-// digits in each hole. The digits of the `"apiVersion":` value are not a hole: the agent's
-// version is what a heartbeat tells the host.
+// An agent line kept as a pattern, so that a line like it need not be parsed again. An oVirt
+// agent repeats itself: a heartbeat every 5 s that differs from the last only in its numbers
+// (free memory, page faults), and its network data every 120 s, mostly unchanged.
 //
-// A matching line parses to the same message as the pattern's line because a pattern is made only
-// of a line without a backslash (a `\u` escape needs exactly four hex digits, and a hole could give
-// it three or five), and a match never has a digit run starting with 0 unless it is a lone 0 (a
-// JSON number may not have a leading zero; "05" in a string is fine but is simply not matched).
-// Then any digit run in place of any other keeps a number a number and a string a string.
+// A pattern is a line's bytes, either exact or with each run of digits as a hole ("numbers
+// aside"); a line matches when it has the same bytes outside the holes and a run of digits in each
+// hole. The digits of an `"apiVersion":` value are never a hole: the agent's version is what a
+// heartbeat tells the host.
+//
+// A line that matches parses to the same message as the pattern's line (numbers aside) because a
+// pattern with holes is made only of a line without a backslash (a `\u` escape needs exactly four
+// hex digits, and a hole could give it three or five), and a match never has a digit run starting
+// with 0 unless it is a lone 0 (a JSON number may not have a leading zero; "05" in a string is fine
+// but is simply not matched). Then any digit run in place of any other keeps a number a number and
+// a string a string.
 
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
@@ -18,21 +21,26 @@ const API_VERSION_KEY = Buffer.from('"apiVersion"', 'latin1');
 
 const isDigit = (b: number): boolean => b >= DIGIT_0 && b <= DIGIT_9;
 
-export class HeartbeatPattern {
+const NO_HOLES = new Int32Array(0);
+
+export class LinePattern {
   private constructor(
     /** The line's own copy (lines are mostly views of the channels' one read buffer). */
     private readonly bytes: Buffer,
     /** [start, end) of each hole in `bytes`, in order. */
     private readonly holes: Int32Array,
-    /** What the heartbeat announced (the parser's reading of it). */
-    readonly apiVersion: number | null,
   ) {}
 
+  /** `line[start, end)` exactly. */
+  static exact(line: Uint8Array, start: number, end: number): LinePattern {
+    return new LinePattern(Buffer.from(line.subarray(start, end)), NO_HOLES);
+  }
+
   /**
-   * The pattern of `line[start, end)`, a heartbeat that parsed clean announcing `apiVersion`;
-   * null when the line cannot be one (it has a backslash or a number with a leading zero).
+   * `line[start, end)` with its numbers as holes (an `apiVersion` value kept); null when the line
+   * cannot be a pattern (it has a backslash or a number with a leading zero).
    */
-  static of(line: Uint8Array, start: number, end: number, apiVersion: number | null): HeartbeatPattern | null {
+  static numbersAside(line: Uint8Array, start: number, end: number): LinePattern | null {
     const holes: number[] = [];
     for (let i = start; i < end; i++) {
       const b = line[i]!;
@@ -44,24 +52,24 @@ export class HeartbeatPattern {
       if (!isApiVersionValue(line, start, i)) holes.push(i - start, runEnd - start);
       i = runEnd - 1;
     }
-    return new HeartbeatPattern(Buffer.from(line.subarray(start, end)), Int32Array.from(holes), apiVersion);
+    return new LinePattern(Buffer.from(line.subarray(start, end)), Int32Array.from(holes));
   }
 
-  /** True when `line[start, end)` is the pattern's line with other digit runs in its holes. */
+  /** True when `line[start, end)` is the pattern's line, with any digit runs in its holes. */
   matches(line: Uint8Array, start: number, end: number): boolean {
     const { bytes, holes } = this;
     let at = start;
     let from = 0;
     for (let h = 0; h < holes.length; h += 2) {
       const holeStart = holes[h]!;
-      if (!sameBytes(line, at, bytes, from, holeStart - from)) return false;
+      if (!sameBytes(line, at, end, bytes, from, holeStart - from)) return false;
       at += holeStart - from;
       const digits = at;
       while (at < end && isDigit(line[at]!)) at++;
       if (at === digits || !leadsCleanly(line, digits, at)) return false;
       from = holes[h + 1]!;
     }
-    return end - at === bytes.length - from && sameBytes(line, at, bytes, from, end - at);
+    return end - at === bytes.length - from && sameBytes(line, at, end, bytes, from, end - at);
   }
 }
 
@@ -70,8 +78,16 @@ function leadsCleanly(line: Uint8Array, start: number, end: number): boolean {
   return line[start] !== DIGIT_0 || end - start === 1;
 }
 
-function sameBytes(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number, length: number): boolean {
-  if (aStart + length > a.length) return false;
+/** `a[aStart, aStart + length)`, within `a[..., aEnd)`, holds the bytes of `b` from `bStart`. */
+function sameBytes(
+  a: Uint8Array,
+  aStart: number,
+  aEnd: number,
+  b: Uint8Array,
+  bStart: number,
+  length: number,
+): boolean {
+  if (aStart + length > aEnd) return false;
   for (let k = 0; k < length; k++) if (a[aStart + k] !== b[bStart + k]) return false;
   return true;
 }

@@ -1,4 +1,5 @@
-// A heartbeat that matches the last heartbeat but for its numbers is handled without being parsed (issue 16, idle CPU).
+// What an oVirt agent repeats is matched against what it said last instead of being parsed again
+// (issue 16, idle CPU): a heartbeat numbers aside, network data exactly.
 // What must hold: a line taken for the last heartbeat parses, every time, to a clean heartbeat
 // with the same apiVersion (checked against the parser over generated and mutated lines), and
 // the handler's visible effects (status, version negotiation, issue logs) are the parser's.
@@ -7,7 +8,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { GuestIssue } from '../src/guest/issues.js';
 import { parseOvirtLine } from '../src/guest/ovirtAgent.js';
-import { HeartbeatPattern } from '../src/guest/heartbeatPattern.js';
+import { LinePattern } from '../src/guest/linePattern.js';
 import { heartbeatLine } from '../src/sim/ovirtAgent.js';
 import { InputGuard } from '../src/channels/inputGuard.js';
 import { OvirtChannelHandler } from '../src/channels/ovirtChannel.js';
@@ -17,11 +18,11 @@ const VM = '0b5e7c1d-2f3a-4b5c-8d9e-0f1a2b3c4d5e';
 const OVIRT = 'ovirt-guest-agent.0' as const;
 
 /** The pattern of a clean heartbeat (the handler makes one only of those), or null. */
-function pattern(text: string): HeartbeatPattern | null {
+function pattern(text: string): LinePattern | null {
   const bytes = Buffer.from(text);
   const m = parseOvirtLine(bytes);
   if (!(m.valid && m.name === 'heartbeat' && m.issues.size === 0)) throw new Error(`not a clean heartbeat: ${text}`);
-  return HeartbeatPattern.of(bytes, 0, bytes.length, m.apiVersion);
+  return LinePattern.numbersAside(bytes, 0, bytes.length);
 }
 
 /** Whether `line` matches the pattern of `ref`, also when `line` sits inside a larger buffer. */
@@ -39,7 +40,7 @@ const agentBeat = (freeRam: number, unused: number, faults: number, api: string)
   `{"__name__": "heartbeat", "free-ram": "${freeRam}", "memory-stat": {"mem_total": 4026512, ` +
   `"mem_unused": ${unused}, "swap_in": 0, "majflt": ${faults}}, "apiVersion": ${api}}`;
 
-describe('HeartbeatPattern', () => {
+describe('LinePattern.numbersAside', () => {
   it('heartbeats that differ only in their numbers match', () => {
     expect(matches(heartbeatLine(3, 2048), heartbeatLine(3, 1984))).toBe(true);
     expect(matches(agentBeat(2048, 1, 0, '3'), agentBeat(123456, 99999999, 17, '3'))).toBe(true);
@@ -145,7 +146,7 @@ describe('a line that matches the last heartbeat parses as that heartbeat', () =
         const refBytes = Buffer.from(ref);
         const r = parseOvirtLine(refBytes);
         fc.pre(r.valid && r.name === 'heartbeat' && r.issues.size === 0);
-        const p = HeartbeatPattern.of(refBytes, 0, refBytes.length, r.apiVersion);
+        const p = LinePattern.numbersAside(refBytes, 0, refBytes.length);
         fc.pre(p !== null);
         const line = Buffer.from(mutate(ref, edits));
         if (!p.matches(line, 0, line.length)) return;
@@ -169,6 +170,7 @@ describe('OvirtChannelHandler with the heartbeat pattern', () => {
     h: OvirtChannelHandler;
     logs: Record<string, unknown>[];
     written: string[];
+    guard: InputGuard;
   } {
     const reg = new VmRegistry();
     reg.channelAdded(VM, OVIRT);
@@ -188,7 +190,7 @@ describe('OvirtChannelHandler with the heartbeat pattern', () => {
         return true;
       },
     });
-    return { reg, h, logs, written };
+    return { reg, h, logs, written, guard };
   }
 
   it('negotiates the version the agent announces after a run of matching heartbeats', () => {
@@ -211,5 +213,92 @@ describe('OvirtChannelHandler with the heartbeat pattern', () => {
     h.stop();
     expect(logs.filter((l) => l.code === GuestIssue.badJson)).toHaveLength(1);
     expect(logs.filter((l) => typeof l.code === 'string' && l.code !== GuestIssue.badJson)).toEqual([]);
+  });
+});
+
+const network = (inet: string): string =>
+  `{"__name__": "network-interfaces", "interfaces": [{"name": "eth0", "hw": "52:54:00:00:00:01", "inet": ["${inet}"], "inet6": ["fd00::7"]}]}`;
+
+describe('LinePattern.exact', () => {
+  it('matches the very bytes only, a digit included, also inside a larger buffer', () => {
+    const line = Buffer.from(network('192.0.2.7'));
+    const p = LinePattern.exact(line, 0, line.length);
+    const inside = Buffer.concat([Buffer.from('{"a": 1}\n'), line, Buffer.from('\n{"a": 1}')]);
+    expect(p.matches(line, 0, line.length)).toBe(true);
+    expect(p.matches(inside, 9, 9 + line.length)).toBe(true);
+    expect(p.matches(inside, 9, 9 + line.length - 1)).toBe(false);
+    expect(p.matches(inside, 9, 9 + line.length + 1)).toBe(false);
+    for (const other of [network('192.0.2.8'), network('192.0.2.70'), network('192.0.2.7 ')]) {
+      const b = Buffer.from(other);
+      expect(p.matches(b, 0, b.length), other).toBe(false);
+    }
+  });
+});
+
+describe('OvirtChannelHandler with repeated network data', () => {
+  function setup(): {
+    reg: VmRegistry;
+    changed: string[][];
+    h: OvirtChannelHandler;
+    logs: Record<string, unknown>[];
+    guard: InputGuard;
+  } {
+    const reg = new VmRegistry();
+    const changed: string[][] = [];
+    reg.onChange((c) => changed.push(c.changed));
+    reg.channelAdded(VM, OVIRT);
+    const logs: Record<string, unknown>[] = [];
+    const guard = new InputGuard(
+      VM,
+      pino(
+        { level: 'debug' },
+        { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
+      ),
+    );
+    const h = new OvirtChannelHandler(VM, OVIRT, reg, guard, 120_000);
+    h.connected({ write: () => true });
+    return { reg, changed, h, logs, guard };
+  }
+
+  it('a repeat changes nothing; a change is announced; the first data again after a change is applied', () => {
+    const { reg, changed, h } = setup();
+    h.data(Buffer.from(network('192.0.2.7') + '\n'));
+    expect(changed.at(-1)).toEqual(['netIfaces', 'guestIPs', 'guestAgentStatus']);
+    changed.length = 0;
+    h.data(Buffer.from(network('192.0.2.7') + '\n'));
+    expect(changed).toEqual([]);
+    h.data(Buffer.from(network('192.0.2.8') + '\n'));
+    expect(reg.get(VM)).toMatchObject({ guestIPs: '192.0.2.8' });
+    h.data(Buffer.from(network('192.0.2.7') + '\n'));
+    h.stop();
+    expect(changed).toEqual([
+      ['netIfaces', 'guestIPs'],
+      ['netIfaces', 'guestIPs'],
+    ]);
+    expect(reg.get(VM)).toMatchObject({ guestIPs: '192.0.2.7' });
+  });
+
+  it('a repeat after the registry lost the VM (its channel re-added) brings the data back', () => {
+    const { reg, h } = setup();
+    h.data(Buffer.from(network('192.0.2.7') + '\n'));
+    reg.channelRemoved(VM, OVIRT);
+    reg.channelAdded(VM, OVIRT);
+    expect(reg.get(VM)).toMatchObject({ guestIPs: '' });
+    h.data(Buffer.from(network('192.0.2.7') + '\n'));
+    h.stop();
+    expect(reg.get(VM)).toMatchObject({ guestIPs: '192.0.2.7', guestAgentStatus: 'responsive' });
+    expect(reg.get(VM)?.netIfaces).toEqual([
+      { name: 'eth0', hw: '52:54:00:00:00:01', inet: ['192.0.2.7'], inet6: ['fd00::7'] },
+    ]);
+  });
+
+  it('data with an issue is parsed, and counted, every time it comes', () => {
+    const { h, guard, logs } = setup();
+    for (let n = 0; n < 3; n++) h.data(Buffer.from(network('192.0.2.777') + '\n'));
+    h.stop();
+    guard.close();
+    expect(logs.find((l) => l.msg === 'guest input issues while the VM was known')).toMatchObject({
+      counts: { [GuestIssue.badAddress]: 3 },
+    });
   });
 });
