@@ -33,7 +33,7 @@ export class LinePattern {
 
   /** `line[start, end)` exactly. */
   static exact(line: Uint8Array, start: number, end: number): LinePattern {
-    return new LinePattern(Buffer.from(line.subarray(start, end)), NO_HOLES);
+    return new LinePattern(ownCopy(line, start, end), NO_HOLES);
   }
 
   /**
@@ -52,7 +52,7 @@ export class LinePattern {
       if (!isApiVersionValue(line, start, i)) holes.push(i - start, runEnd - start);
       i = runEnd - 1;
     }
-    return new LinePattern(Buffer.from(line.subarray(start, end)), Int32Array.from(holes));
+    return new LinePattern(ownCopy(line, start, end), Int32Array.from(holes));
   }
 
   /** True when `line[start, end)` is the pattern's line, with any digit runs in its holes. */
@@ -71,6 +71,16 @@ export class LinePattern {
     }
     return end - at === bytes.length - from && sameBytes(line, at, end, bytes, from, end - at);
   }
+}
+
+/**
+ * A copy in memory of its own: Buffer.from would take a slice of a shared 8 KiB pool slab, and a
+ * pattern kept for hours would keep its whole slab alive.
+ */
+function ownCopy(line: Uint8Array, start: number, end: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(end - start);
+  copy.set(line.subarray(start, end));
+  return copy;
 }
 
 /** A digit run that is not a number with a leading zero. */
