@@ -28,8 +28,8 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
    * announced: a heartbeat every 5 s.
    */
   private beat: { pattern: LinePattern; apiVersion: number | null } | null = null;
-  /** The last data message of each name that parsed clean, exactly, and its report: network data every 120 s. */
-  private said: { name: string; pattern: LinePattern; report: GuestReport }[] = [];
+  /** The last network data that parsed clean, exactly, and its report: the agent sends it every 120 s (other data only on refresh). */
+  private network: { pattern: LinePattern; report: GuestReport } | null = null;
 
   constructor(
     private readonly vmId: string,
@@ -45,7 +45,7 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
     this.framer.reset();
     this.apiVersion = 0;
     this.beat = null;
-    this.said = [];
+    this.network = null;
     writer.write(encodeRefresh());
   }
 
@@ -75,20 +75,20 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
       this.heartbeat(beat.apiVersion);
       return;
     }
-    for (const s of this.said)
-      if (s.pattern.matches(chunk, start, end)) {
-        // The same bytes parse to the same report; the registry still compares it (its state
-        // may have been replaced since: a VM started again, channels re-added).
-        this.heard();
-        this.registry.report(this.vmId, this.channel, s.report);
-        return;
-      }
+    const network = this.network;
+    if (network !== null && network.pattern.matches(chunk, start, end)) {
+      // The same bytes parse to the same report; the registry still compares it (its state may
+      // have been replaced since: a VM started again, a channel re-added).
+      this.heard();
+      this.registry.report(this.vmId, this.channel, network.report);
+      return;
+    }
     const msg = parseOvirtLine(chunk, start, end);
     if (msg.issues.size) this.guard.note(this.channel, msg.issues, msg.name ? { message: msg.name } : undefined);
     if (!msg.valid) return;
     if (msg.report) {
-      if (!msg.issues.size && end - start <= MAX_PATTERN_BYTES)
-        this.remember(msg.name ?? '', LinePattern.exact(chunk, start, end), msg.report);
+      if (msg.name === 'network-interfaces' && !msg.issues.size && end - start <= MAX_PATTERN_BYTES)
+        this.network = { pattern: LinePattern.exact(chunk, start, end), report: msg.report };
       this.heard();
       this.negotiate(msg.apiVersion);
       this.registry.report(this.vmId, this.channel, msg.report);
@@ -100,13 +100,6 @@ export class OvirtChannelHandler implements ChannelHandler, FrameSink {
       this.beat = pattern && { pattern, apiVersion: msg.apiVersion };
     }
     this.heartbeat(msg.apiVersion);
-  }
-
-  /** Keeps one data message per name (the agent sends four kinds): a newer one replaces it. */
-  private remember(name: string, pattern: LinePattern, report: GuestReport): void {
-    const i = this.said.findIndex((s) => s.name === name);
-    if (i !== -1) this.said.splice(i, 1);
-    this.said.push({ name, pattern, report });
   }
 
   /** A valid message without data: the agent is alive, and may have announced its version. */
