@@ -93,7 +93,10 @@ export class LibvirtInventory {
     client.on('domainEvent', this.onEvent);
     if (client.state === 'up') this.onState('up');
     this.timer = setInterval(() => {
-      if (client.state === 'up' && this.known.size > 0) this.enqueue('counters', () => this.refreshCounters());
+      if (client.state === 'up' && this.known.size > 0) {
+        const queuedAt = performance.now();
+        this.enqueue('counters', () => this.refreshCounters(undefined, queuedAt));
+      }
     }, this.opts.intervalMs);
     this.timer.unref();
   }
@@ -244,8 +247,9 @@ export class LibvirtInventory {
   }
 
   /** vNIC counters for the given domains (all known when none given), then the registry told of changes. */
-  private async refreshCounters(only?: DomainRef[]): Promise<void> {
+  private async refreshCounters(only?: DomainRef[], queuedAt?: number): Promise<void> {
     const { client, registry } = this.opts;
+    const began = performance.now();
     let sample: Iterable<[string, Map<string, Partial<InterfaceCounters>>]>;
     if (this.opts.counters === 'one-per-domain') {
       const byId = new Map<string, Map<string, Partial<InterfaceCounters>>>();
@@ -265,6 +269,7 @@ export class LibvirtInventory {
       // Decoded record by record in the slices below, not all at once.
       sample = countersByDomain(await client.allDomainStatsRecords(StatsType.interface, only ?? []));
     }
+    const answered = performance.now();
     // The sample lands in two steps. First, a slice of VMs per event-loop turn, each VM's record
     // is decoded and each changed VM's `network` map built and serialised into its new bytes
     // (nothing visible changes yet; calls are answered between slices). Then every VM takes its
@@ -292,6 +297,15 @@ export class LibvirtInventory {
       registry.hypervisorNetwork(id, network);
     }
     if (ahead && changed.length > 0) registry.warmJson();
+    this.opts.log.debug(
+      {
+        changed: changed.length,
+        queuedMs: queuedAt === undefined ? undefined : Math.round(began - queuedAt),
+        libvirtMs: Math.round(answered - began),
+        landedMs: Math.round(performance.now() - answered),
+      },
+      'vNIC counters sampled',
+    );
   }
 }
 
