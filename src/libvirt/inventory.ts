@@ -78,6 +78,8 @@ export class LibvirtInventory {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
+  /** When the counter sample now queued or running was queued (performance.now()), null when none is. */
+  private sampleQueuedAt: number | null = null;
   private readonly onState = (s: string): void => {
     if (s === 'up') this.enqueueResync();
   };
@@ -93,10 +95,20 @@ export class LibvirtInventory {
     client.on('domainEvent', this.onEvent);
     if (client.state === 'up') this.onState('up');
     this.timer = setInterval(() => {
-      if (client.state === 'up' && this.known.size > 0) {
-        const queuedAt = performance.now();
-        this.enqueue('counters', () => this.refreshCounters(undefined, queuedAt));
+      if (client.state !== 'up' || this.known.size === 0) return;
+      // One sample at a time: a tick that finds the last one still queued or waiting for
+      // libvirtd (at most the client's call timeout) is skipped, so a slow libvirtd costs samples,
+      // not a growing queue of them that every later event would wait behind.
+      if (this.sampleQueuedAt !== null) {
+        this.opts.log.debug(
+          { waitingMs: Math.round(performance.now() - this.sampleQueuedAt) },
+          'vNIC counter sample skipped: the last one is not done',
+        );
+        return;
       }
+      const queuedAt = (this.sampleQueuedAt = performance.now());
+      this.enqueue('counters', () => this.refreshCounters(undefined, queuedAt));
+      void this.chain.then(() => (this.sampleQueuedAt = null));
     }, this.opts.intervalMs);
     this.timer.unref();
   }
