@@ -207,11 +207,11 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     await d.stop();
   });
 
-  // On a failure, the daemon's own account of it (libvirt steps, counter samples, warnings; not
-  // each request), so that a failure in CI says why.
+  // On a failure, the daemon's own account of it (libvirt steps, counter samples, guest agents,
+  // warnings; not each call and connection), so that a failure in CI says why.
   beforeEach((ctx) => {
     ctx.onTestFailed(() => {
-      const lines = d.logs().filter((l) => l.msg !== 'request');
+      const lines = d.logs().filter((l) => l.part !== 'rpc' || (l.level !== 'debug' && l.level !== 'info'));
       console.log(`[vm] daemon log (last ${Math.min(lines.length, 400)} of ${lines.length} lines):`);
       for (const l of lines.slice(-400)) console.log(JSON.stringify(l));
     });
