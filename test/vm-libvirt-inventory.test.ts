@@ -328,31 +328,35 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     const monotonicSec = (): number => Number(process.hrtime.bigint() / 1_000_000n) / 1000;
     const entry = (raw: string): Stats =>
       (JSON.parse(raw) as { result: Stats[] }).result.find((x) => x.vmId === two.uuid)!;
-    for (let round = 0; round < 3; round++) {
-      const before = await Promise.all(devs.map((dev) => domifstat(two.uuid, dev)));
-      const t0 = monotonicSec();
-      const raw = await eventually(
-        () => rawCall(d.url, 'Host.getAllVmStats'),
-        (text) => devs.every((dev) => entry(text).network[dev]!.sampleTime > t0),
-        15_000,
-        `a counter sample taken after virsh domifstat answered (at ${t0} s)`,
-      ).catch(async (err: unknown) => {
-        // Counters that stop moving give no new sample: say whether the guest still sent.
-        throw new Error(`${(err as Error).message}; the guest's pings: ${JSON.stringify(await pings.status())}`);
-      });
-      const s = entry(raw);
-      devs.forEach((dev, i) => {
-        expect(BigInt(s.network[dev]!.rx)).toBeGreaterThanOrEqual(BigInt(before[i]!.rx_bytes!));
-        expect(BigInt(s.network[dev]!.tx)).toBeGreaterThanOrEqual(BigInt(before[i]!.tx_bytes!));
-      });
-      expect(Number(s.network[devs[0]!]!.rx)).toBeGreaterThan(0);
-      // Byte for byte what serialising the same values afresh gives (sample times keep their fraction).
-      expect(raw).toBe(JSON.stringify(JSON.parse(raw)).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'));
+    try {
+      for (let round = 0; round < 3; round++) {
+        const before = await Promise.all(devs.map((dev) => domifstat(two.uuid, dev)));
+        const t0 = monotonicSec();
+        const raw = await eventually(
+          () => rawCall(d.url, 'Host.getAllVmStats'),
+          (text) => devs.every((dev) => entry(text).network[dev]!.sampleTime > t0),
+          15_000,
+          `a counter sample taken after virsh domifstat answered (at ${t0} s)`,
+        ).catch(async (err: unknown) => {
+          // Counters that stop moving give no new sample: say whether the guest still sent.
+          throw new Error(`${(err as Error).message}; the guest's pings: ${JSON.stringify(await pings.status())}`);
+        });
+        const s = entry(raw);
+        devs.forEach((dev, i) => {
+          expect(BigInt(s.network[dev]!.rx)).toBeGreaterThanOrEqual(BigInt(before[i]!.rx_bytes!));
+          expect(BigInt(s.network[dev]!.tx)).toBeGreaterThanOrEqual(BigInt(before[i]!.tx_bytes!));
+        });
+        expect(Number(s.network[devs[0]!]!.rx)).toBeGreaterThan(0);
+        // Byte for byte what serialising the same values afresh gives (sample times keep their fraction).
+        expect(raw).toBe(JSON.stringify(JSON.parse(raw)).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'));
+      }
+      // The pings ran all along (an early exit means the traffic above was not theirs).
+      expect(await pings.status()).toMatchObject({ exited: false });
+    } finally {
+      // Stopped also when a round failed: the next tests find the guest as it was.
+      const stop = await guestExec(two.uuid, 'killall ping');
+      await Promise.all([stop.done, pings.done]);
     }
-    // The pings ran all along (an early exit means the traffic above was not theirs), then stop.
-    expect(await pings.status()).toMatchObject({ exited: false });
-    expect((await (await guestExec(two.uuid, 'killall ping')).done).exitcode).toBe(0);
-    await pings.done; // the guest as it was for the next tests
   });
 
   it('a hot-plugged vNIC shows up (libvirt device-added event)', async () => {
