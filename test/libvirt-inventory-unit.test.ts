@@ -423,6 +423,8 @@ class FakeLibvirtd {
   /** Bulk stats also carry vnet3's counters, moving with every bulk call (QEMU's driver sends them). */
   counters = false;
   bulkCalls = 0;
+  /** Bulk stats answered this late (a libvirtd slower than the sampling interval). */
+  bulkDelayMs = 0;
 
   constructor(readonly path: string) {
     this.server = net.createServer((s) => {
@@ -536,12 +538,13 @@ class FakeLibvirtd {
       default:
         out = Buffer.alloc(0);
     }
-    s.write(
-      encodeMessage(
-        { prog: h.prog, vers: 1, proc: h.proc, type: LIBVIRT.type.reply, serial: h.serial, status: 0 },
-        out,
-      ),
+    const reply = encodeMessage(
+      { prog: h.prog, vers: 1, proc: h.proc, type: LIBVIRT.type.reply, serial: h.serial, status: 0 },
+      out,
     );
+    if (h.proc === P.connectGetAllDomainStats && this.bulkDelayMs > 0)
+      setTimeout(() => !s.destroyed && s.write(reply), this.bulkDelayMs);
+    else s.write(reply);
   }
 
   event(d: DomainRef, event: number, detail: number): void {
@@ -695,6 +698,48 @@ describe('the inventory against a scripted libvirtd', () => {
       [UUID_B, 11],
     ]);
     expect(reg.get(UUID_A)!.status).toBe('Up');
+  });
+
+  it('a counter sample libvirtd never answers costs that sample only: the samples after it land', async () => {
+    const { fake, reg, client } = await setup(30, true);
+    const rxOf = (): number => Number(reg.get(UUID_A)?.network.vnet3?.rx ?? 0);
+    await eventually(rxOf, (rx) => rx > 0, 5000, 'a first sample');
+    fake.misbehave[LIBVIRT.proc.connectGetAllDomainStats] = 'silence';
+    await eventually(
+      () => fake.misbehave[LIBVIRT.proc.connectGetAllDomainStats],
+      (how) => how === undefined,
+      5000,
+      'the sample libvirtd leaves unanswered',
+    );
+    const before = rxOf();
+    // The unanswered call times out (the client's call timeout, 300 ms here); the next ticks sample again.
+    await eventually(rxOf, (rx) => rx > before, 5000, 'a sample after the unanswered one');
+    expect(client.state).toBe('up');
+  });
+
+  it('libvirtd answering slower than the sampling interval: samples do not pile up, a lifecycle event waits for the one sample in flight at most', async () => {
+    const { fake, reg } = await setup(10);
+    fake.bulkDelayMs = 150; // 15 ticks per answer
+    await eventually(
+      () => fake.bulkCalls,
+      (n) => n >= 4,
+      10_000,
+      'slow samples',
+    );
+    let bulkCallsWhenPaused: number | undefined;
+    reg.onChange((c) => {
+      if (c.vmId === UUID_A && c.stats.status === 'Paused') bulkCallsWhenPaused ??= fake.bulkCalls;
+    });
+    const bulkCallsWhenSent = fake.bulkCalls;
+    fake.event(dom('web01', UUID_A), 3, 0); // suspended
+    await eventually(
+      () => bulkCallsWhenPaused,
+      (n) => n !== undefined,
+      10_000,
+      'Paused',
+    );
+    // A backlog of samples queued while libvirtd was slow would all be asked before the event.
+    expect(bulkCallsWhenPaused! - bulkCallsWhenSent).toBeLessThanOrEqual(1);
   });
 
   for (const how of ['garbage', 'silence', 'die-mid-reply'] as const) {

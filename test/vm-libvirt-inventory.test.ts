@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RpcCallError, RpcClient } from '../src/client/rpcClient.js';
 import type { VmNetworkStats, VmStats } from '../src/wire.js';
 import { startDaemon, type RunningDaemon } from './helpers/daemon.js';
@@ -79,16 +79,33 @@ async function domifstat(dom: string, dev: string): Promise<Record<string, strin
   );
 }
 
-/** Starts a shell command in the guest (qemu-ga guest-exec through libvirt); resolves, once it has exited, to its exit code. */
-async function guestExec(dom: string, command: string): Promise<{ done: Promise<number> }> {
+/** A command started in the guest: `done` resolves once it has exited. */
+interface GuestCommand {
+  done: Promise<GuestExecStatus>;
+  /** qemu-ga's guest-exec-status now: whether it exited, its exit code and what it printed (base64). */
+  status: () => Promise<GuestExecStatus>;
+}
+
+interface GuestExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+}
+
+/** Starts a shell command in the guest (qemu-ga guest-exec through libvirt, its output captured). */
+async function guestExec(dom: string, command: string): Promise<GuestCommand> {
   const started = JSON.parse(
     await virsh(
       'qemu-agent-command',
       dom,
-      JSON.stringify({ execute: 'guest-exec', arguments: { path: '/bin/sh', arg: ['-c', command] } }),
+      JSON.stringify({
+        execute: 'guest-exec',
+        arguments: { path: '/bin/sh', arg: ['-c', command], 'capture-output': true },
+      }),
     ),
   ) as { return: { pid: number } };
-  const status = async (): Promise<{ exited: boolean; exitcode?: number }> =>
+  const status = async (): Promise<GuestExecStatus> =>
     (
       JSON.parse(
         await virsh(
@@ -96,9 +113,12 @@ async function guestExec(dom: string, command: string): Promise<{ done: Promise<
           dom,
           JSON.stringify({ execute: 'guest-exec-status', arguments: { pid: started.return.pid } }),
         ),
-      ) as { return: { exited: boolean; exitcode?: number } }
+      ) as { return: GuestExecStatus }
     ).return;
-  return { done: eventually(status, (st) => st.exited, 60_000, `${command} exited`).then((st) => st.exitcode ?? -1) };
+  return {
+    done: eventually(status, (st) => st.exited, 60_000, `${command} exited`),
+    status,
+  };
 }
 
 /** `virsh domstate --reason`, e.g. "paused (user)". */
@@ -174,6 +194,8 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
       'libvirt',
       '--qga-poll-interval',
       '1',
+      '--log-level',
+      'debug',
     ]);
     c = await RpcClient.connect(d.url);
     sub = await RpcClient.connect(d.url);
@@ -183,6 +205,16 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
     await c.close();
     await sub.close();
     await d.stop();
+  });
+
+  // On a failure, the daemon's own account of it (libvirt steps, counter samples, guest agents,
+  // warnings; not each call and connection), so that a failure in CI says why.
+  beforeEach((ctx) => {
+    ctx.onTestFailed(() => {
+      const lines = d.logs().filter((l) => l.part !== 'rpc' || (l.level !== 'debug' && l.level !== 'info'));
+      console.log(`[vm] daemon log (last ${Math.min(lines.length, 400)} of ${lines.length} lines):`);
+      for (const l of lines.slice(-400)) console.log(JSON.stringify(l));
+    });
   });
 
   it('lists a domain without agent channels: status from libvirt, elapsedTime from its start, no vNIC libvirt does not manage', async () => {
@@ -242,15 +274,16 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
       });
       expect(s.network[n.device]!.alias).toMatch(/^net\d+$/);
     }
-    // The guest sends some traffic on both NICs; the counters settle and then equal libvirt's.
-    await virsh(
-      'qemu-agent-command',
-      two.uuid,
-      JSON.stringify({
-        execute: 'guest-exec',
-        arguments: { path: '/bin/sh', arg: ['-c', 'ping -c 3 -b 192.0.2.255; ping -c 3 -b 198.51.100.255'] },
-      }),
-    );
+    // The guest sends some traffic on both NICs (broadcast pings: the guest's busybox ping has no
+    // -b, it pings a broadcast address as given); the counters settle and then equal libvirt's.
+    const pinged = await (
+      await guestExec(two.uuid, 'ping -q -c 3 -W 1 192.0.2.255; ping -q -c 3 -W 1 198.51.100.255')
+    ).done;
+    expect(
+      Buffer.from(pinged['out-data'] ?? '', 'base64')
+        .toString()
+        .match(/3 packets transmitted/g),
+    ).toHaveLength(2);
     for (const n of want) {
       await eventually(
         async () => ({ ours: (await stats(c, two.uuid)).network[n.device]!, ref: await domifstat(two.uuid, n.device) }),
@@ -285,34 +318,45 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
 
   it('while the guest sends traffic, the first call after each counter sample shows that sample: counters at least what virsh domifstat said before it, the reply as serialising it afresh gives', async () => {
     const devs = (await domiflist(two.uuid)).map((n) => n.device);
-    // Broadcast pings for ~12 s on both NICs: the counters move at every sample (1 s here).
+    // Broadcast pings on both NICs, 5 a second each, until the rounds below are done (stopped
+    // then; -w 300 ends them anyway): the counters move at every sample (1 s here).
     const pings = await guestExec(
       two.uuid,
-      'ping -i 0.2 -c 60 -b 192.0.2.255 >/dev/null & ping -i 0.2 -c 60 -b 198.51.100.255 >/dev/null; wait',
+      'ping -q -i 0.2 -w 300 192.0.2.255 >/dev/null & ping -q -i 0.2 -w 300 198.51.100.255 >/dev/null & wait',
     );
     // sampleTime is the daemon's CLOCK_MONOTONIC in seconds, the clock this process reads too.
     const monotonicSec = (): number => Number(process.hrtime.bigint() / 1_000_000n) / 1000;
     const entry = (raw: string): Stats =>
       (JSON.parse(raw) as { result: Stats[] }).result.find((x) => x.vmId === two.uuid)!;
-    for (let round = 0; round < 3; round++) {
-      const before = await Promise.all(devs.map((dev) => domifstat(two.uuid, dev)));
-      const t0 = monotonicSec();
-      const raw = await eventually(
-        () => rawCall(d.url, 'Host.getAllVmStats'),
-        (text) => devs.every((dev) => entry(text).network[dev]!.sampleTime > t0),
-        15_000,
-        'a counter sample taken after virsh domifstat answered',
-      );
-      const s = entry(raw);
-      devs.forEach((dev, i) => {
-        expect(BigInt(s.network[dev]!.rx)).toBeGreaterThanOrEqual(BigInt(before[i]!.rx_bytes!));
-        expect(BigInt(s.network[dev]!.tx)).toBeGreaterThanOrEqual(BigInt(before[i]!.tx_bytes!));
-      });
-      expect(Number(s.network[devs[0]!]!.rx)).toBeGreaterThan(0);
-      // Byte for byte what serialising the same values afresh gives (sample times keep their fraction).
-      expect(raw).toBe(JSON.stringify(JSON.parse(raw)).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'));
+    try {
+      for (let round = 0; round < 3; round++) {
+        const before = await Promise.all(devs.map((dev) => domifstat(two.uuid, dev)));
+        const t0 = monotonicSec();
+        const raw = await eventually(
+          () => rawCall(d.url, 'Host.getAllVmStats'),
+          (text) => devs.every((dev) => entry(text).network[dev]!.sampleTime > t0),
+          15_000,
+          `a counter sample taken after virsh domifstat answered (at ${t0} s)`,
+        ).catch(async (err: unknown) => {
+          // Counters that stop moving give no new sample: say whether the guest still sent.
+          throw new Error(`${(err as Error).message}; the guest's pings: ${JSON.stringify(await pings.status())}`);
+        });
+        const s = entry(raw);
+        devs.forEach((dev, i) => {
+          expect(BigInt(s.network[dev]!.rx)).toBeGreaterThanOrEqual(BigInt(before[i]!.rx_bytes!));
+          expect(BigInt(s.network[dev]!.tx)).toBeGreaterThanOrEqual(BigInt(before[i]!.tx_bytes!));
+        });
+        expect(Number(s.network[devs[0]!]!.rx)).toBeGreaterThan(0);
+        // Byte for byte what serialising the same values afresh gives (sample times keep their fraction).
+        expect(raw).toBe(JSON.stringify(JSON.parse(raw)).replace(/"sampleTime":(\d+)(?=[,}])/g, '"sampleTime":$1.0'));
+      }
+      // The pings ran all along (an early exit means the traffic above was not theirs).
+      expect(await pings.status()).toMatchObject({ exited: false });
+    } finally {
+      // Stopped also when a round failed: the next tests find the guest as it was.
+      const stop = await guestExec(two.uuid, 'killall ping');
+      await Promise.all([stop.done, pings.done]);
     }
-    await pings.done; // the guest as it was for the next tests
   });
 
   it('a hot-plugged vNIC shows up (libvirt device-added event)', async () => {
@@ -336,7 +380,7 @@ describe.skipIf(skip)('VMs from a real libvirtd', () => {
       two.uuid,
       'mkdir -p /sbin; printf "#!/bin/sh\\nexec poweroff -f\\n" > /sbin/shutdown; chmod +x /sbin/shutdown',
     );
-    expect(await made.done).toBe(0);
+    expect((await made.done).exitcode).toBe(0);
     const start = vmEvents(sub, two.uuid).length;
     await virsh('shutdown', two.uuid, '--mode', 'agent');
     const evs = await eventually(

@@ -78,6 +78,8 @@ export class LibvirtInventory {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private retry: NodeJS.Timeout | null = null;
+  /** When the counter sample now queued or running was queued (performance.now()), null when none is. */
+  private sampleQueuedAt: number | null = null;
   private readonly onState = (s: string): void => {
     if (s === 'up') this.enqueueResync();
   };
@@ -93,7 +95,20 @@ export class LibvirtInventory {
     client.on('domainEvent', this.onEvent);
     if (client.state === 'up') this.onState('up');
     this.timer = setInterval(() => {
-      if (client.state === 'up' && this.known.size > 0) this.enqueue('counters', () => this.refreshCounters());
+      if (client.state !== 'up' || this.known.size === 0) return;
+      // One sample at a time: a tick that finds the last one still queued or waiting for
+      // libvirtd (at most the client's call timeout) is skipped, so a slow libvirtd costs samples,
+      // not a growing queue of them that every later event would wait behind.
+      if (this.sampleQueuedAt !== null) {
+        this.opts.log.debug(
+          { waitingMs: Math.round(performance.now() - this.sampleQueuedAt) },
+          'vNIC counter sample skipped: the last one is not done',
+        );
+        return;
+      }
+      const queuedAt = (this.sampleQueuedAt = performance.now());
+      this.enqueue('counters', () => this.refreshCounters(undefined, queuedAt));
+      void this.chain.then(() => (this.sampleQueuedAt = null));
     }, this.opts.intervalMs);
     this.timer.unref();
   }
@@ -244,8 +259,9 @@ export class LibvirtInventory {
   }
 
   /** vNIC counters for the given domains (all known when none given), then the registry told of changes. */
-  private async refreshCounters(only?: DomainRef[]): Promise<void> {
+  private async refreshCounters(only?: DomainRef[], queuedAt?: number): Promise<void> {
     const { client, registry } = this.opts;
+    const began = performance.now();
     let sample: Iterable<[string, Map<string, Partial<InterfaceCounters>>]>;
     if (this.opts.counters === 'one-per-domain') {
       const byId = new Map<string, Map<string, Partial<InterfaceCounters>>>();
@@ -265,6 +281,7 @@ export class LibvirtInventory {
       // Decoded record by record in the slices below, not all at once.
       sample = countersByDomain(await client.allDomainStatsRecords(StatsType.interface, only ?? []));
     }
+    const answered = performance.now();
     // The sample lands in two steps. First, a slice of VMs per event-loop turn, each VM's record
     // is decoded and each changed VM's `network` map built and serialised into its new bytes
     // (nothing visible changes yet; calls are answered between slices). Then every VM takes its
@@ -292,6 +309,15 @@ export class LibvirtInventory {
       registry.hypervisorNetwork(id, network);
     }
     if (ahead && changed.length > 0) registry.warmJson();
+    this.opts.log.debug(
+      {
+        changed: changed.length,
+        queuedMs: queuedAt === undefined ? undefined : Math.round(began - queuedAt),
+        libvirtMs: Math.round(answered - began),
+        landedMs: Math.round(performance.now() - answered),
+      },
+      'vNIC counters sampled',
+    );
   }
 }
 
