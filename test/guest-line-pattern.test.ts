@@ -164,35 +164,36 @@ describe('a line that matches the last heartbeat parses as that heartbeat', () =
   });
 });
 
-describe('OvirtChannelHandler with the heartbeat pattern', () => {
-  function handler(): {
-    reg: VmRegistry;
-    h: OvirtChannelHandler;
-    logs: Record<string, unknown>[];
-    written: string[];
-    guard: InputGuard;
-  } {
-    const reg = new VmRegistry();
-    reg.channelAdded(VM, OVIRT);
-    const logs: Record<string, unknown>[] = [];
-    const guard = new InputGuard(
-      VM,
-      pino(
-        { level: 'debug' },
-        { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
-      ),
-    );
-    const h = new OvirtChannelHandler(VM, OVIRT, reg, guard, 120_000);
-    const written: string[] = [];
-    h.connected({
-      write: (b: Buffer) => {
-        written.push(b.toString().trim());
-        return true;
-      },
-    });
-    return { reg, h, logs, written, guard };
-  }
+/** A handler over a real registry and input guard; what it writes to the agent, logs and registry changes are kept. */
+function handler(): {
+  reg: VmRegistry;
+  h: OvirtChannelHandler;
+  logs: Record<string, unknown>[];
+  written: string[];
+  changed: string[][];
+  guard: InputGuard;
+} {
+  const reg = new VmRegistry();
+  const changed: string[][] = [];
+  reg.onChange((c) => changed.push(c.changed));
+  reg.channelAdded(VM, OVIRT);
+  const logs: Record<string, unknown>[] = [];
+  const guard = new InputGuard(
+    VM,
+    pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) }),
+  );
+  const h = new OvirtChannelHandler(VM, OVIRT, reg, guard, 120_000);
+  const written: string[] = [];
+  h.connected({
+    write: (b: Buffer) => {
+      written.push(b.toString().trim());
+      return true;
+    },
+  });
+  return { reg, h, logs, written, changed, guard };
+}
 
+describe('OvirtChannelHandler with the heartbeat pattern', () => {
   it('negotiates the version the agent announces after a run of matching heartbeats', () => {
     const { h, written } = handler();
     for (let n = 0; n < 5; n++) h.data(Buffer.from(agentBeat(2048 - n, 10 * n + 1, n, '0') + '\n'));
@@ -236,32 +237,8 @@ describe('LinePattern.exact', () => {
 });
 
 describe('OvirtChannelHandler with repeated network data', () => {
-  function setup(): {
-    reg: VmRegistry;
-    changed: string[][];
-    h: OvirtChannelHandler;
-    logs: Record<string, unknown>[];
-    guard: InputGuard;
-  } {
-    const reg = new VmRegistry();
-    const changed: string[][] = [];
-    reg.onChange((c) => changed.push(c.changed));
-    reg.channelAdded(VM, OVIRT);
-    const logs: Record<string, unknown>[] = [];
-    const guard = new InputGuard(
-      VM,
-      pino(
-        { level: 'debug' },
-        { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
-      ),
-    );
-    const h = new OvirtChannelHandler(VM, OVIRT, reg, guard, 120_000);
-    h.connected({ write: () => true });
-    return { reg, changed, h, logs, guard };
-  }
-
   it('a repeat changes nothing; a change is announced; the first data again after a change is applied', () => {
-    const { reg, changed, h } = setup();
+    const { reg, changed, h } = handler();
     h.data(Buffer.from(network('192.0.2.7') + '\n'));
     expect(changed.at(-1)).toEqual(['netIfaces', 'guestIPs', 'guestAgentStatus']);
     changed.length = 0;
@@ -279,7 +256,7 @@ describe('OvirtChannelHandler with repeated network data', () => {
   });
 
   it('a repeat after the registry lost the VM (its channel re-added) brings the data back', () => {
-    const { reg, h } = setup();
+    const { reg, h } = handler();
     h.data(Buffer.from(network('192.0.2.7') + '\n'));
     reg.channelRemoved(VM, OVIRT);
     reg.channelAdded(VM, OVIRT);
@@ -293,7 +270,7 @@ describe('OvirtChannelHandler with repeated network data', () => {
   });
 
   it('data with an issue is parsed, and counted, every time it comes', () => {
-    const { h, guard, logs } = setup();
+    const { h, guard, logs } = handler();
     for (let n = 0; n < 3; n++) h.data(Buffer.from(network('192.0.2.777') + '\n'));
     h.stop();
     guard.close();
