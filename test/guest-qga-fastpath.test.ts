@@ -1,6 +1,6 @@
-// QgaReader.read() (the framer's sink, events handed to a sink, reply lines as reused views of
-// the read buffer: issue 16, idle CPU) gives what push() (the framer's frame list, an event list,
-// a fresh view per line) gives, on the same streams cut into chunks at random places.
+// QgaReader.read() (the framer's sink, events handed to a sink as they are found: issue 16, idle
+// CPU) gives what push() (the framer's frame list, an event list) gives, on the same streams cut
+// into chunks at random places and read from one reused buffer as the channels read them.
 import { describe, expect, it } from 'vitest';
 import type { IssueCounts } from '../src/guest/issues.js';
 import { GUEST_LIMITS } from '../src/guest/sanitize.js';
@@ -77,8 +77,8 @@ class Recorder implements QgaEventSink {
 
 describe('QgaReader.read() against push()', () => {
   it('gives the same events, repeated replies included, however the stream is cut', () => {
-    // One read buffer for every chunk, as the channels have (channels/channel.ts): the same reply
-    // at the same place comes out as the same cached view with new bytes under it.
+    // One read buffer for every chunk, as the channels have (channels/channel.ts): a reply's bytes
+    // are overwritten by the next chunk.
     const readBuffer = Buffer.alloc(GUEST_LIMITS.maxLineBytes + 4096);
     let sames = 0;
     let replies = 0;
@@ -130,7 +130,7 @@ describe('QgaReader.read() against push()', () => {
     expect(replies - sames).toBeGreaterThan(50);
   });
 
-  it('hands a repeated reply on as unparsed only when the bytes under a reused view repeat it', () => {
+  it('hands a repeated reply on as unparsed only when the bytes in the reused buffer repeat it', () => {
     const buffer = Buffer.alloc(4096);
     const line = (addr: string, n: number): Buffer =>
       Buffer.from(
@@ -141,7 +141,7 @@ describe('QgaReader.read() against push()', () => {
     for (const [addr, n] of [
       ['10.0.0.1', 1],
       ['10.0.0.1', 2],
-      ['10.0.0.2', 3], // same length and place: the cached view, new bytes
+      ['10.0.0.2', 3], // same length and place, new bytes
       ['10.0.0.2', 4],
     ] as const) {
       const b = line(addr, n);

@@ -282,29 +282,6 @@ class QgaEventList implements QgaEventSink {
 /** The lines' sink between reads: nothing comes then. */
 const NO_EVENTS: QgaEventSink = { synced: () => undefined, reply: () => undefined, discarded: () => undefined };
 
-// A reply line is handed on as a view of the chunk it came in, and the chunks are views of the
-// channels' one read buffer (channels/channel.ts): each poll's reply sits at the same place with
-// the same length as the last one, so the view made then is used again (a view per reply was
-// ~90 bytes of garbage and a constructor call). One view per length of the one buffer last seen
-// (~0.1 KiB each, lengths up to 4 KiB): at most ~0.4 MB even if every length occurs.
-const CACHED_VIEWS = 4096;
-let viewsOf: ArrayBufferLike | null = null;
-let views: (Buffer | undefined)[] = [];
-
-/** `chunk[start, end)` as a Buffer, valid as long as the chunk's memory is (see FrameSink.line). */
-function lineView(chunk: Buffer, start: number, end: number): Buffer {
-  if (start === 0 && end === chunk.length) return chunk;
-  const length = end - start;
-  if (length > CACHED_VIEWS) return chunk.subarray(start, end);
-  if (chunk.buffer !== viewsOf) {
-    viewsOf = chunk.buffer;
-    views = new Array<Buffer | undefined>(CACHED_VIEWS + 1).fill(undefined);
-  }
-  const view = views[length];
-  if (view !== undefined && view.byteOffset === chunk.byteOffset + start) return view;
-  return (views[length] = chunk.subarray(start, end));
-}
-
 /** The reader's state machine over the framer's frames (LineFramer.feed's sink). */
 class QgaLines implements FrameSink {
   syncId: number | null = null;
@@ -340,7 +317,7 @@ class QgaLines implements FrameSink {
     }
     const command = this.answering;
     this.answering = null;
-    this.reply(lineView(chunk, start, end), command);
+    this.reply(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end), command);
   }
 
   private reply(line: Buffer, command: string | null): void {
