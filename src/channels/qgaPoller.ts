@@ -131,7 +131,11 @@ export class QgaPoller {
   }
 
   private syncFailed(err: QgaCommandError): void {
-    this.ended(() => this.failed(err));
+    try {
+      this.failed(err);
+    } finally {
+      this.ended();
+    }
   }
 
   /** The round's commands: network data, and host name and OS info when due. */
@@ -148,11 +152,13 @@ export class QgaPoller {
     do command = this.list[++this.index];
     while (command !== undefined && this.unsupported?.has(command));
     if (command === undefined) {
-      this.ended(() => {
+      try {
         this.detailsIn = this.list === ALL ? this.detailsEvery - 1 : this.detailsIn - 1;
         this.flush();
         this.sink.status('responsive');
-      });
+      } finally {
+        this.ended();
+      }
       return;
     }
     this.sentAt = performance.now();
@@ -181,33 +187,33 @@ export class QgaPoller {
       this.next();
       return;
     }
-    this.ended(() => {
+    try {
       this.flush();
       this.failed(err);
-    });
+    } finally {
+      this.ended();
+    }
   }
 
-  /** Ends the round (whatever `last` throws) and schedules the next. */
-  private ended(last: () => void): void {
-    try {
-      last();
-    } finally {
-      this.report = null;
-      this.issues = null;
-      this.running = false;
-      if (!this.stopped) {
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        } else {
-          // The first wait after a (re)connection is a random part of the interval: VMs found
-          // together (a daemon start with a thousand sockets) are then polled spread over the
-          // interval, not in one burst.
-          const delay = this.spread ? Math.round(this.opts.intervalMs * Math.random()) : this.opts.intervalMs;
-          this.spread = false;
-          this.slots.schedule(this.entry, delay);
-        }
-      }
+  /**
+   * Ends the round and schedules the next; called from a `finally` after the round's last step
+   * (a closure for that step was an object per round).
+   */
+  private ended(): void {
+    this.report = null;
+    this.issues = null;
+    this.running = false;
+    if (this.stopped) return;
+    if (this.again) {
+      this.again = false;
+      this.kick();
+    } else {
+      // The first wait after a (re)connection is a random part of the interval: VMs found
+      // together (a daemon start with a thousand sockets) are then polled spread over the
+      // interval, not in one burst.
+      const delay = this.spread ? Math.round(this.opts.intervalMs * Math.random()) : this.opts.intervalMs;
+      this.spread = false;
+      this.slots.schedule(this.entry, delay);
     }
   }
 

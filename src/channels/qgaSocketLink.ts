@@ -7,30 +7,35 @@ import { randomInt } from 'node:crypto';
 import type { ChannelName } from '../wire.js';
 import type { ChannelHandler, ChannelWriter } from './channel.js';
 import type { InputGuard } from './inputGuard.js';
-import { GuestIssue } from '../guest/issues.js';
-import { QgaReader, encodeCommand, encodeSync, type QgaReply } from '../guest/qemuAgent.js';
+import { GuestIssue, type GuestIssueCode, type IssueCounts } from '../guest/issues.js';
+import { QgaReader, encodeCommand, encodeSync, type QgaEventSink, type QgaReply } from '../guest/qemuAgent.js';
 import { QGA_SAME_REPLY, QgaCommandError, failLater, type QgaLink, type QgaReplyTo } from '../guest/qgaLink.js';
 import type { PollSlots, SlotEntry } from './pollSlots.js';
 
-interface Pending {
-  replyTo: QgaReplyTo;
-  timeoutMs: number;
-  sync: boolean;
-  /** The command, for the log. */
-  what: string;
-  /** The command whose last reply a repeat may be matched against (no arguments), or null. */
-  answering: string | null;
-}
-
-export class QgaSocketLink implements QgaLink, ChannelHandler {
+// The command in flight and a settled outcome are fields, not an object each: with a thousand
+// polled agents every object per command shows in the daemon's idle CPU (as garbage to collect).
+export class QgaSocketLink implements QgaLink, ChannelHandler, QgaEventSink {
   private readonly reader = new QgaReader();
   private writer: ChannelWriter | null = null;
   private everConnected = false;
-  private pending: Pending | null = null;
+  /** Where the command in flight is answered; null: none in flight (the pending* fields mean nothing). */
+  private pendingTo: QgaReplyTo | null = null;
+  private pendingTimeoutMs = 0;
+  /** True for a resync. */
+  private pendingSync = false;
+  /** The command, for the log. */
+  private pendingWhat = '';
+  /** The command whose last reply a repeat may be matched against (no arguments), or null. */
+  private pendingAnswering: string | null = null;
   /** The pending command's timeout in the wheel (slot -1: none). */
   private readonly deadline: SlotEntry = { run: () => this.timedOut(), slot: -1 };
-  /** A settled command's outcome on its way to the poller (at most one: the poller waits for it before sending). */
-  private outcome: { replyTo: QgaReplyTo; value: unknown; err: QgaCommandError | null } | null = null;
+  /**
+   * A settled command's outcome on its way to the poller (at most one: the poller waits for it
+   * before sending); null: none.
+   */
+  private outcomeTo: QgaReplyTo | null = null;
+  private outcomeValue: unknown = undefined;
+  private outcomeErr: QgaCommandError | null = null;
   /** While data() reads a chunk: an outcome waits for its end. */
   private reading = false;
   /** Called when the connection comes or goes (the poller resyncs and polls at once). */
@@ -62,7 +67,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
       this.read(chunk);
     } catch (err) {
       this.reading = false;
-      if (this.outcome) queueMicrotask(this.deliver); // the poller still hears how its command ended
+      if (this.outcomeTo) queueMicrotask(this.deliver); // the poller still hears how its command ended
       throw err;
     }
     this.reading = false;
@@ -70,34 +75,39 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
   }
 
   private read(chunk: Buffer): void {
-    for (const ev of this.reader.push(chunk, this.pending && !this.pending.sync ? this.pending.answering : null)) {
-      if (ev.type === 'synced') {
-        if (this.pending?.sync) this.settle(undefined, null);
-        continue;
-      }
-      if (ev.type === 'discarded') {
-        this.guard.note(this.channel, new Map([[ev.code, 1]]));
-        // An over-long reply is an answer we cannot use; the framer resumes at its newline.
-        if (ev.code === GuestIssue.lineTooLong && this.pending && !this.pending.sync) {
-          this.settle(null, new QgaCommandError('agent', 'reply longer than the line cap', 'ReplyTooLong'));
-        }
-        continue;
-      }
-      // Replies we asked for are bounded by our own schedule; only unsolicited ones spend the budget.
-      const waited = this.pending && !this.pending.sync ? this.pending.what : null;
-      if (waited === null && !this.guard.admitMessage(this.channel)) continue;
-      if (ev.issues.size)
-        this.guard.note(
-          this.channel,
-          ev.issues,
-          waited !== null && ev.reply.kind === 'invalid' ? { command: waited } : undefined,
-        );
-      this.onReply(ev.reply);
+    this.reader.read(chunk, this.pendingTo && !this.pendingSync ? this.pendingAnswering : null, this);
+  }
+
+  /** The reader's sink (QgaEventSink), called only from inside data(). */
+  synced(): void {
+    if (this.pendingTo && this.pendingSync) this.settle(undefined, null);
+  }
+
+  /** The reader's sink (QgaEventSink), called only from inside data(). */
+  discarded(code: GuestIssueCode): void {
+    this.guard.note(this.channel, new Map([[code, 1]]));
+    // An over-long reply is an answer we cannot use; the framer resumes at its newline.
+    if (code === GuestIssue.lineTooLong && this.pendingTo && !this.pendingSync) {
+      this.settle(null, new QgaCommandError('agent', 'reply longer than the line cap', 'ReplyTooLong'));
     }
   }
 
+  /** The reader's sink (QgaEventSink), called only from inside data(). */
+  reply(reply: QgaReply, issues: IssueCounts): void {
+    // Replies we asked for are bounded by our own schedule; only unsolicited ones spend the budget.
+    const waited = this.pendingTo && !this.pendingSync ? this.pendingWhat : null;
+    if (waited === null && !this.guard.admitMessage(this.channel)) return;
+    if (issues.size)
+      this.guard.note(
+        this.channel,
+        issues,
+        waited !== null && reply.kind === 'invalid' ? { command: waited } : undefined,
+      );
+    this.onReply(reply);
+  }
+
   private onReply(reply: QgaReply): void {
-    if (!this.pending || this.pending.sync) {
+    if (!this.pendingTo || this.pendingSync) {
       this.guard.note(this.channel, new Map([[GuestIssue.qgaUnexpectedReply, 1]]));
       return;
     }
@@ -109,7 +119,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     else
       this.settle(
         null,
-        new QgaCommandError('protocol', `${this.pending.what} got a reply that is not valid qemu-ga JSON`),
+        new QgaCommandError('protocol', `${this.pendingWhat} got a reply that is not valid qemu-ga JSON`),
       );
   }
 
@@ -132,7 +142,7 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
     replyTo: QgaReplyTo,
   ): boolean {
     let err: QgaCommandError | null = null;
-    if (this.pending) err = new QgaCommandError('busy', 'a command is already in flight');
+    if (this.pendingTo) err = new QgaCommandError('busy', 'a command is already in flight');
     else if (!this.writer && !this.everConnected) err = new QgaCommandError('notYet', 'channel not connected yet');
     else if (!this.writer || !this.writer.write(bytes))
       err = new QgaCommandError('disconnected', 'channel not connected');
@@ -140,34 +150,47 @@ export class QgaSocketLink implements QgaLink, ChannelHandler {
       failLater(replyTo, err);
       return false;
     }
-    this.pending = { replyTo, timeoutMs, sync, what, answering };
+    this.pendingTo = replyTo;
+    this.pendingTimeoutMs = timeoutMs;
+    this.pendingSync = sync;
+    this.pendingWhat = what;
+    this.pendingAnswering = answering;
     this.slots.scheduleNotBefore(this.deadline, timeoutMs);
     return true;
   }
 
   private timedOut(): void {
-    const p = this.pending;
-    if (p) this.settle(null, new QgaCommandError('timeout', `${p.what} got no answer within ${p.timeoutMs} ms`));
+    if (this.pendingTo)
+      this.settle(
+        null,
+        new QgaCommandError('timeout', `${this.pendingWhat} got no answer within ${this.pendingTimeoutMs} ms`),
+      );
   }
 
   // The outcome reaches the poller once the chunk that settled it is read to its end (so a line
   // behind the reply is never taken for the reply to the command the poller sends next), and
   // otherwise (a timeout, a lost link) in a microtask, as a promise's would.
   private settle(value: unknown, err: QgaCommandError | null): void {
-    const p = this.pending;
-    if (!p) return;
-    this.pending = null;
+    const to = this.pendingTo;
+    if (!to) return;
+    this.pendingTo = null;
+    this.pendingAnswering = null;
     this.slots.cancel(this.deadline);
-    this.outcome = { replyTo: p.replyTo, value, err };
+    this.outcomeTo = to;
+    this.outcomeValue = value;
+    this.outcomeErr = err;
     if (!this.reading) queueMicrotask(this.deliver);
   }
 
   private readonly deliver = (): void => {
-    const o = this.outcome;
-    if (!o) return;
-    this.outcome = null;
-    if (o.err) o.replyTo.failed(o.err);
-    else o.replyTo.answered(o.value);
+    const to = this.outcomeTo;
+    if (!to) return;
+    const { outcomeValue: value, outcomeErr: err } = this;
+    this.outcomeTo = null;
+    this.outcomeValue = undefined;
+    this.outcomeErr = null;
+    if (err) to.failed(err);
+    else to.answered(value);
   };
 
   stop(): void {

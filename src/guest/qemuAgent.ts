@@ -3,7 +3,7 @@
 // reaching qemu-ga (the direct socket link here; libvirt's agent-command call elsewhere), which
 // is why the mapping functions take the already-parsed `return` value.
 import type { GuestNetworkDeviceInfo } from '../wire.js';
-import { LineFramer, QGA_DELIMITER, isBlank } from './framing.js';
+import { LineFramer, QGA_DELIMITER, isBlank, type FrameSink } from './framing.js';
 import { GuestIssue, NO_ISSUES, noteIssue, type GuestIssueCode, type IssueCounts } from './issues.js';
 import {
   GUEST_LIMITS,
@@ -256,32 +256,116 @@ export type QgaEvent =
   /** Input thrown away: stale replies while resyncing, or an over-long line. */
   | { type: 'discarded'; code: GuestIssueCode };
 
+/** Where QgaReader.read() hands what it finds, in stream order: what push() lists as QgaEvents. */
+export interface QgaEventSink {
+  synced(): void;
+  /** `issues` may be shared (a repeated reply's are the remembered ones): read them, never change them. */
+  reply(reply: QgaReply, issues: IssueCounts): void;
+  /** Input thrown away: stale replies while resyncing, or an over-long line. */
+  discarded(code: GuestIssueCode): void;
+}
+
+/** push()'s sink: collects the events into a list. */
+class QgaEventList implements QgaEventSink {
+  readonly events: QgaEvent[] = [];
+  synced(): void {
+    this.events.push({ type: 'synced' });
+  }
+  reply(reply: QgaReply, issues: IssueCounts): void {
+    this.events.push({ type: 'reply', reply, issues });
+  }
+  discarded(code: GuestIssueCode): void {
+    this.events.push({ type: 'discarded', code });
+  }
+}
+
+/** The lines' sink between reads: nothing comes then. */
+const NO_EVENTS: QgaEventSink = { synced: () => undefined, reply: () => undefined, discarded: () => undefined };
+
+/** The reader's state machine over the framer's frames (LineFramer.feed's sink). */
+class QgaLines implements FrameSink {
+  syncId: number | null = null;
+  sawDelimiter = false;
+  /** Per command, the last reply to it (a `return` that was remembered); at most one per command polled. */
+  readonly known = new Map<string, Fingerprint>();
+  /** Where events go during a read (set by QgaReader). */
+  out: QgaEventSink = NO_EVENTS;
+  /** The command the next reply line answers, or null (see QgaReader.read). */
+  answering: string | null = null;
+
+  dropped(code: GuestIssueCode): void {
+    this.out.discarded(code);
+    // An over-long line answers the command too (with nothing usable): the earlier reply is
+    // still the last one the caller got.
+    if (this.syncId === null) this.answering = null;
+  }
+
+  delimiter(): void {
+    if (this.syncId !== null) this.sawDelimiter = true;
+  }
+
+  line(chunk: Buffer, start: number, end: number): void {
+    if (isBlank(chunk, start, end)) return;
+    if (this.syncId !== null) {
+      if (this.sawDelimiter && isSyncReply(chunk.subarray(start, end), this.syncId)) {
+        this.syncId = null;
+        this.out.synced();
+      } else {
+        this.out.discarded(GuestIssue.qgaUnexpectedReply);
+      }
+      return;
+    }
+    const command = this.answering;
+    this.answering = null;
+    this.reply(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end), command);
+  }
+
+  private reply(line: Buffer, command: string | null): void {
+    const known = command === null ? undefined : this.known.get(command);
+    if (known && matches(known, line)) {
+      this.out.reply(SAME_REPLY, known.issues);
+      return;
+    }
+    const issues: IssueCounts = new Map();
+    const reply = parseQgaReply(line, issues);
+    if (command !== null) {
+      // Whatever this reply is, the earlier one is no longer the last one the caller got.
+      if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES)
+        this.known.set(command, fingerprint(line, issues));
+      else this.known.delete(command);
+    }
+    this.out.reply(reply, issues);
+  }
+}
+
+function isSyncReply(line: Buffer, id: number): boolean {
+  const reply = parseQgaReply(line, new Map());
+  return reply.kind === 'return' && reply.value === id;
+}
+
 /**
  * The host's read side of a qemu-ga stream. After `beginSync(id)` everything is discarded up to
  * the agent's 0xFF, then replies are skipped until `{"return": id}`; only then do replies flow.
  */
 export class QgaReader {
   private readonly framer = new LineFramer(GUEST_LIMITS.maxLineBytes, QGA_DELIMITER);
-  private syncId: number | null = null;
-  private sawDelimiter = false;
-  /** Per command, the last reply to it (a `return` that was remembered); at most one per command polled. */
-  private readonly known = new Map<string, Fingerprint>();
+  private readonly lines = new QgaLines();
 
   get syncing(): boolean {
-    return this.syncId !== null;
+    return this.lines.syncId !== null;
   }
 
   beginSync(id: number): void {
-    this.syncId = id;
-    this.sawDelimiter = false;
+    this.lines.syncId = id;
+    this.lines.sawDelimiter = false;
   }
 
   /** A new connection: nothing half-read survives it. */
   reset(): void {
     this.framer.reset();
-    this.known.clear();
-    this.syncId = null;
-    this.sawDelimiter = false;
+    this.lines.known.clear();
+    this.lines.syncId = null;
+    this.lines.sawDelimiter = false;
   }
 
   get bufferedBytes(): number {
@@ -292,55 +376,39 @@ export class QgaReader {
    * `answering`: the command whose reply the next reply line is (its caller's command in flight),
    * or null. That line is compared with the last reply to the same command and, when it repeats
    * it (counters aside), comes out as SAME_REPLY, unparsed; its caller must then still have what
-   * it made of that earlier reply. Every other line is parsed.
+   * it made of that earlier reply. Every other line is parsed. Events go to `sink` as they are
+   * found (a list and an object per reply were a visible part of the idle cost of a thousand
+   * agents); `sink` must not call this reader back from inside.
    */
+  read(chunk: Uint8Array, answering: string | null, sink: QgaEventSink): void {
+    const lines = this.lines;
+    lines.out = sink;
+    lines.answering = answering;
+    try {
+      this.framer.feed(chunk, lines);
+    } finally {
+      lines.out = NO_EVENTS;
+      lines.answering = null;
+    }
+  }
+
+  /** read() as a list, through the framer's list (the general path: tests and tools). */
   push(chunk: Uint8Array, answering: string | null = null): QgaEvent[] {
-    const events: QgaEvent[] = [];
-    for (const frame of this.framer.push(chunk)) {
-      if (frame.kind === 'dropped') {
-        events.push({ type: 'discarded', code: frame.code });
-        // An over-long line answers the command too (with nothing usable): the earlier reply is
-        // still the last one the caller got.
-        if (this.syncId === null) answering = null;
-        continue;
+    const list = new QgaEventList();
+    const lines = this.lines;
+    lines.out = list;
+    lines.answering = answering;
+    try {
+      for (const frame of this.framer.push(chunk)) {
+        if (frame.kind === 'dropped') lines.dropped(frame.code);
+        else if (frame.kind === 'delimiter') lines.delimiter();
+        else lines.line(frame.bytes, 0, frame.bytes.length);
       }
-      if (frame.kind === 'delimiter') {
-        if (this.syncId !== null) this.sawDelimiter = true;
-        continue;
-      }
-      if (isBlank(frame.bytes)) continue;
-      if (this.syncId !== null) {
-        if (this.sawDelimiter && this.isSyncReply(frame.bytes, this.syncId)) {
-          this.syncId = null;
-          events.push({ type: 'synced' });
-        } else {
-          events.push({ type: 'discarded', code: GuestIssue.qgaUnexpectedReply });
-        }
-        continue;
-      }
-      events.push(this.reply(frame.bytes, answering));
-      answering = null;
+    } finally {
+      lines.out = NO_EVENTS;
+      lines.answering = null;
     }
-    return events;
-  }
-
-  private reply(line: Buffer, command: string | null): QgaEvent {
-    const known = command === null ? undefined : this.known.get(command);
-    if (known && matches(known, line)) return { type: 'reply', reply: SAME_REPLY, issues: known.issues };
-    const issues: IssueCounts = new Map();
-    const reply = parseQgaReply(line, issues);
-    if (command !== null) {
-      // Whatever this reply is, the earlier one is no longer the last one the caller got.
-      if (reply.kind === 'return' && line.length <= MAX_REMEMBERED_BYTES)
-        this.known.set(command, fingerprint(line, issues));
-      else this.known.delete(command);
-    }
-    return { type: 'reply', reply, issues };
-  }
-
-  private isSyncReply(line: Buffer, id: number): boolean {
-    const reply = parseQgaReply(line, new Map());
-    return reply.kind === 'return' && reply.value === id;
+    return list.events;
   }
 }
 
