@@ -7,7 +7,9 @@
 // a script taking the daemon's arguments: bench/bareReader.mjs is the floor (the same I/O, no work).
 // QGA_IDLE_VMS_A / _B and QGA_IDLE_DAEMON_ARGS_A / _B give one side its own fleet size and daemon
 // flags: 1,000 VMs polled every 5 s against 100 every 0.5 s is the same event rate over a tenth
-// of the per-VM objects (what a cold working set costs).
+// of the per-VM objects (what a cold working set costs). QGA_IDLE_SIM_TICK_MS_A / _B set that
+// side's simulator tick (default 250 ms): oVirt heartbeats are sent from the tick, so a short one
+// spreads them out as real guests' own clocks do.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -76,7 +78,8 @@ async function main(): Promise<void> {
   }));
   try {
     for (const [k, s] of setups.entries()) {
-      s.sim = new GuestSimulator({ dir: s.dir });
+      const tick = process.env[`QGA_IDLE_SIM_TICK_MS_${'AB'[k]!}`];
+      s.sim = new GuestSimulator({ dir: s.dir, ...(tick ? { tickMs: Number(tick) } : {}) });
       await s.sim.addAll(
         generateGuests(Number(process.env[`QGA_IDLE_VMS_${'AB'[k]!}`] ?? VMS), {
           qemuShare: Number(process.env.QGA_IDLE_QEMU_SHARE ?? 1),
